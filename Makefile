@@ -1,0 +1,38 @@
+# Two commands matter: `make run` and `make test`. Everything else is a helper.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: run test test-sqlite test-postgres bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(VENV)/.runtime-installed: requirements.txt | $(PY)
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.dev-installed: requirements.txt requirements-dev.txt | $(PY)
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@ $(VENV)/.runtime-installed
+
+## Start the whole local stack: local AWS endpoint, provisioning, worker, beat and web server.
+run: $(VENV)/.runtime-installed
+	$(PY) manage.py devstack
+
+## The full suite: SQLite first, then the PostgreSQL-only tests on a throwaway server.
+test: test-sqlite test-postgres
+
+test-sqlite: $(VENV)/.dev-installed
+	$(PY) -m pytest
+
+test-postgres: $(VENV)/.dev-installed
+	$(PY) -m tests.postgres_server -- $(PY) -m pytest -m postgres
+
+## Benchmark the whole flow against a local stack started the way `make run` starts it.
+bench: $(VENV)/.dev-installed
+	$(PY) bench/order_flow.py
+
+clean:
+	rm -rf $(VENV) .local .pytest_cache

@@ -1,0 +1,16 @@
+from eventbus.consumer import ReceivedEvent
+from eventbus.registry import handles_every_event
+
+from . import services
+
+
+@handles_every_event
+def record_envelope(event: ReceivedEvent) -> None:
+    services.record_envelope(
+        event_id=event.event_id,
+        source=event.event_type.source,
+        detail_type=event.event_type.detail_type,
+        correlation_id=event.correlation_id,
+        occurred_at=event.occurred_at,
+        envelope=event.envelope,
+    )

@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import json
+
+from django.contrib import admin
+from django.utils.html import format_html
+
+from . import services
+from .models import DeliveryFailure, OutboxEvent, ProcessedEvent
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(OutboxEvent)
+class OutboxEventAdmin(ReadOnlyAdmin):
+    list_display = ("created_at", "detail_type", "correlation_id", "status", "attempts", "short_error", "published_at")
+    list_filter = ("status", "source", "detail_type")
+    search_fields = ("id", "correlation_id", "event_bridge_id")
+    date_hierarchy = "created_at"
+    actions = ["requeue"]
+    fields = (
+        "id", "source", "detail_type", "correlation_id", "status", "attempts", "next_attempt_at", "last_error",
+        "event_bridge_id", "created_at", "published_at", "pretty_detail",
+    )  # fmt: skip
+    readonly_fields = fields
+
+    @admin.display(description="Last error")
+    def short_error(self, event: OutboxEvent) -> str:
+        return event.last_error[:80]
+
+    @admin.display(description="Detail")
+    def pretty_detail(self, event: OutboxEvent) -> str:
+        return format_html("<pre>{}</pre>", json.dumps(event.detail, indent=2))
+
+    @admin.action(description="Send failed events again")
+    def requeue(self, request, queryset):
+        count = services.requeue_failed_events(event_ids=[str(pk) for pk in queryset.values_list("pk", flat=True)])
+        self.message_user(request, f"{count} failed event(s) queued for publishing again.")
+
+
+@admin.register(ProcessedEvent)
+class ProcessedEventAdmin(ReadOnlyAdmin):
+    list_display = ("processed_at", "handler", "detail_type", "event_id", "replay_name", "note")
+    list_filter = ("handler", "detail_type")
+    search_fields = ("event_id", "envelope_id")
+    date_hierarchy = "processed_at"
+
+
+@admin.register(DeliveryFailure)
+class DeliveryFailureAdmin(ReadOnlyAdmin):
+    list_display = ("last_failed_at", "queue_name", "detail_type", "event_id", "receive_count", "reason")
+    list_filter = ("queue_name", "detail_type")
+    search_fields = ("event_id", "message_id")

@@ -1,0 +1,18 @@
+from django.apps import AppConfig, apps
+from django.db.models.signals import post_save
+from django.utils.module_loading import autodiscover_modules
+
+
+class EventbusConfig(AppConfig):
+    name = "eventbus"
+    verbose_name = "Event bus"
+
+    def ready(self) -> None:
+        from . import signals
+        from .models import EventedModel
+
+        # Subscriptions are declared in each app's handlers.py; importing them fills the registry.
+        autodiscover_modules("handlers")
+        for model in apps.get_models():
+            if issubclass(model, EventedModel):
+                post_save.connect(signals.write_recorded_events, sender=model, dispatch_uid=f"outbox:{model._meta.label}")

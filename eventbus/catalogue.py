@@ -1,0 +1,61 @@
+"""The event catalogue (design brief section 3): every (source, detail-type) shopbus publishes."""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+SOURCE_PREFIX = "ecommerce."
+
+
+class EventType(NamedTuple):
+    source: str
+    detail_type: str
+
+    @property
+    def schema_name(self) -> str:
+        return re.sub(r"[^a-z0-9]+", "-", self.detail_type.lower()).strip("-")
+
+    def __str__(self) -> str:
+        return f"{self.source}/{self.detail_type}"
+
+
+ORDERS = "ecommerce.orders"
+INVENTORY = "ecommerce.inventory"
+PAYMENTS = "ecommerce.payments"
+
+ORDER_PLACED = EventType(ORDERS, "Order Placed")
+ORDER_CONFIRMED = EventType(ORDERS, "Order Confirmed")
+ORDER_CANCELLED = EventType(ORDERS, "Order Cancelled")
+ORDER_SHIPPED = EventType(ORDERS, "Order Shipped")
+
+INVENTORY_RESERVED = EventType(INVENTORY, "Inventory Reserved")
+RESERVATION_FAILED = EventType(INVENTORY, "Reservation Failed")
+INVENTORY_RELEASED = EventType(INVENTORY, "Inventory Released")
+STOCK_UPDATED = EventType(INVENTORY, "Stock Updated")
+LOW_STOCK_ALERT = EventType(INVENTORY, "Low Stock Alert")
+
+PAYMENT_PROCESSED = EventType(PAYMENTS, "Payment Processed")
+PAYMENT_FAILED = EventType(PAYMENTS, "Payment Failed")
+PAYMENT_REFUNDED = EventType(PAYMENTS, "Payment Refunded")
+
+ALL_EVENT_TYPES: tuple[EventType, ...] = (
+    ORDER_PLACED,
+    ORDER_CONFIRMED,
+    ORDER_CANCELLED,
+    ORDER_SHIPPED,
+    INVENTORY_RESERVED,
+    RESERVATION_FAILED,
+    INVENTORY_RELEASED,
+    STOCK_UPDATED,
+    LOW_STOCK_ALERT,
+    PAYMENT_PROCESSED,
+    PAYMENT_FAILED,
+    PAYMENT_REFUNDED,
+)
+
+_BY_KEY = {(event_type.source, event_type.detail_type): event_type for event_type in ALL_EVENT_TYPES}
+
+
+def lookup(source: str, detail_type: str) -> EventType | None:
+    return _BY_KEY.get((source, detail_type))

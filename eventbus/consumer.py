@@ -1,0 +1,277 @@
+"""Consuming service queues (design brief section 7).
+
+Each message is parsed, validated against its schema, and dispatched by (source, detail-type) to the
+service's handler inside one transaction that also inserts ProcessedEvent(handler, eventId). The
+message is deleted only after that transaction commits. A message that fails is left on the queue:
+it comes back (after a backoff, at most the visibility timeout) and after maxReceiveCount SQS moves
+it to the queue's DLQ. The reason is logged and kept in DeliveryFailure.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+from django.conf import settings
+from django.db import IntegrityError, close_old_connections, transaction
+from django.utils import timezone
+
+from . import aws, registry, topology
+from .catalogue import EventType, lookup
+from .models import DeliveryFailure, ProcessedEvent
+from .services import caused_by
+from .validation import SchemaViolation, validate_detail
+
+logger = logging.getLogger(__name__)
+
+
+class MalformedEvent(ValueError):
+    pass
+
+
+class NoHandler(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class ReceivedEvent:
+    event_type: EventType
+    event_id: uuid.UUID
+    schema_version: int
+    occurred_at: str
+    correlation_id: str
+    causation_id: str | None
+    data: dict[str, Any]
+    envelope_id: str
+    replay_name: str
+    envelope: dict[str, Any]
+
+    @property
+    def order_id(self) -> uuid.UUID:
+        return uuid.UUID(self.data["orderId"])
+
+
+def parse_envelope(body: str) -> ReceivedEvent:
+    """An EventBridge envelope as SQS delivers it. `detail` is a JSON object, never a string."""
+    try:
+        envelope = json.loads(body)
+    except (TypeError, ValueError) as exc:
+        raise MalformedEvent(f"body is not JSON: {exc}") from exc
+    if not isinstance(envelope, dict):
+        raise MalformedEvent("body is not an EventBridge envelope")
+    missing = {"source", "detail-type", "detail"} - envelope.keys()
+    if missing:
+        raise MalformedEvent(f"envelope lacks {', '.join(sorted(missing))}")
+    event_type = lookup(envelope["source"], envelope["detail-type"])
+    if event_type is None:
+        raise MalformedEvent(f"{envelope['source']}/{envelope['detail-type']} is not in the event catalogue")
+    detail = envelope["detail"]
+    try:
+        validate_detail(event_type, detail)
+    except SchemaViolation as exc:
+        raise MalformedEvent(str(exc)) from exc
+    metadata = detail["metadata"]
+    return ReceivedEvent(
+        event_type=event_type,
+        event_id=uuid.UUID(metadata["eventId"]),
+        schema_version=metadata["schemaVersion"],
+        occurred_at=metadata["occurredAt"],
+        correlation_id=metadata["correlationId"],
+        causation_id=metadata.get("causationId"),
+        data=detail["data"],
+        envelope_id=str(envelope.get("id", "")),
+        replay_name=str(envelope.get("replay-name", "")),
+        envelope=envelope,
+    )
+
+
+@dataclass
+class Outcome:
+    acknowledged: bool
+    result: str  # processed | duplicate | failed | malformed | unroutable
+    event: ReceivedEvent | None = None
+    handler: str = ""
+    note: str = ""
+
+    @property
+    def event_id(self) -> str:
+        return str(self.event.event_id) if self.event else ""
+
+    @property
+    def detail_type(self) -> str:
+        return self.event.event_type.detail_type if self.event else ""
+
+
+def handle_message(*, service: str, body: str) -> Outcome:
+    """Parse, dedupe and dispatch one message. Never raises: the outcome says whether to delete it."""
+    try:
+        event = parse_envelope(body)
+    except MalformedEvent as exc:
+        return Outcome(acknowledged=False, result="malformed", note=str(exc))
+    subscription = registry.subscription_for(service, event.event_type.source, event.event_type.detail_type)
+    if subscription is None:
+        # Left for the DLQ rather than dropped: a rule ahead of its handler is a deploy to finish.
+        return Outcome(acknowledged=False, result="unroutable", event=event, note=f"{service} has no handler for it")
+    handler_name = subscription.handler_name
+    try:
+        with transaction.atomic():
+            try:
+                with transaction.atomic():
+                    ProcessedEvent.objects.create(
+                        handler=handler_name,
+                        event_id=event.event_id,
+                        detail_type=event.event_type.detail_type,
+                        envelope_id=event.envelope_id,
+                        replay_name=event.replay_name,
+                    )
+            except IntegrityError:
+                return Outcome(acknowledged=True, result="duplicate", event=event, handler=handler_name)
+            with caused_by(event.event_id):
+                note = subscription.handler(event) or ""
+            if note:
+                ProcessedEvent.objects.filter(handler=handler_name, event_id=event.event_id).update(note=note[:300])
+    except Exception as exc:  # noqa: BLE001 - any handler failure means: leave it on the queue
+        logger.debug("handler %s failed", handler_name, exc_info=True)
+        return Outcome(acknowledged=False, result="failed", event=event, handler=handler_name, note=f"{type(exc).__name__}: {exc}")
+    return Outcome(acknowledged=True, result="processed", event=event, handler=handler_name, note=note)
+
+
+def record_failure(*, queue_name: str, message_id: str, receive_count: int, outcome: Outcome) -> None:
+    now = timezone.now()
+    DeliveryFailure.objects.update_or_create(
+        message_id=message_id,
+        defaults={
+            "queue_name": queue_name,
+            "event_id": outcome.event_id,
+            "detail_type": outcome.detail_type,
+            "reason": f"{outcome.result}: {outcome.note}"[:5000],
+            "receive_count": receive_count,
+            "last_failed_at": now,
+        },
+        create_defaults={
+            "queue_name": queue_name,
+            "event_id": outcome.event_id,
+            "detail_type": outcome.detail_type,
+            "reason": f"{outcome.result}: {outcome.note}"[:5000],
+            "receive_count": receive_count,
+            "first_failed_at": now,
+            "last_failed_at": now,
+        },
+    )
+
+
+class QueuePoller(threading.Thread):
+    """Long-polls one service queue until stopped."""
+
+    def __init__(self, queue: topology.ServiceQueue, stop: threading.Event) -> None:
+        super().__init__(name=f"events-{queue.service}", daemon=True)
+        self.queue = queue
+        self.stop_event = stop
+        self.queue_url: str | None = None
+
+    def run(self) -> None:
+        logger.info("consuming %s for %s", self.queue.name, self.queue.service)
+        while not self.stop_event.is_set():
+            try:
+                self.poll_once()
+            except (BotoCoreError, ClientError) as exc:
+                logger.warning("queue %s: %s; retrying in 2s", self.queue.name, exc)
+                self.queue_url = None
+                self.stop_event.wait(2)
+            except Exception:  # noqa: BLE001 - the thread must outlive any single bad batch
+                logger.exception("queue %s: unexpected error; retrying in 2s", self.queue.name)
+                self.stop_event.wait(2)
+            finally:
+                close_old_connections()
+        logger.info("stopped consuming %s", self.queue.name)
+
+    def poll_once(self) -> int:
+        sqs = aws.client("sqs")
+        if self.queue_url is None:
+            self.queue_url = sqs.get_queue_url(QueueName=self.queue.name)["QueueUrl"]
+        response = sqs.receive_message(
+            QueueUrl=self.queue_url,
+            MaxNumberOfMessages=10,
+            WaitTimeSeconds=min(settings.EVENT_CONSUMER_WAIT_SECONDS, 10),
+            MessageSystemAttributeNames=["ApproximateReceiveCount"],
+        )
+        messages = response.get("Messages", [])
+        done = []
+        for message in messages:
+            if self.process(sqs, message):
+                done.append(message)
+        for start in range(0, len(done), 10):
+            chunk = done[start : start + 10]
+            result = sqs.delete_message_batch(
+                QueueUrl=self.queue_url,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)],
+            )
+            for failure in result.get("Failed", []):
+                # The message comes back and is skipped as a duplicate: harmless, worth a line.
+                logger.warning("queue %s: delete failed: %s", self.queue.name, failure)
+        return len(messages)
+
+    def process(self, sqs, message: dict[str, Any]) -> bool:
+        started = time.monotonic()
+        outcome = handle_message(service=self.queue.service, body=message.get("Body", ""))
+        receive_count = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+        log = {
+            "queue": self.queue.name,
+            "message_id": message["MessageId"],
+            "event_id": outcome.event_id,
+            "detail_type": outcome.detail_type,
+            "handler": outcome.handler,
+            "outcome": outcome.result,
+            "duration_ms": round((time.monotonic() - started) * 1000, 1),
+        }
+        if outcome.acknowledged:
+            if outcome.note:
+                log["note"] = outcome.note
+            logger.info("event %s", json.dumps(log))
+            return True
+        log.update(reason=outcome.note, receive_count=receive_count)
+        logger.warning("event %s", json.dumps(log))
+        record_failure(
+            queue_name=self.queue.name, message_id=message["MessageId"], receive_count=receive_count, outcome=outcome
+        )
+        self.back_off(sqs, message, receive_count)
+        return False
+
+    def back_off(self, sqs, message: dict[str, Any], receive_count: int) -> None:
+        delay = min(self.queue.visibility_timeout, settings.EVENT_RETRY_BASE_SECONDS * 2 ** (receive_count - 1))
+        try:
+            sqs.change_message_visibility(
+                QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=int(delay)
+            )
+        except (BotoCoreError, ClientError) as exc:
+            logger.warning("queue %s: could not shorten visibility: %s", self.queue.name, exc)
+
+
+class EventConsumer:
+    """One poller thread per subscribed service queue; stop() returns within the long-poll wait."""
+
+    def __init__(self, services: list[str] | None = None) -> None:
+        known = registry.services()
+        chosen = known if not services else services
+        unknown = sorted(set(chosen) - set(known))
+        if unknown:
+            raise ValueError(f"unknown event consumer(s) {', '.join(unknown)}; choose from {', '.join(known)}")
+        self.services = chosen
+        self.stop_event = threading.Event()
+        self.pollers = [QueuePoller(topology.SERVICE_QUEUES[service], self.stop_event) for service in chosen]
+
+    def start(self) -> None:
+        for poller in self.pollers:
+            poller.start()
+
+    def stop(self, timeout: float = 15) -> None:
+        self.stop_event.set()
+        deadline = time.monotonic() + timeout
+        for poller in self.pollers:
+            poller.join(max(0.0, deadline - time.monotonic()))

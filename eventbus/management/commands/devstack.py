@@ -1,0 +1,158 @@
+"""`make run`: the whole local stack in one foreground process that one Ctrl-C stops cleanly.
+
+Starts moto's server on 127.0.0.1 as the AWS endpoint, migrates, provisions (moto keeps nothing, so
+every start provisions), loads the demo catalogue, prints an admin login and a fresh API key, then
+runs the Celery worker (with the event consumers), beat and the web server until interrupted.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+from eventbus import services as eventbus_services
+from inventory import services as inventory_services
+from orders import services as order_services
+from orders.models import ApiKey
+
+LOCAL_KEY_NAME = "local stack (make run)"
+
+
+def _port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _wait_for_http(url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise CommandError(f"{url} did not answer within {timeout:.0f}s")
+
+
+class Command(BaseCommand):
+    help = "Run the whole local stack (local AWS, worker, beat, web) until Ctrl-C."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--no-web", action="store_true", help="Start everything but the web server.")
+
+    def handle(self, *args, no_web: bool = False, **options):
+        if not settings.USES_LOCAL_AWS or not settings.AWS_ENDPOINT_URL.startswith("http://127.0.0.1:"):
+            raise CommandError("devstack runs the local stack only; unset AWS_ENDPOINT_URL and AWS credentials.")
+        for name, port in (("LOCAL_AWS_PORT", settings.LOCAL_AWS_PORT), ("WEB_PORT", settings.WEB_PORT)):
+            if _port_in_use(port):
+                raise CommandError(f"port {port} ({name}) is in use: stop what holds it, or set {name}=<free port>")
+        self.children: list[tuple[str, subprocess.Popen]] = []
+        self.stopping = False
+        signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGTERM, self._on_signal)
+        try:
+            self._start()
+            if not no_web:
+                self._spawn("web", [sys.executable, "manage.py", "runserver", f"127.0.0.1:{settings.WEB_PORT}", "--noreload"])
+            self._supervise()
+        finally:
+            self._stop_all()
+
+    # --- start-up -----------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        bin_dir = Path(sys.executable).parent
+        self.stdout.write(f"Starting moto's server on 127.0.0.1:{settings.LOCAL_AWS_PORT} …")
+        self.local_aws_log = open(settings.LOCAL_DIR / "local-aws.log", "ab")  # noqa: SIM115 - lives as long as the stack
+        self._spawn(
+            "local-aws",
+            [str(bin_dir / "moto_server"), "-H", "127.0.0.1", "-p", str(settings.LOCAL_AWS_PORT)],
+            stdout=self.local_aws_log,
+            stderr=subprocess.STDOUT,
+        )
+        _wait_for_http(f"{settings.AWS_ENDPOINT_URL}/moto-api/", timeout=30)
+        # Children resolve settings afresh; pin them to this endpoint whatever their environment says.
+        os.environ["AWS_ENDPOINT_URL"] = settings.AWS_ENDPOINT_URL
+        call_command("migrate", interactive=False, verbosity=0)
+        call_command("provision_aws", stdout=self.stdout)
+        inventory_services.load_demo_catalogue()
+        login = self._ensure_admin()
+        key = self._fresh_api_key()
+        eventbus_services.relay_pending()  # anything committed while the stack was down goes out now
+        celery = [sys.executable, "-m", "celery", "-A", "shopbus_site"]
+        self._spawn("worker", celery + ["worker", "--loglevel=INFO", "--pool=threads", "--concurrency=4", "--without-mingle", "--without-gossip"])
+        self._spawn("beat", celery + ["beat", "--loglevel=INFO", "--schedule", settings.CELERY_BEAT_SCHEDULE_FILENAME])
+        web = f"http://127.0.0.1:{settings.WEB_PORT}"
+        self.stdout.write(
+            self.style.SUCCESS(
+                "\nshopbus is running.\n"
+                f"  Admin:      {web}/admin/   login {login[0]} / {login[1]}\n"
+                f"  API:        {web}/api/     key  {key}\n"
+                f"  Local AWS:  {settings.AWS_ENDPOINT_URL}  (bus {settings.AWS_RESOURCE_PREFIX}{settings.EVENT_BUS_NAME})\n"
+                f"  Try:        curl -s -H 'Authorization: Bearer {key}' {web}/api/products\n"
+                "Ctrl-C stops everything.\n"
+            )
+        )
+
+    def _ensure_admin(self) -> tuple[str, str]:
+        username = os.environ.get("LOCAL_ADMIN_USERNAME", "admin")
+        password = os.environ.get("LOCAL_ADMIN_PASSWORD", "admin")
+        user, _ = get_user_model().objects.get_or_create(username=username, defaults={"email": "admin@localhost"})
+        user.is_staff = user.is_superuser = True
+        user.set_password(password)
+        user.save()
+        return username, password
+
+    def _fresh_api_key(self) -> str:
+        # Keys are stored hashed, so the previous run's key cannot be shown again: replace it.
+        with transaction.atomic():
+            ApiKey.objects.filter(name=LOCAL_KEY_NAME).delete()
+            _, plaintext = order_services.create_api_key(name=LOCAL_KEY_NAME)
+        return plaintext
+
+    # --- supervision --------------------------------------------------------------------------
+
+    def _spawn(self, name: str, command: list[str], **options) -> None:
+        # A session of their own: the terminal's Ctrl-C reaches only this supervisor, which then
+        # stops the children in order (moto last, so the worker can finish talking to it).
+        process = subprocess.Popen(command, start_new_session=True, cwd=settings.BASE_DIR, **options)
+        self.children.append((name, process))
+
+    def _on_signal(self, signum, frame) -> None:
+        self.stopping = True
+
+    def _supervise(self) -> None:
+        while not self.stopping:
+            for name, process in self.children:
+                if process.poll() is not None:
+                    raise CommandError(f"{name} exited with status {process.returncode}; stopping the stack")
+            time.sleep(0.5)
+
+    def _stop_all(self) -> None:
+        if not getattr(self, "children", None):
+            return
+        self.stdout.write("\nStopping …")
+        for name, process in reversed(self.children):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    self.stderr.write(f"{name} did not stop in 20s; killing it")
+                    process.kill()
+                    process.wait()
+        self.children = []
+        self.stdout.write("Stopped.")

@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import models
+from django.utils import timezone
+
+from .catalogue import EventType
+
+
+@dataclass(frozen=True)
+class RecordedEvent:
+    event_type: EventType
+    data: dict[str, Any]
+    correlation_id: str
+
+
+class EventedModel(models.Model):
+    """A model that records domain events while it changes; its post-save hook writes them to the outbox.
+
+    Services call `record_event()` and then `save()` inside `transaction.atomic()`, so the outbox rows
+    commit or roll back with the state change. `QuerySet.update()` and `bulk_create()` send no
+    post-save signal and would silently drop the events: services never use them on these models.
+    """
+
+    class Meta:
+        abstract = True
+
+    def record_event(self, event_type: EventType, data: dict[str, Any], *, correlation_id: Any) -> None:
+        self.__dict__.setdefault("_recorded_events", []).append(
+            RecordedEvent(event_type=event_type, data=data, correlation_id=str(correlation_id))
+        )
+
+    def pop_recorded_events(self) -> list[RecordedEvent]:
+        return self.__dict__.pop("_recorded_events", [])
+
+
+class OutboxEvent(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "PENDING", "Pending"
+        PUBLISHED = "PUBLISHED", "Published"
+        FAILED = "FAILED", "Failed"
+
+    # The producer's event id: metadata.eventId in the detail, and the consumers' idempotency key.
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    source = models.CharField(max_length=100)
+    detail_type = models.CharField(max_length=100)
+    detail = models.JSONField()
+    correlation_id = models.CharField(max_length=100, db_index=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    # A relay that claimed the row holds it until then; a relay that died mid-publish loses the claim.
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    event_bridge_id = models.CharField("EventBridge event id", max_length=100, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    published_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="outbox_due_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.detail_type} {self.id}"
+
+
+class ProcessedEvent(models.Model):
+    """One row per (handler, producer event id): the consumer-side idempotency record."""
+
+    handler = models.CharField(max_length=150)
+    event_id = models.UUIDField()
+    detail_type = models.CharField(max_length=100)
+    envelope_id = models.CharField(max_length=100, blank=True)
+    replay_name = models.CharField(max_length=100, blank=True)
+    note = models.CharField(max_length=300, blank=True)
+    processed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["handler", "event_id"], name="processed_event_once")]
+
+    def __str__(self) -> str:
+        return f"{self.handler} {self.event_id}"
+
+
+class DeliveryFailure(models.Model):
+    """Why a queue message failed, kept by SQS message id so `dlq show` can say why it is in a DLQ."""
+
+    message_id = models.CharField(max_length=100, unique=True)
+    queue_name = models.CharField(max_length=100)
+    event_id = models.CharField(max_length=100, blank=True)
+    detail_type = models.CharField(max_length=100, blank=True)
+    reason = models.TextField()
+    receive_count = models.PositiveIntegerField(default=1)
+    first_failed_at = models.DateTimeField(default=timezone.now)
+    last_failed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-last_failed_at"]
+
+    def __str__(self) -> str:
+        return f"{self.queue_name} {self.message_id}"

@@ -1,0 +1,402 @@
+"""Provision and tear down shopbus's AWS resources (design brief section 5).
+
+Desired state is derived from `topology` (and so from the handler registry). Each resource is read,
+compared and changed only where it differs, so a second run reports no changes. With dry_run the
+plan is computed the same way and nothing is written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+from django.conf import settings
+
+from . import aws, topology
+
+logger = logging.getLogger(__name__)
+
+QUEUE_MISSING_CODES = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
+TARGET_ID = "service-queue"
+
+
+@dataclass(frozen=True)
+class Change:
+    action: str  # create | update | delete | skip
+    kind: str
+    name: str
+    detail: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.kind} {self.name}" + (f" ({self.detail})" if self.detail else "")
+
+
+def _error_code(exc: ClientError) -> str:
+    return exc.response.get("Error", {}).get("Code", "")
+
+
+def _canonical(value: Any) -> Any:
+    """JSON-ish attribute values compared by meaning: key order and number-vs-string do not count."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value, parse_int=str, parse_float=str)
+        except ValueError:
+            return value
+    if isinstance(value, dict):
+        return {key: _canonical(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_canonical(item) for item in value]
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value) if isinstance(value, int | float) else value
+
+
+class AwsResources:
+    """ARNs and names for one account and region."""
+
+    def __init__(self) -> None:
+        identity = aws.client("sts").get_caller_identity()
+        self.account = identity["Account"]
+        self.partition = identity["Arn"].split(":")[1]
+        self.region = settings.AWS_REGION
+        self.bus = topology.bus_name()
+
+    def arn(self, service: str, resource: str) -> str:
+        return f"arn:{self.partition}:{service}:{self.region}:{self.account}:{resource}"
+
+    @property
+    def bus_arn(self) -> str:
+        return self.arn("events", f"event-bus/{self.bus}")
+
+    def rule_arn(self, rule_name: str) -> str:
+        return self.arn("events", f"rule/{self.bus}/{rule_name}")
+
+    def queue_arn(self, queue_name: str) -> str:
+        return self.arn("sqs", queue_name)
+
+
+class Provisioner:
+    def __init__(self, *, dry_run: bool = False) -> None:
+        self.dry_run = dry_run
+        self.events = aws.client("events")
+        self.sqs = aws.client("sqs")
+        self.cloudwatch = aws.client("cloudwatch")
+        self.names = AwsResources()
+        self.tags = dict(settings.RESOURCE_TAGS)
+        self.changes: list[Change] = []
+
+    def _change(self, action: str, kind: str, name: str, detail: str = "") -> bool:
+        """Record a change; True when it should also be applied."""
+        self.changes.append(Change(action, kind, name, detail))
+        logger.debug("%s%s", "[dry run] " if self.dry_run else "", self.changes[-1])
+        return not self.dry_run
+
+    # --- plan and apply -----------------------------------------------------------------------
+
+    def apply(self) -> list[Change]:
+        queues = topology.consuming_queues()
+        self.ensure_bus()
+        self.ensure_queue(self.target_dlq_name, self.target_dlq_attributes(queues))
+        for queue in queues:
+            self.ensure_queue(queue.dlq_name, {"MessageRetentionPeriod": str(topology.DLQ_RETENTION_SECONDS)})
+            self.ensure_queue(queue.name, self.queue_attributes(queue))
+        for queue in queues:
+            self.ensure_rule(queue)
+            self.ensure_target(queue)
+        self.remove_stale_rules({queue.rule_name for queue in queues})
+        self.ensure_archive()
+        self.ensure_dashboard(queues)
+        return self.changes
+
+    @property
+    def target_dlq_name(self) -> str:
+        return topology.target_dlq_name()
+
+    def _send_policy(self, queue_name: str, rule_names: list[str]) -> str:
+        rule_arns = [self.names.rule_arn(name) for name in rule_names]
+        statement = {
+            "Sid": "EventBridgeRulesOnly",
+            "Effect": "Allow",
+            "Principal": {"Service": "events.amazonaws.com"},
+            "Action": "sqs:SendMessage",
+            "Resource": self.names.queue_arn(queue_name),
+            "Condition": {"ArnEquals": {"aws:SourceArn": rule_arns[0] if len(rule_arns) == 1 else rule_arns}},
+        }
+        return json.dumps({"Version": "2012-10-17", "Statement": [statement]}, sort_keys=True)
+
+    def queue_attributes(self, queue: topology.ServiceQueue) -> dict[str, str]:
+        return {
+            "VisibilityTimeout": str(queue.visibility_timeout),
+            "MessageRetentionPeriod": str(queue.retention_seconds),
+            "ReceiveMessageWaitTimeSeconds": str(queue.wait_seconds),
+            "RedrivePolicy": json.dumps(
+                {
+                    "deadLetterTargetArn": self.names.queue_arn(queue.dlq_name),
+                    "maxReceiveCount": settings.SQS_MAX_RECEIVE_COUNT,
+                },
+                sort_keys=True,
+            ),
+            "Policy": self._send_policy(queue.name, [queue.rule_name]),
+        }
+
+    def target_dlq_attributes(self, queues: list[topology.ServiceQueue]) -> dict[str, str]:
+        attributes = {"MessageRetentionPeriod": str(topology.DLQ_RETENTION_SECONDS)}
+        if queues:
+            attributes["Policy"] = self._send_policy(self.target_dlq_name, [queue.rule_name for queue in queues])
+        return attributes
+
+    def ensure_bus(self) -> None:
+        try:
+            self.events.describe_event_bus(Name=self.names.bus)
+        except ClientError as exc:
+            if _error_code(exc) != "ResourceNotFoundException":
+                raise
+            if self._change("create", "event bus", self.names.bus):
+                self.events.create_event_bus(Name=self.names.bus, Tags=self._tag_list())
+            return
+        current = {t["Key"]: t["Value"] for t in self.events.list_tags_for_resource(ResourceARN=self.names.bus_arn)["Tags"]}
+        if not self.tags.items() <= current.items():
+            if self._change("update", "event bus", self.names.bus, "tags"):
+                self.events.tag_resource(ResourceARN=self.names.bus_arn, Tags=self._tag_list())
+
+    def _tag_list(self) -> list[dict[str, str]]:
+        return [{"Key": key, "Value": value} for key, value in sorted(self.tags.items())]
+
+    def _queue_url(self, name: str) -> str | None:
+        try:
+            return self.sqs.get_queue_url(QueueName=name)["QueueUrl"]
+        except ClientError as exc:
+            if _error_code(exc) in QUEUE_MISSING_CODES:
+                return None
+            raise
+
+    def ensure_queue(self, name: str, attributes: dict[str, str]) -> None:
+        url = self._queue_url(name)
+        if url is None:
+            if self._change("create", "queue", name):
+                self.sqs.create_queue(QueueName=name, Attributes=attributes, tags=self.tags)
+            return
+        current = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        drift = {key: value for key, value in attributes.items() if _canonical(current.get(key)) != _canonical(value)}
+        if drift:
+            if self._change("update", "queue", name, ", ".join(sorted(drift))):
+                self.sqs.set_queue_attributes(QueueUrl=url, Attributes=drift)
+        current_tags = self.sqs.list_queue_tags(QueueUrl=url).get("Tags", {})
+        if not self.tags.items() <= current_tags.items():
+            if self._change("update", "queue", name, "tags"):
+                self.sqs.tag_queue(QueueUrl=url, Tags=self.tags)
+
+    def ensure_rule(self, queue: topology.ServiceQueue) -> None:
+        from . import registry
+
+        pattern = registry.event_pattern(queue.service)
+        description = f"Events the {queue.service} service handles, derived from its handlers"
+        desired = {"EventPattern": pattern, "State": "ENABLED", "Description": description}
+        try:
+            current = self.events.describe_rule(Name=queue.rule_name, EventBusName=self.names.bus)
+        except ClientError as exc:
+            if _error_code(exc) != "ResourceNotFoundException":
+                raise
+            current = None
+        if current is None:
+            if not self._change("create", "rule", queue.rule_name):
+                return
+        else:
+            drift = [key for key, value in desired.items() if _canonical(current.get(key)) != _canonical(value)]
+            if not drift or not self._change("update", "rule", queue.rule_name, ", ".join(drift)):
+                return
+        self.events.put_rule(
+            Name=queue.rule_name,
+            EventBusName=self.names.bus,
+            EventPattern=json.dumps(pattern, sort_keys=True),
+            State="ENABLED",
+            Description=description,
+            **({"Tags": self._tag_list()} if current is None else {}),
+        )
+
+    def ensure_target(self, queue: topology.ServiceQueue) -> None:
+        desired = {
+            "Id": TARGET_ID,
+            "Arn": self.names.queue_arn(queue.name),
+            "RetryPolicy": {
+                "MaximumRetryAttempts": topology.TARGET_MAX_RETRY_ATTEMPTS,
+                "MaximumEventAgeInSeconds": topology.TARGET_MAX_EVENT_AGE_SECONDS,
+            },
+            "DeadLetterConfig": {"Arn": self.names.queue_arn(self.target_dlq_name)},
+        }
+        try:
+            current = self.events.list_targets_by_rule(Rule=queue.rule_name, EventBusName=self.names.bus)["Targets"]
+        except ClientError as exc:
+            if _error_code(exc) != "ResourceNotFoundException":
+                raise
+            current = []  # the rule is only planned (dry run)
+        ours = next((t for t in current if t["Id"] == TARGET_ID), None)
+        stale = [t["Id"] for t in current if t["Id"] != TARGET_ID]
+        if stale and self._change("delete", "target", f"{queue.rule_name}/{','.join(stale)}"):
+            self.events.remove_targets(Rule=queue.rule_name, EventBusName=self.names.bus, Ids=stale)
+        comparable = {key: ours.get(key) for key in desired} if ours else None
+        if comparable is not None and _canonical(comparable) == _canonical(desired):
+            return
+        if self._change("create" if ours is None else "update", "target", f"{queue.rule_name}/{TARGET_ID}"):
+            self.events.put_targets(Rule=queue.rule_name, EventBusName=self.names.bus, Targets=[desired])
+
+    def _rules_on_bus(self) -> list[str]:
+        try:
+            paginator = self.events.get_paginator("list_rules")
+            return [rule["Name"] for page in paginator.paginate(EventBusName=self.names.bus) for rule in page["Rules"]]
+        except ClientError as exc:
+            if _error_code(exc) == "ResourceNotFoundException":
+                return []
+            raise
+
+    def _our_rules_on_bus(self) -> list[str]:
+        """Only rules named as provisioning names them; AWS-managed ones (the archive's) are not ours."""
+        ours = {queue.rule_name for queue in topology.SERVICE_QUEUES.values()}
+        return [rule for rule in self._rules_on_bus() if rule in ours]
+
+    def remove_stale_rules(self, wanted: set[str]) -> None:
+        """A service that no longer handles any event loses its rule: routing follows the code."""
+        for rule in self._our_rules_on_bus():
+            if rule not in wanted and self._change("delete", "rule", rule, "no handler subscribes to it any more"):
+                self._delete_rule(rule)
+
+    def _delete_rule(self, rule: str) -> None:
+        targets = self.events.list_targets_by_rule(Rule=rule, EventBusName=self.names.bus)["Targets"]
+        if targets:
+            self.events.remove_targets(Rule=rule, EventBusName=self.names.bus, Ids=[t["Id"] for t in targets])
+        self.events.delete_rule(Name=rule, EventBusName=self.names.bus)
+
+    def archive_settings(self) -> dict[str, Any]:
+        return {
+            "EventPattern": {"source": [{"prefix": "ecommerce."}]},
+            "RetentionDays": settings.EVENT_ARCHIVE_RETENTION_DAYS,
+        }
+
+    def ensure_archive(self) -> None:
+        name = topology.archive_name()
+        desired = self.archive_settings()
+        try:
+            current = self.events.describe_archive(ArchiveName=name)
+        except ClientError as exc:
+            if _error_code(exc) != "ResourceNotFoundException":
+                raise
+            if self._change("create", "archive", name):
+                self.events.create_archive(
+                    ArchiveName=name,
+                    EventSourceArn=self.names.bus_arn,
+                    Description="Every ecommerce.* event, for replay",
+                    EventPattern=json.dumps(desired["EventPattern"]),
+                    RetentionDays=desired["RetentionDays"],
+                )
+            return
+        drift = [key for key, value in desired.items() if _canonical(current.get(key)) != _canonical(value)]
+        if drift and self._change("update", "archive", name, ", ".join(drift)):
+            self.events.update_archive(
+                ArchiveName=name, EventPattern=json.dumps(desired["EventPattern"]), RetentionDays=desired["RetentionDays"]
+            )
+
+    def dashboard_body(self, queues: list[topology.ServiceQueue]) -> dict[str, Any]:
+        region = settings.AWS_REGION
+
+        def widget(title: str, metrics: list[list[Any]], stat: str) -> dict[str, Any]:
+            return {
+                "type": "metric",
+                "width": 12,
+                "height": 6,
+                "properties": {"title": title, "region": region, "stat": stat, "period": 60, "metrics": metrics},
+            }
+
+        return {
+            "widgets": [
+                widget(
+                    "Events matched and delivered",
+                    [["AWS/Events", "MatchedEvents", "EventBusName", self.names.bus]]
+                    + [["AWS/Events", "Invocations", "RuleName", q.rule_name, "EventBusName", self.names.bus] for q in queues]
+                    + [["AWS/Events", "FailedInvocations", "RuleName", q.rule_name, "EventBusName", self.names.bus] for q in queues],
+                    "Sum",
+                ),
+                widget(
+                    "Queue depth (backlog)",
+                    [["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", q.name] for q in queues],
+                    "Maximum",
+                ),
+                widget(
+                    "Oldest message age, seconds (end-to-end lag)",
+                    [["AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName", q.name] for q in queues],
+                    "Maximum",
+                ),
+                widget(
+                    "Dead-letter queue depth (errors)",
+                    [["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", q.dlq_name] for q in queues]
+                    + [["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", self.target_dlq_name]],
+                    "Maximum",
+                ),
+                widget(
+                    "Messages processed per minute",
+                    [["AWS/SQS", "NumberOfMessagesDeleted", "QueueName", q.name] for q in queues],
+                    "Sum",
+                ),
+            ]
+        }
+
+    def ensure_dashboard(self, queues: list[topology.ServiceQueue]) -> None:
+        name = topology.dashboard_name()
+        desired = self.dashboard_body(queues)
+        try:
+            current = json.loads(self.cloudwatch.get_dashboard(DashboardName=name)["DashboardBody"])
+        except ClientError as exc:
+            if _error_code(exc) not in {"ResourceNotFound", "ResourceNotFoundException"}:
+                raise
+            current = None
+        if current == desired:
+            return
+        if self._change("create" if current is None else "update", "dashboard", name):
+            self.cloudwatch.put_dashboard(DashboardName=name, DashboardBody=json.dumps(desired))
+
+    # --- teardown -----------------------------------------------------------------------------
+
+    def teardown(self) -> list[Change]:
+        """Remove exactly what apply() creates: the resources named by the topology, on our bus."""
+        name = topology.dashboard_name()
+        try:
+            self.cloudwatch.get_dashboard(DashboardName=name)
+            if self._change("delete", "dashboard", name):
+                self.cloudwatch.delete_dashboards(DashboardNames=[name])
+        except ClientError as exc:
+            if _error_code(exc) not in {"ResourceNotFound", "ResourceNotFoundException"}:
+                raise
+        archive = topology.archive_name()
+        try:
+            self.events.describe_archive(ArchiveName=archive)
+            if self._change("delete", "archive", archive):
+                self.events.delete_archive(ArchiveName=archive)
+        except ClientError as exc:
+            if _error_code(exc) != "ResourceNotFoundException":
+                raise
+        for rule in self._our_rules_on_bus():
+            if self._change("delete", "rule", rule):
+                self._delete_rule(rule)
+        queue_names = [self.target_dlq_name]
+        for queue in topology.SERVICE_QUEUES.values():
+            queue_names += [queue.name, queue.dlq_name]
+        for name in queue_names:
+            url = self._queue_url(name)
+            if url is None:
+                continue
+            tags = self.sqs.list_queue_tags(QueueUrl=url).get("Tags", {})
+            if tags.get("Project") != self.tags["Project"]:
+                self._change("skip", "queue", name, f"not tagged Project={self.tags['Project']}; left alone")
+                continue
+            if self._change("delete", "queue", name):
+                self.sqs.delete_queue(QueueUrl=url)
+        try:
+            self.events.describe_event_bus(Name=self.names.bus)
+            if self._change("delete", "event bus", self.names.bus):
+                self.events.delete_event_bus(Name=self.names.bus)
+        except ClientError as exc:
+            if _error_code(exc) != "ResourceNotFoundException":
+                raise
+        return self.changes

@@ -1,0 +1,17 @@
+"""Guarded state transitions. Each aggregate declares its table once, next to its status choices."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+
+class IllegalTransition(Exception):
+    def __init__(self, what: str, current: str, target: str) -> None:
+        super().__init__(f"{what} cannot go from {current} to {target}")
+        self.current = current
+        self.target = target
+
+
+def guard_transition(*, table: Mapping[str, frozenset[str]], what: str, current: str, target: str) -> None:
+    if target not in table.get(current, frozenset()):
+        raise IllegalTransition(what, current, target)

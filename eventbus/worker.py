@@ -1,0 +1,48 @@
+"""The Celery worker bootstep that consumes the event queues. Kept import-light: it is loaded with the
+Celery app, before Django is set up."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import bootsteps
+
+logger = logging.getLogger(__name__)
+
+
+def choose_services(option: str | None, configured: list[str]) -> list[str] | None:
+    """None means every subscribed service; an empty list means none."""
+    raw = option if option is not None else ",".join(configured)
+    if raw.strip().lower() == "none":
+        return []
+    chosen = [name.strip() for name in raw.split(",") if name.strip()]
+    return chosen or None
+
+
+class EventConsumerStep(bootsteps.StartStopStep):
+    label = "event consumers"
+
+    def __init__(self, worker, event_consumers: str | None = None, **options) -> None:
+        super().__init__(worker, **options)
+        self.option = event_consumers
+        self.consumer = None
+
+    def start(self, worker) -> None:
+        from django.conf import settings
+
+        from .consumer import EventConsumer
+
+        services = choose_services(self.option, settings.EVENT_CONSUMERS)
+        if services == []:
+            logger.info("this worker consumes no event queue")
+            return
+        self.consumer = EventConsumer(services)
+        self.consumer.start()
+        logger.info("consuming events for: %s", ", ".join(self.consumer.services))
+
+    def stop(self, worker) -> None:
+        if self.consumer is not None:
+            self.consumer.stop()
+            self.consumer = None
+
+    shutdown = stop

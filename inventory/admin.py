@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.db import transaction
+
+from eventbus.admin_actions import action_form_page
+
+from . import services
+from .models import Product, Reservation, ReservationLine, StockItem
+
+
+class ProductAddForm(forms.ModelForm):
+    opening_stock = forms.IntegerField(min_value=0, initial=0)
+    low_stock_threshold = forms.IntegerField(min_value=0, initial=10)
+
+    class Meta:
+        model = Product
+        fields = ["sku", "name", "price", "active"]
+
+
+class StockItemInline(admin.StackedInline):
+    model = StockItem
+    fields = ("on_hand", "reserved", "available", "low_stock_threshold")
+    readonly_fields = ("on_hand", "reserved", "available")
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class RestockForm(forms.Form):
+    quantity = forms.IntegerField(min_value=1, help_text="Units added to on hand for each selected product.")
+
+
+@admin.register(Product)
+class ProductAdmin(admin.ModelAdmin):
+    list_display = ("sku", "name", "price", "active", "on_hand", "reserved", "available", "low_stock")
+    list_select_related = ("stock",)
+    list_filter = ("active",)
+    search_fields = ("sku", "name")
+    actions = ["restock"]
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        if obj is None:
+            kwargs["form"] = ProductAddForm
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_readonly_fields(self, request, obj=None):
+        return ("sku",) if obj else ()
+
+    def get_inlines(self, request, obj):
+        return [StockItemInline] if obj else []
+
+    def save_model(self, request, obj, form, change):
+        with transaction.atomic():
+            obj.save()
+            if not change:
+                services.open_stock(
+                    product=obj,
+                    on_hand=form.cleaned_data["opening_stock"],
+                    low_stock_threshold=form.cleaned_data["low_stock_threshold"],
+                )
+
+    def _stock(self, product: Product) -> StockItem | None:
+        return getattr(product, "stock", None)
+
+    @admin.display(description="On hand")
+    def on_hand(self, product: Product) -> int | None:
+        stock = self._stock(product)
+        return stock.on_hand if stock else None
+
+    @admin.display(description="Reserved")
+    def reserved(self, product: Product) -> int | None:
+        stock = self._stock(product)
+        return stock.reserved if stock else None
+
+    @admin.display(description="Available")
+    def available(self, product: Product) -> int | None:
+        stock = self._stock(product)
+        return stock.available if stock else None
+
+    @admin.display(description="Low stock", boolean=True)
+    def low_stock(self, product: Product) -> bool | None:
+        stock = self._stock(product)
+        return stock.is_low if stock else None
+
+    @admin.action(description="Restock selected products…")
+    def restock(self, request, queryset):
+        if "apply" in request.POST:
+            form = RestockForm(request.POST)
+            if form.is_valid():
+                rows = services.restock(product_ids=list(queryset.values_list("pk", flat=True)), quantity=form.cleaned_data["quantity"])
+                self.message_user(request, f"Restocked {len(rows)} product(s); Stock Updated published for each.")
+                missing = queryset.count() - len(rows)
+                if missing:
+                    self.message_user(request, f"{missing} product(s) have no stock record.", level=messages.WARNING)
+                return None
+        else:
+            form = RestockForm()
+        return action_form_page(
+            self, request, queryset, form=form, action="restock", title="Restock products", submit_label="Restock"
+        )
+
+
+class ReservationLineInline(admin.TabularInline):
+    model = ReservationLine
+    fields = ("product", "quantity")
+    readonly_fields = fields
+    extra = 0
+
+
+@admin.register(Reservation)
+class ReservationAdmin(admin.ModelAdmin):
+    list_display = ("order_id", "status", "failure_reason_code", "created_at", "updated_at")
+    list_filter = ("status",)
+    search_fields = ("order_id",)
+    inlines = [ReservationLineInline]
+    readonly_fields = ("order_id", "status", "failure_reason_code", "failure_reason", "created_at", "updated_at")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -1,0 +1,230 @@
+"""Inventory writes. Stock rows are locked (select_for_update, ordered by pk) before they change, so
+concurrent reservations on PostgreSQL serialise per product and never oversell; the check constraint
+reserved <= on_hand is the last line of defence."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.db import transaction
+
+from eventbus import catalogue
+
+from .models import Product, Reservation, ReservationLine, StockItem
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RequestedItem:
+    product_id: str
+    quantity: int
+
+
+class StockError(ValueError):
+    pass
+
+
+def _locked_stock(skus: list[str]) -> dict[str, StockItem]:
+    rows = StockItem.objects.select_for_update().select_related("product").filter(product__sku__in=skus).order_by("pk")
+    return {row.product.sku: row for row in rows}
+
+
+def _stock_updated(item: StockItem, *, change: int, reason_code: str, order_id: uuid.UUID | None = None) -> None:
+    data = {
+        "productId": item.product.sku,
+        "onHand": item.on_hand,
+        "reserved": item.reserved,
+        "available": item.available,
+        "change": change,
+        "reasonCode": reason_code,
+    }
+    if order_id:
+        data["orderId"] = str(order_id)
+    item.record_event(catalogue.STOCK_UPDATED, data, correlation_id=item.product.sku)
+
+
+def _alert_if_crossed_low_threshold(item: StockItem, *, available_before: int) -> None:
+    # Alert on the crossing only, not on every sale below the threshold.
+    if available_before > item.low_stock_threshold >= item.available:
+        item.record_event(
+            catalogue.LOW_STOCK_ALERT,
+            {
+                "productId": item.product.sku,
+                "productName": item.product.name,
+                "available": item.available,
+                "threshold": item.low_stock_threshold,
+            },
+            correlation_id=item.product.sku,
+        )
+
+
+@transaction.atomic
+def reserve_stock(*, order_id: uuid.UUID, items: list[RequestedItem]) -> Reservation:
+    """Reserve every item or none. Idempotent per order: a second call returns the first outcome."""
+    existing = Reservation.objects.select_for_update().filter(order_id=order_id).first()
+    if existing is not None:
+        return existing
+    items = _merge_by_product(items)
+    stock = _locked_stock([item.product_id for item in items])
+    reservation = Reservation(order_id=order_id)
+    for item in items:
+        row = stock.get(item.product_id)
+        if row is None or not row.product.active:
+            return _fail(reservation, item, available=0, code="PRODUCT_NOT_FOUND", reason=f"Unknown product {item.product_id}")
+        if row.available < item.quantity:
+            return _fail(
+                reservation,
+                item,
+                available=row.available,
+                code="INSUFFICIENT_STOCK",
+                reason=f"Only {row.available} of {row.product.name} ({item.product_id}) available, {item.quantity} requested",
+            )
+    for item in sorted(items, key=lambda i: stock[i.product_id].pk):
+        row = stock[item.product_id]
+        available_before = row.available
+        row.reserved += item.quantity
+        _alert_if_crossed_low_threshold(row, available_before=available_before)
+        row.save(update_fields=["reserved", "updated_at"])
+    reservation.status = Reservation.Status.RESERVED
+    reservation.record_event(
+        catalogue.INVENTORY_RESERVED,
+        {"orderId": str(order_id), "items": [{"productId": i.product_id, "quantity": i.quantity} for i in items]},
+        correlation_id=order_id,
+    )
+    reservation.save()
+    ReservationLine.objects.bulk_create(
+        ReservationLine(reservation=reservation, product=stock[i.product_id].product, quantity=i.quantity) for i in items
+    )
+    return reservation
+
+
+def _merge_by_product(items: list[RequestedItem]) -> list[RequestedItem]:
+    quantities: dict[str, int] = {}
+    for item in items:
+        quantities[item.product_id] = quantities.get(item.product_id, 0) + item.quantity
+    return [RequestedItem(product_id=sku, quantity=quantity) for sku, quantity in quantities.items()]
+
+
+def _fail(reservation: Reservation, item: RequestedItem, *, available: int, code: str, reason: str) -> Reservation:
+    reservation.status = Reservation.Status.FAILED
+    reservation.failure_reason_code = code
+    reservation.failure_reason = reason
+    reservation.record_event(
+        catalogue.RESERVATION_FAILED,
+        {
+            "orderId": str(reservation.order_id),
+            "reasonCode": code,
+            "productId": item.product_id,
+            "requested": item.quantity,
+            "available": available,
+            "reason": reason,
+        },
+        correlation_id=reservation.order_id,
+    )
+    reservation.save()
+    logger.info("reservation failed for order %s: %s", reservation.order_id, reason)
+    return reservation
+
+
+@transaction.atomic
+def release_stock(*, order_id: uuid.UUID) -> Reservation:
+    """Give back what an order holds: reserved stock returns to the pool, committed stock to on_hand.
+
+    A cancel that arrives before the order was seen leaves a VOIDED tombstone, so the late
+    Order Placed reserves nothing.
+    """
+    reservation, created = Reservation.objects.select_for_update().get_or_create(
+        order_id=order_id, defaults={"status": Reservation.Status.VOIDED}
+    )
+    if created or reservation.status not in (Reservation.Status.RESERVED, Reservation.Status.COMMITTED):
+        return reservation
+    was_committed = reservation.status == Reservation.Status.COMMITTED
+    reservation.transition_to(Reservation.Status.RETURNED if was_committed else Reservation.Status.RELEASED)
+    lines = list(reservation.lines.select_related("product"))
+    stock = _locked_stock([line.product.sku for line in lines])
+    for line in lines:
+        row = stock[line.product.sku]
+        if was_committed:
+            row.on_hand += line.quantity
+            _stock_updated(row, change=line.quantity, reason_code="RETURN", order_id=order_id)
+        else:
+            row.reserved -= line.quantity
+        row.save(update_fields=["on_hand", "reserved", "updated_at"])
+    reservation.record_event(
+        catalogue.INVENTORY_RELEASED,
+        {
+            "orderId": str(order_id),
+            "items": [{"productId": line.product.sku, "quantity": line.quantity} for line in lines],
+            "committed": was_committed,
+        },
+        correlation_id=order_id,
+    )
+    reservation.save()
+    return reservation
+
+
+@transaction.atomic
+def commit_stock(*, order_id: uuid.UUID) -> Reservation | None:
+    """The order is confirmed: its reserved units leave the warehouse (on_hand and reserved both drop)."""
+    reservation = Reservation.objects.select_for_update().filter(order_id=order_id).first()
+    if reservation is None or reservation.status != Reservation.Status.RESERVED:
+        return reservation
+    reservation.transition_to(Reservation.Status.COMMITTED)
+    lines = list(reservation.lines.select_related("product"))
+    stock = _locked_stock([line.product.sku for line in lines])
+    for line in lines:
+        row = stock[line.product.sku]
+        row.on_hand -= line.quantity
+        row.reserved -= line.quantity
+        _stock_updated(row, change=-line.quantity, reason_code="SALE", order_id=order_id)
+        row.save(update_fields=["on_hand", "reserved", "updated_at"])
+    reservation.save()
+    return reservation
+
+
+@transaction.atomic
+def restock(*, product_ids: list[int], quantity: int) -> list[StockItem]:
+    if quantity < 1:
+        raise StockError("Restock quantity must be at least 1.")
+    rows = list(StockItem.objects.select_for_update().select_related("product").filter(product_id__in=product_ids).order_by("pk"))
+    for row in rows:
+        row.on_hand += quantity
+        _stock_updated(row, change=quantity, reason_code="RESTOCK")
+        row.save(update_fields=["on_hand", "updated_at"])
+    return rows
+
+
+@transaction.atomic
+def open_stock(*, product: Product, on_hand: int, low_stock_threshold: int = 10) -> StockItem:
+    """Give a new product its stock record, publishing the opening balance."""
+    item = StockItem(product=product, on_hand=on_hand, low_stock_threshold=low_stock_threshold)
+    _stock_updated(item, change=on_hand, reason_code="RESTOCK")
+    item.save()
+    return item
+
+
+DEMO_CATALOGUE = [
+    # sku, name, price, on hand (the exercise's three products and stock, then a few more)
+    ("prod-1", "Laptop", Decimal("999.99"), 50),
+    ("prod-2", "Mouse", Decimal("29.99"), 100),
+    ("prod-3", "Keyboard", Decimal("79.99"), 5),
+    ("prod-4", "Monitor", Decimal("249.00"), 30),
+    ("prod-5", "USB-C Hub", Decimal("49.50"), 60),
+    ("prod-6", "Webcam", Decimal("89.00"), 20),
+]
+
+
+@transaction.atomic
+def load_demo_catalogue() -> list[Product]:
+    """Create the demo products that are missing. Existing products and their stock are left alone."""
+    created = []
+    for sku, name, price, on_hand in DEMO_CATALOGUE:
+        product, is_new = Product.objects.get_or_create(sku=sku, defaults={"name": name, "price": price})
+        if is_new:
+            open_stock(product=product, on_hand=on_hand)
+            created.append(product)
+    return created

@@ -1,0 +1,183 @@
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.http import HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+
+from eventbus.admin_actions import action_form_page
+from eventbus.state_machine import IllegalTransition
+from inventory.selectors import catalogue_entries
+
+from . import services
+from .models import ApiKey, Order, OrderLine
+
+
+class OrderLineInline(admin.TabularInline):
+    model = OrderLine
+    fields = ("product_id", "product_name", "unit_price", "quantity", "line_total")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class PlaceOrderForm(forms.Form):
+    customer_id = forms.CharField(max_length=200)
+    email = forms.EmailField()
+    street = forms.CharField(max_length=200)
+    city = forms.CharField(max_length=200)
+    state = forms.CharField(max_length=200)
+    zip_code = forms.CharField(max_length=200, label="ZIP code")
+    country = forms.CharField(max_length=200)
+    payment_token = forms.CharField(max_length=100, initial="tok_visa")
+
+
+class OrderItemForm(forms.Form):
+    product_id = forms.ChoiceField(label="Product")
+    quantity = forms.IntegerField(min_value=1, initial=1)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["product_id"].choices = [("", "---------")] + [
+            (entry.product_id, f"{entry.product_id} {entry.name} ({entry.unit_price}, {entry.available} available)")
+            for entry in catalogue_entries().values()
+        ]
+
+
+OrderItemFormSet = forms.formset_factory(OrderItemForm, extra=3, min_num=1, validate_min=True)
+
+# Service field paths mapped to the admin form's fields.
+_ADDRESS_FORM_FIELDS = {"shippingAddress.zipCode": "zip_code", "customerId": "customer_id", "paymentToken": "payment_token"}
+
+
+class CancelOrdersForm(forms.Form):
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=500, help_text="Told to the customer.")
+
+
+@admin.register(Order)
+class OrderAdmin(admin.ModelAdmin):
+    list_display = ("id", "customer_id", "email", "status", "total_amount", "currency", "created_at")
+    list_filter = ("status", ("created_at", admin.DateFieldListFilter))
+    search_fields = ("id", "customer_id", "email")
+    date_hierarchy = "created_at"
+    inlines = [OrderLineInline]
+    actions = ["cancel_orders"]
+    readonly_fields = [
+        "id", "status", "customer_id", "email", "total_amount", "currency",
+        "shipping_street", "shipping_city", "shipping_state", "shipping_zip_code", "shipping_country",
+        "payment_token", "cancellation_reason_code", "cancellation_reason", "carrier", "tracking_number",
+        "refunded_at", "created_at", "status_changed_at", "updated_at",
+    ]  # fmt: skip
+
+    def has_change_permission(self, request, obj=None):
+        # Orders change only through the saga and the actions, never by editing fields.
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def add_view(self, request, form_url="", extra_context=None):
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        if request.method == "POST":
+            form = PlaceOrderForm(request.POST)
+            items = OrderItemFormSet(request.POST, prefix="items")
+            if form.is_valid() and items.is_valid():
+                order = self._place(form, items)
+                if order is not None:
+                    self.message_user(request, f"Order {order.id} placed for {order.total_amount} {order.currency}.")
+                    return HttpResponseRedirect(reverse("admin:orders_order_change", args=[order.pk]))
+        else:
+            form = PlaceOrderForm()
+            items = OrderItemFormSet(prefix="items")
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Place order",
+            "opts": self.model._meta,
+            "form": form,
+            "items": items,
+        }
+        return TemplateResponse(request, "admin/orders/order/place_order.html", context)
+
+    def _place(self, form: PlaceOrderForm, items) -> Order | None:
+        data = form.cleaned_data
+        filled = [item.cleaned_data for item in items if item.cleaned_data.get("product_id")]
+        request = services.PlaceOrderRequest(
+            customer_id=data["customer_id"],
+            email=data["email"],
+            items=[services.OrderItem(product_id=item["product_id"], quantity=item["quantity"]) for item in filled],
+            shipping_address={f: data[f if f != "zipCode" else "zip_code"] for f in services.ADDRESS_FIELDS},
+            payment_token=data["payment_token"],
+        )
+        try:
+            return services.place_order(request=request)
+        except services.OrderValidationError as exc:
+            for path, errors in exc.errors.items():
+                field = _ADDRESS_FORM_FIELDS.get(path, path.split(".")[-1])
+                target = field if field in form.fields else None
+                form.add_error(target, [f"{path}: {message}" if target is None else message for message in errors])
+            return None
+
+    @admin.action(description="Cancel selected orders…")
+    def cancel_orders(self, request, queryset):
+        if "apply" in request.POST:
+            form = CancelOrdersForm(request.POST)
+            if form.is_valid():
+                cancelled, refused = 0, []
+                for order in queryset:
+                    try:
+                        services.cancel_order(
+                            order_id=order.pk, reason_code=Order.CancellationReason.STAFF, reason=form.cleaned_data["reason"]
+                        )
+                        cancelled += 1
+                    except IllegalTransition:
+                        refused.append(f"{order.pk} ({order.status})")
+                if cancelled:
+                    self.message_user(request, f"Cancelled {cancelled} order(s).")
+                if refused:
+                    self.message_user(request, "Not cancellable: " + ", ".join(refused), level=messages.WARNING)
+                return None
+        else:
+            form = CancelOrdersForm()
+        return action_form_page(
+            self, request, queryset, form=form, action="cancel_orders", title="Cancel orders",
+            submit_label="Cancel orders", intro="Stock is released, and anything charged is refunded.",
+        )
+
+
+class ApiKeyForm(forms.ModelForm):
+    class Meta:
+        model = ApiKey
+        fields = ["name"]
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    list_display = ("name", "prefix", "created_at", "last_used_at", "revoked_at")
+    readonly_fields = ("prefix", "created_at", "last_used_at", "revoked_at")
+    form = ApiKeyForm
+    actions = ["revoke"]
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            obj.save()
+            return
+        with transaction.atomic():
+            api_key, plaintext = services.create_api_key(name=obj.name)
+        obj.pk = api_key.pk
+        obj.prefix = api_key.prefix
+        obj._state.adding = False
+        self.message_user(
+            request, f"Key for {api_key.name}: {plaintext} — copy it now, it is not shown again.", level=messages.WARNING
+        )
+
+    @admin.action(description="Revoke selected keys")
+    def revoke(self, request, queryset):
+        count = services.revoke_api_keys(api_key_ids=list(queryset.values_list("pk", flat=True)))
+        self.message_user(request, f"Revoked {count} key(s).")

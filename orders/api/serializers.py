@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+from typing import Any
+
+from inventory.selectors import CatalogueEntry
+
+from ..models import Order
+
+
+def _money(amount) -> str:
+    return f"{amount:.2f}"
+
+
+def order_json(order: Order) -> dict[str, Any]:
+    return {
+        "orderId": str(order.id),
+        "customerId": order.customer_id,
+        "email": order.email,
+        "status": order.status,
+        "items": [
+            {
+                "productId": line.product_id,
+                "name": line.product_name,
+                "unitPrice": _money(line.unit_price),
+                "quantity": line.quantity,
+                "lineTotal": _money(line.line_total),
+            }
+            for line in order.lines.all()
+        ],
+        "totalAmount": _money(order.total_amount),
+        "currency": order.currency,
+        "shippingAddress": order.shipping_address,
+        "cancellation": (
+            {"reasonCode": order.cancellation_reason_code, "reason": order.cancellation_reason}
+            if order.status == Order.Status.CANCELLED
+            else None
+        ),
+        "shipment": (
+            {"carrier": order.carrier, "trackingNumber": order.tracking_number} if order.tracking_number else None
+        ),
+        "createdAt": order.created_at.isoformat(),
+        "updatedAt": order.updated_at.isoformat(),
+    }
+
+
+def catalogue_entry_json(entry: CatalogueEntry) -> dict[str, Any]:
+    return {
+        "productId": entry.product_id,
+        "name": entry.name,
+        "unitPrice": _money(entry.unit_price),
+        "available": entry.available,
+    }

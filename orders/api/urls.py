@@ -1,0 +1,10 @@
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("orders", views.create_order, name="api-create-order"),
+    path("orders/<str:order_id>", views.order_detail, name="api-order-detail"),
+    path("orders/<str:order_id>/cancel", views.cancel_order, name="api-cancel-order"),
+    path("products", views.product_list, name="api-products"),
+]

@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+import uuid
+
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.utils import timezone
+
+from eventbus.models import EventedModel
+from eventbus.state_machine import guard_transition
+
+
+class Order(EventedModel):
+    class Status(models.TextChoices):
+        PLACED = "PLACED", "Placed"
+        RESERVED = "RESERVED", "Stock reserved"
+        CONFIRMED = "CONFIRMED", "Confirmed"
+        SHIPPED = "SHIPPED", "Shipped"
+        CANCELLED = "CANCELLED", "Cancelled"
+
+    class CancellationReason(models.TextChoices):
+        CUSTOMER_REQUEST = "CUSTOMER_REQUEST", "Customer request"
+        STAFF = "STAFF", "Cancelled by staff"
+        OUT_OF_STOCK = "OUT_OF_STOCK", "Out of stock"
+        PAYMENT_FAILED = "PAYMENT_FAILED", "Payment failed"
+        TIMEOUT = "TIMEOUT", "Timed out"
+
+    # The order saga (design brief section 4). Every status change goes through transition_to().
+    TRANSITIONS = {
+        Status.PLACED: frozenset({Status.RESERVED, Status.CANCELLED}),
+        Status.RESERVED: frozenset({Status.CONFIRMED, Status.CANCELLED}),
+        Status.CONFIRMED: frozenset({Status.SHIPPED, Status.CANCELLED}),
+    }
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    customer_id = models.CharField(max_length=200, db_index=True)
+    email = models.EmailField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PLACED, db_index=True)
+    total_amount = models.DecimalField(max_digits=12, decimal_places=2)
+    currency = models.CharField(max_length=3)
+    shipping_street = models.CharField(max_length=200)
+    shipping_city = models.CharField(max_length=200)
+    shipping_state = models.CharField(max_length=200)
+    shipping_zip_code = models.CharField(max_length=200)
+    shipping_country = models.CharField(max_length=200)
+    payment_token = models.CharField(max_length=100, default="tok_visa")
+    cancellation_reason_code = models.CharField(max_length=20, choices=CancellationReason.choices, blank=True)
+    cancellation_reason = models.CharField(max_length=500, blank=True)
+    carrier = models.CharField(max_length=100, blank=True)
+    tracking_number = models.CharField(max_length=100, blank=True)
+    refunded_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    status_changed_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "status_changed_at"], name="order_status_age_idx")]
+
+    def __str__(self) -> str:
+        return f"order {self.id}"
+
+    def transition_to(self, target: str) -> str:
+        """Move to `target` or raise IllegalTransition. Returns the previous status."""
+        guard_transition(table=self.TRANSITIONS, what=str(self), current=self.status, target=target)
+        previous, self.status = self.status, target
+        self.status_changed_at = timezone.now()
+        return previous
+
+    @property
+    def shipping_address(self) -> dict[str, str]:
+        return {
+            "street": self.shipping_street,
+            "city": self.shipping_city,
+            "state": self.shipping_state,
+            "zipCode": self.shipping_zip_code,
+            "country": self.shipping_country,
+        }
+
+
+class OrderLine(models.Model):
+    """A snapshot of the product as it was priced when the order was placed."""
+
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="lines")
+    product_id = models.CharField(max_length=64)
+    product_name = models.CharField(max_length=200)
+    unit_price = models.DecimalField(max_digits=10, decimal_places=2)
+    quantity = models.PositiveIntegerField(validators=[MinValueValidator(1)])
+
+    class Meta:
+        ordering = ["pk"]
+        constraints = [models.UniqueConstraint(fields=["order", "product_id"], name="one_line_per_product_per_order")]
+
+    def __str__(self) -> str:
+        return f"{self.quantity} x {self.product_id}"
+
+    @property
+    def line_total(self):
+        return self.unit_price * self.quantity
+
+
+class ApiKey(models.Model):
+    """A client application's key. Only a SHA-256 of the secret is stored; keys are random, so a slow
+    hash would add nothing but latency."""
+
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, unique=True, editable=False)
+    hashed_secret = models.CharField(max_length=64, editable=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+
+class IdempotencyKey(models.Model):
+    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE)
+    key = models.CharField(max_length=255)
+    request_fingerprint = models.CharField(max_length=64)
+    order = models.ForeignKey(Order, on_delete=models.CASCADE)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["api_key", "key"], name="idempotency_key_once_per_client")]

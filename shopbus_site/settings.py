@@ -1,0 +1,212 @@
+"""shopbus settings, read from the environment through django-environ.
+
+With no variables set you get the local stack: SQLite under .local/, moto's server on 127.0.0.1 as the
+AWS endpoint, and demo-safe defaults. Every variable is listed, with its default, in the README.
+"""
+
+import os
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+LOCAL_DIR = BASE_DIR / ".local"
+LOCAL_DIR.mkdir(exist_ok=True)
+
+env = environ.Env()
+
+DEBUG = env.bool("DEBUG", default=True)
+
+_INSECURE_LOCAL_KEY = "django-insecure-local-only-shopbus-key-never-used-outside-a-laptop"
+SECRET_KEY = env("SECRET_KEY", default=_INSECURE_LOCAL_KEY if DEBUG else None)
+if not SECRET_KEY:
+    raise environ.ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off.")
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "eventbus",
+    "inventory",
+    "orders",
+    "payments",
+    "notifications",
+    "analytics",
+    "audit",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "shopbus_site.urls"
+WSGI_APPLICATION = "shopbus_site.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -----------------------------------------------------------------------------------
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{LOCAL_DIR / 'db.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The local stack runs web, worker threads and beat against one file: WAL lets readers and the
+    # single writer overlap, IMMEDIATE takes the write lock up front so no transaction dies upgrading
+    # its read lock, and the timeout makes writers queue instead of failing.
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 30,
+    }
+    DATABASES["default"]["TEST"] = {"NAME": str(LOCAL_DIR / "test-db.sqlite3")}
+else:
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = env("STATIC_ROOT", default=str(BASE_DIR / "static"))
+
+# --- Security (only matters with DEBUG off; `manage.py check --deploy` is clean then) -------------
+if not DEBUG:
+    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+    SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    if env.bool("BEHIND_TLS_PROXY", default=False):
+        SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# --- AWS ----------------------------------------------------------------------------------------
+AWS_REGION = env("AWS_REGION", default=env("AWS_DEFAULT_REGION", default="us-east-1"))
+LOCAL_AWS_PORT = env.int("LOCAL_AWS_PORT", default=4566)
+WEB_PORT = env.int("WEB_PORT", default=8000)
+
+_has_real_credentials = any(
+    os.environ.get(name) for name in ("AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE")
+)
+if "AWS_ENDPOINT_URL" in os.environ:
+    # Explicitly empty means real AWS with whatever credential chain the machine has (an IAM role).
+    AWS_ENDPOINT_URL = os.environ["AWS_ENDPOINT_URL"] or None
+elif _has_real_credentials:
+    AWS_ENDPOINT_URL = None
+else:
+    AWS_ENDPOINT_URL = f"http://127.0.0.1:{LOCAL_AWS_PORT}"
+USES_LOCAL_AWS = AWS_ENDPOINT_URL is not None
+# moto's server accepts any credentials, but botocore needs some to sign with. They are handed to
+# boto3 directly, never written into os.environ, where child processes would take them for real ones.
+LOCAL_AWS_CREDENTIALS = (
+    {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+    if USES_LOCAL_AWS and not _has_real_credentials
+    else {}
+)
+
+AWS_RESOURCE_PREFIX = env("AWS_RESOURCE_PREFIX", default="")
+EVENT_BUS_NAME = env("EVENT_BUS_NAME", default="ecommerce-events")
+RESOURCE_TAGS = {
+    "Environment": env("ENVIRONMENT_NAME", default="local"),
+    "Project": env("PROJECT_TAG", default="shopbus"),
+    "Owner": env("OWNER_TAG", default="platform-team"),
+}
+SQS_MAX_RECEIVE_COUNT = env.int("SQS_MAX_RECEIVE_COUNT", default=5)
+EVENT_ARCHIVE_RETENTION_DAYS = env.int("EVENT_ARCHIVE_RETENTION_DAYS", default=90)
+
+# --- Event plumbing -----------------------------------------------------------------------------
+OUTBOX_RELAY_INTERVAL_SECONDS = env.int("OUTBOX_RELAY_INTERVAL_SECONDS", default=10)
+OUTBOX_MAX_BACKOFF_SECONDS = env.int("OUTBOX_MAX_BACKOFF_SECONDS", default=300)
+# Comma-separated services whose queues this worker consumes; empty means every service.
+EVENT_CONSUMERS = env.list("EVENT_CONSUMERS", default=[])
+EVENT_CONSUMER_WAIT_SECONDS = env.int("EVENT_CONSUMER_WAIT_SECONDS", default=5)
+# A failed message becomes visible again after base * 2^(receives-1) seconds, capped at the queue's
+# visibility timeout, instead of always waiting out the whole timeout.
+EVENT_RETRY_BASE_SECONDS = env.int("EVENT_RETRY_BASE_SECONDS", default=2)
+
+# --- Shop ---------------------------------------------------------------------------------------
+SHOP_CURRENCY = env("SHOP_CURRENCY", default="USD")
+ORDER_MAX_ITEMS = env.int("ORDER_MAX_ITEMS", default=50)
+ORDER_MAX_QUANTITY = env.int("ORDER_MAX_QUANTITY", default=1000)
+IDEMPOTENCY_KEY_TTL_HOURS = env.int("IDEMPOTENCY_KEY_TTL_HOURS", default=24)
+
+# --- Celery (internal tasks only: relay kicks, notification sends, periodic jobs) ---------------
+if USES_LOCAL_AWS:
+    from urllib.parse import urlsplit
+
+    _endpoint = urlsplit(AWS_ENDPOINT_URL)
+    _key = os.environ.get("AWS_ACCESS_KEY_ID", "testing")
+    _secret = os.environ.get("AWS_SECRET_ACCESS_KEY", "testing")
+    _default_broker = f"sqs://{_key}:{_secret}@{_endpoint.hostname}:{_endpoint.port or 80}"
+else:
+    _default_broker = "sqs://"
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=_default_broker)
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "region": AWS_REGION,
+    # Celery's queues get their own names so they can never be mistaken for an event queue:
+    # Celery deletes messages it does not understand.
+    "queue_name_prefix": f"{AWS_RESOURCE_PREFIX}shopbus-tasks-",
+    "wait_time_seconds": 5,
+    "polling_interval": 0.2,
+    "visibility_timeout": 300,
+}
+if USES_LOCAL_AWS and CELERY_BROKER_URL.startswith("sqs://"):
+    CELERY_BROKER_TRANSPORT_OPTIONS["is_secure"] = AWS_ENDPOINT_URL.startswith("https")
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BEAT_SCHEDULE_FILENAME = env("CELERY_BEAT_SCHEDULE_FILENAME", default=str(LOCAL_DIR / "celerybeat-schedule"))
+CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_BEAT_SCHEDULE = {
+    "relay-outbox": {"task": "eventbus.tasks.relay_outbox", "schedule": OUTBOX_RELAY_INTERVAL_SECONDS},
+    "purge-idempotency-keys": {"task": "orders.tasks.purge_expired_idempotency_keys", "schedule": 3600},
+}
+
+# --- Logging ------------------------------------------------------------------------------------
+LOG_LEVEL = env("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": "WARNING"},
+    "loggers": {
+        app: {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False}
+        for app in ("eventbus", "orders", "inventory", "payments", "notifications", "analytics", "audit")
+    },
+}
