@@ -2,10 +2,11 @@ from __future__ import annotations
 
 import json
 
+from botocore.exceptions import BotoCoreError, ClientError
 from django.contrib import admin
 from django.utils.html import format_html
 
-from . import services
+from . import aws, selectors, services, topology
 from .models import DeliveryFailure, OutboxEvent, ProcessedEvent
 
 
@@ -57,6 +58,22 @@ class ProcessedEventAdmin(ReadOnlyAdmin):
 
 @admin.register(DeliveryFailure)
 class DeliveryFailureAdmin(ReadOnlyAdmin):
+    """Failed deliveries, under a live table of every queue's and DLQ's depth."""
+
     list_display = ("last_failed_at", "queue_name", "detail_type", "event_id", "receive_count", "reason")
     list_filter = ("queue_name", "detail_type")
     search_fields = ("event_id", "message_id")
+
+    def changelist_view(self, request, extra_context=None):
+        try:
+            depths, target_dlq_depth, depth_error = selectors.queue_depths(), selectors.target_dlq_depth(), ""
+        except (BotoCoreError, ClientError) as exc:
+            depths, target_dlq_depth, depth_error = [], None, aws.explain(exc)
+        context = {
+            "queue_depths": depths,
+            "target_dlq_name": topology.target_dlq_name(),
+            "target_dlq_depth": target_dlq_depth,
+            "depth_error": depth_error,
+            **(extra_context or {}),
+        }
+        return super().changelist_view(request, extra_context=context)

@@ -32,12 +32,20 @@ def _forget_clients_when_aws_settings_change(*, setting: str, **kwargs) -> None:
 
 def explain(exc: Exception) -> str:
     """One line an operator can act on, for the errors a command can meet talking to AWS."""
-    from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, NoRegionError
+    from botocore.exceptions import (
+        ClientError,
+        EndpointConnectionError,
+        NoCredentialsError,
+        NoRegionError,
+        ProfileNotFound,
+    )
     from django.conf import settings
 
     endpoint = settings.AWS_ENDPOINT_URL or f"AWS in {settings.AWS_REGION}"
     if isinstance(exc, NoCredentialsError):
         return "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)"
+    if isinstance(exc, ProfileNotFound):
+        return f"{exc}: check AWS_PROFILE"
     if isinstance(exc, NoRegionError):
         return "no AWS region: set AWS_REGION"
     if isinstance(exc, EndpointConnectionError):

@@ -4,7 +4,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import models
+from django.db import models, router, transaction
 from django.utils import timezone
 
 from .catalogue import EventType
@@ -32,6 +32,17 @@ class EventedModel(models.Model):
         self.__dict__.setdefault("_recorded_events", []).append(
             RecordedEvent(event_type=event_type, data=data, correlation_id=str(correlation_id))
         )
+
+    def save(self, *args, **kwargs) -> None:
+        if self.__dict__.get("_recorded_events"):
+            using = kwargs.get("using") or router.db_for_write(type(self), instance=self)
+            if not transaction.get_connection(using).in_atomic_block:
+                # Refused before writing: in autocommit the change would commit without its events.
+                raise RuntimeError(
+                    f"{type(self).__name__} recorded events outside transaction.atomic(); "
+                    "they would not commit with the change"
+                )
+        super().save(*args, **kwargs)
 
     def pop_recorded_events(self) -> list[RecordedEvent]:
         return self.__dict__.pop("_recorded_events", [])

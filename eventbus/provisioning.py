@@ -183,6 +183,10 @@ class Provisioner:
         drift = {key: value for key, value in attributes.items() if _canonical(current.get(key)) != _canonical(value)}
         if drift:
             if self._change("update", "queue", name, ", ".join(sorted(drift))):
+                # Resend the policy with any change: moto's server drops a queue's policy when other
+                # attributes are set without it (AWS keeps it; resending is harmless there).
+                if "Policy" in attributes:
+                    drift["Policy"] = attributes["Policy"]
                 self.sqs.set_queue_attributes(QueueUrl=url, Attributes=drift)
         current_tags = self.sqs.list_queue_tags(QueueUrl=url).get("Tags", {})
         if not self.tags.items() <= current_tags.items():

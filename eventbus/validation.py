@@ -46,7 +46,8 @@ def supported_versions(event_type: EventType) -> list[int]:
 
 
 def _describe(errors) -> list[str]:
-    return [f"{'.'.join(str(p) for p in error.absolute_path) or '<root>'}: {error.message}" for error in errors]
+    # Messages quote the offending value; keep a huge one from flooding logs and DLQ reasons.
+    return [f"{'.'.join(str(p) for p in error.absolute_path) or '<root>'}: {error.message[:200]}" for error in errors]
 
 
 def validate_detail(event_type: EventType, detail: Any) -> None:

@@ -5,3 +5,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("orders.api.urls")),
 ]
+
+handler500 = "orders.api.views.server_error"

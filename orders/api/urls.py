@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import path, re_path
 
 from . import views
 
@@ -7,4 +7,5 @@ urlpatterns = [
     path("orders/<str:order_id>", views.order_detail, name="api-order-detail"),
     path("orders/<str:order_id>/cancel", views.cancel_order, name="api-cancel-order"),
     path("products", views.product_list, name="api-products"),
+    re_path(r"^(?P<path>.*)$", views.unknown_endpoint),
 ]

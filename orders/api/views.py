@@ -8,7 +8,8 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
 
 from eventbus.state_machine import IllegalTransition
@@ -22,12 +23,12 @@ from .serializers import catalogue_entry_json, order_json
 View = Callable[..., JsonResponse]
 
 
-def error(status: int, message: str, *, fields: dict[str, list[str]] | None = None, **extra: Any) -> JsonResponse:
+def error(http_status: int, message: str, *, fields: dict[str, list[str]] | None = None, **extra: Any) -> JsonResponse:
     body: dict[str, Any] = {"error": message}
     if fields:
         body["fields"] = fields
     body.update(extra)
-    return JsonResponse(body, status=status)
+    return JsonResponse(body, status=http_status)
 
 
 def api_endpoint(*methods: str) -> Callable[[View], View]:
@@ -111,11 +112,22 @@ def cancel_order(request: HttpRequest, order_id: str) -> JsonResponse:
     reason = parse_cancel_request(_json_body(request))
     try:
         services.cancel_order(order_id=order.id, reason_code=Order.CancellationReason.CUSTOMER_REQUEST, reason=reason)
-    except IllegalTransition:
-        return error(409, f"The order is {order.status} and can no longer be cancelled.", status=order.status)
+    except IllegalTransition as exc:
+        return error(409, f"The order is {exc.current} and can no longer be cancelled.", status=exc.current)
     return JsonResponse(order_json(selectors.get_order(order_id=order.id)))
 
 
 @api_endpoint("GET")
 def product_list(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"products": [catalogue_entry_json(entry) for entry in catalogue_entries().values()]})
+
+
+def unknown_endpoint(request: HttpRequest, path: str = "") -> JsonResponse:
+    return error(404, f"No API endpoint at {request.path}.")
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """handler500: API clients get JSON, everyone else Django's page."""
+    if request.path.startswith("/api/"):
+        return error(500, "Internal error; it has been logged.")
+    return defaults.server_error(request)

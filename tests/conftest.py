@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+from moto import mock_aws
+
+from eventbus import aws as aws_clients
+from eventbus import topology
+from eventbus.provisioning import Provisioner
+from inventory import services as inventory_services
+from orders import services as order_services
+
+
+@pytest.fixture(autouse=True)
+def aws(request):
+    """moto's in-process mock of every AWS API, fresh for each test, so no test can reach real AWS.
+    Tests marked e2e talk to moto's real server instead."""
+    aws_clients.client.cache_clear()
+    if request.node.get_closest_marker("e2e"):
+        yield
+    else:
+        with mock_aws():
+            yield
+    aws_clients.client.cache_clear()
+
+
+@pytest.fixture
+def provisioned(aws):
+    Provisioner().apply()
+
+
+@pytest.fixture
+def catalogue(db):
+    """The demo catalogue: prod-1 Laptop 999.99 x50, prod-2 Mouse 29.99 x100, prod-3 Keyboard x5, …"""
+    inventory_services.load_demo_catalogue()
+
+
+@pytest.fixture
+def api_key(db):
+    _, plaintext = order_services.create_api_key(name="tests")
+    return plaintext
+
+
+def drain(queue_name: str, *, wait_seconds: int = 0) -> list[dict]:
+    """Receive and delete every message on a queue; returns the parsed envelopes."""
+    sqs = aws_clients.client("sqs")
+    url = sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
+    envelopes = []
+    while True:
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=wait_seconds).get("Messages", [])
+        if not messages:
+            return envelopes
+        for message in messages:
+            envelopes.append(json.loads(message["Body"]))
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def queue_depth(queue_name: str) -> int:
+    sqs = aws_clients.client("sqs")
+    url = sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    )["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
+
+
+@pytest.fixture
+def service_queue():
+    return lambda service: topology.SERVICE_QUEUES[service].name
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def live_stack(transactional_db, settings):
+    """moto's real server on a free port, provisioned, and a real Celery worker whose bootstep consumes
+    every service queue. Celery's own broker is in-memory; event delivery is all real SQS over HTTP."""
+    from celery.contrib.testing.worker import start_worker
+    from moto.server import ThreadedMotoServer
+
+    from shopbus_site.celery import app
+
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    settings.AWS_ENDPOINT_URL = f"http://127.0.0.1:{port}"
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    app.conf.task_always_eager = False
+    aws_clients.client.cache_clear()
+    Provisioner().apply()
+    try:
+        with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=30):
+            yield
+    finally:
+        app.conf.task_always_eager = True
+        server.stop()
+        aws_clients.client.cache_clear()
+
+
+def wait_for(predicate, *, timeout: float = 30, interval: float = 0.1, what: str = "condition"):
+    """Poll until predicate() is truthy; the end-to-end tests wait on real queues, never on sleeps."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")

@@ -1,0 +1,219 @@
+"""The consumer against real SQS queues (moto) with its real poller: nothing here calls a handler directly."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import uuid
+
+import pytest
+from django.core.management import call_command
+
+from eventbus import aws, topology
+from eventbus.consumer import EventConsumer, QueuePoller
+from eventbus.models import DeliveryFailure, OutboxEvent, ProcessedEvent
+from eventbus.worker import choose_services
+from inventory.models import Reservation, StockItem
+from orders import services as order_services
+from orders.models import Order
+from tests.conftest import queue_depth
+from tests.factories import OrderItemFactory, PlaceOrderRequestFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def envelope(detail_type: str, data: dict, *, event_id: str | None = None, source: str = "ecommerce.orders", **extra) -> str:
+    return json.dumps(
+        {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": detail_type,
+            "source": source,
+            "account": "123456789012",
+            "time": "2026-11-24T10:00:00Z",
+            "region": "us-east-1",
+            "resources": [],
+            "detail": {
+                "metadata": {
+                    "eventId": event_id or str(uuid.uuid4()),
+                    "schemaVersion": 1,
+                    "occurredAt": "2026-11-24T10:00:00Z",
+                    "correlationId": data.get("orderId", "x"),
+                    "causationId": None,
+                },
+                "data": data,
+            },
+            **extra,
+        }
+    )
+
+
+def order_placed(order_id: str, sku: str = "prod-1", quantity: int = 2) -> dict:
+    return {
+        "orderId": order_id,
+        "customerId": "c-1",
+        "items": [{"productId": sku, "name": "Thing", "unitPrice": "1.00", "quantity": quantity}],
+        "totalAmount": "2.00",
+        "currency": "USD",
+        "shippingAddress": {"street": "1 Main St", "city": "Seattle", "state": "WA", "zipCode": "98101", "country": "US"},
+    }
+
+
+def send(service: str, body: str) -> None:
+    sqs = aws.client("sqs")
+    sqs.send_message(QueueUrl=sqs.get_queue_url(QueueName=topology.SERVICE_QUEUES[service].name)["QueueUrl"], MessageBody=body)
+
+
+def poll(service: str, times: int = 1) -> None:
+    poller = QueuePoller(topology.SERVICE_QUEUES[service], threading.Event())
+    for _ in range(times):
+        poller.poll_once()
+
+
+def stock(sku: str) -> StockItem:
+    return StockItem.objects.get(product__sku=sku)
+
+
+@pytest.fixture
+def quiet_relay(settings, provisioned):
+    """Events the handlers publish stay in the outbox, so each test reads only the queue it fed."""
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    from shopbus_site.celery import app
+
+    app.conf.task_always_eager = False
+    app.conf.broker_url = "memory://"
+    yield
+    app.conf.task_always_eager = True
+
+
+def test_the_same_message_delivered_twice_reserves_once(catalogue, quiet_relay):
+    order_id = str(uuid.uuid4())
+    body = envelope("Order Placed", order_placed(order_id))
+    send("inventory", body)
+    send("inventory", body)
+
+    poll("inventory")
+
+    assert stock("prod-1").reserved == 2
+    assert ProcessedEvent.objects.filter(handler="inventory.reserve_stock").count() == 1
+    assert OutboxEvent.objects.filter(detail_type="Inventory Reserved").count() == 1
+    assert queue_depth(topology.SERVICE_QUEUES["inventory"].name) == 0  # both acknowledged
+
+
+def test_a_replayed_event_with_a_new_envelope_id_is_skipped(catalogue, quiet_relay):
+    order_id, event_id = str(uuid.uuid4()), str(uuid.uuid4())
+    send("inventory", envelope("Order Placed", order_placed(order_id), event_id=event_id))
+    poll("inventory")
+    send("inventory", envelope("Order Placed", order_placed(order_id), event_id=event_id, **{"replay-name": "recovery-1"}))
+    poll("inventory")
+
+    assert stock("prod-1").reserved == 2
+    assert ProcessedEvent.objects.get(handler="inventory.reserve_stock").replay_name == ""
+
+
+def test_the_producer_s_event_causes_what_the_handler_publishes(catalogue, quiet_relay):
+    event_id = str(uuid.uuid4())
+    send("inventory", envelope("Order Placed", order_placed(str(uuid.uuid4())), event_id=event_id))
+    poll("inventory")
+    reserved = OutboxEvent.objects.get(detail_type="Inventory Reserved")
+    assert reserved.detail["metadata"]["causationId"] == event_id
+
+
+def test_a_poison_message_reaches_the_dlq_while_the_message_behind_it_is_processed(catalogue, quiet_relay, settings):
+    inventory = topology.SERVICE_QUEUES["inventory"]
+    send("inventory", "{this is not an event")
+    good_order = str(uuid.uuid4())
+    send("inventory", envelope("Order Placed", order_placed(good_order)))
+
+    poll("inventory", times=settings.SQS_MAX_RECEIVE_COUNT + 1)
+
+    assert Reservation.objects.get(order_id=good_order).status == Reservation.Status.RESERVED
+    assert queue_depth(inventory.name) == 0
+    assert queue_depth(inventory.dlq_name) == 1
+    failure = DeliveryFailure.objects.get()
+    assert failure.reason.startswith("malformed: body is not JSON")
+    assert failure.receive_count == settings.SQS_MAX_RECEIVE_COUNT
+
+    shown = io.StringIO()
+    call_command("dlq", "show", "inventory", stdout=shown)
+    assert "body is not JSON" in shown.getvalue()
+    listed = io.StringIO()
+    call_command("dlq", "list", stdout=listed)
+    assert [line.split()[-1] for line in listed.getvalue().splitlines() if line.startswith("inventory ")] == ["1"]
+
+
+def test_an_event_that_fails_its_schema_is_not_deleted(catalogue, quiet_relay):
+    send("inventory", envelope("Order Placed", {**order_placed(str(uuid.uuid4())), "totalAmount": 2.0}))
+    poll("inventory")
+    assert "data.totalAmount" in DeliveryFailure.objects.get().reason
+    assert queue_depth(topology.SERVICE_QUEUES["inventory"].name) == 1
+    assert not Reservation.objects.exists()
+
+
+def test_a_failing_handler_rolls_back_its_work_and_its_processed_record(catalogue, quiet_relay):
+    # Inventory Reserved for an order the orders service has never heard of: the handler raises.
+    send("orders", envelope("Inventory Reserved", {"orderId": str(uuid.uuid4()), "items": [{"productId": "prod-1", "quantity": 1}]}, source="ecommerce.inventory"))
+    poll("orders")
+    assert not ProcessedEvent.objects.exists()
+    assert DeliveryFailure.objects.get().reason.startswith("failed: DoesNotExist")
+    assert queue_depth(topology.SERVICE_QUEUES["orders"].name) == 1
+
+
+def test_a_redriven_message_is_processed(catalogue, quiet_relay, settings):
+    orders_queue = topology.SERVICE_QUEUES["orders"]
+    order = order_services.place_order(request=PlaceOrderRequestFactory(items=[OrderItemFactory(product_id="prod-2")]))
+    reserved = envelope("Inventory Reserved", {"orderId": str(order.pk), "items": [{"productId": "prod-2", "quantity": 1}]}, source="ecommerce.inventory")
+    # The order row is missing (say, a botched restore), so the handler fails until it is back.
+    Order.objects.filter(pk=order.pk).delete()
+    send("orders", reserved)
+    poll("orders", times=settings.SQS_MAX_RECEIVE_COUNT + 1)
+    assert queue_depth(orders_queue.dlq_name) == 1
+    order.save(force_insert=True)  # restored
+
+    out = io.StringIO()
+    call_command("dlq", "redrive", "orders", "--max", "5", stdout=out)
+    poll("orders")
+
+    assert "Moved 1 message(s) from order-processing-queue-dlq to order-processing-queue." in out.getvalue()
+    order.refresh_from_db()
+    assert order.status == Order.Status.RESERVED
+    assert queue_depth(orders_queue.dlq_name) == 0
+
+
+def test_redrive_is_bounded(catalogue, quiet_relay):
+    sqs = aws.client("sqs")
+    dlq_url = sqs.get_queue_url(QueueName=topology.SERVICE_QUEUES["audit"].dlq_name)["QueueUrl"]
+    for n in range(5):
+        sqs.send_message(QueueUrl=dlq_url, MessageBody=f"letter {n}")
+    call_command("dlq", "redrive", "audit-queue-dlq", "--max", "3", stdout=io.StringIO())
+    assert queue_depth(topology.SERVICE_QUEUES["audit"].dlq_name) == 2
+    assert queue_depth(topology.SERVICE_QUEUES["audit"].name) == 3
+
+
+def test_an_event_a_service_has_no_handler_for_is_kept_for_the_dlq(catalogue, quiet_relay):
+    send("inventory", envelope("Payment Failed", {"orderId": str(uuid.uuid4()), "reasonCode": "DECLINED", "amount": "1.00"}, source="ecommerce.payments"))
+    poll("inventory")
+    assert DeliveryFailure.objects.get().reason == "unroutable: inventory has no handler for it"
+
+
+def test_stopping_the_consumer_returns_within_the_long_poll_wait(provisioned):
+    consumer = EventConsumer(["inventory", "orders"])
+    consumer.start()
+    stopped = threading.Event()
+    threading.Thread(target=lambda: (consumer.stop(), stopped.set())).start()
+    assert stopped.wait(timeout=10)
+    assert not any(poller.is_alive() for poller in consumer.pollers)
+
+
+@pytest.mark.parametrize(
+    ("option", "configured", "chosen"),
+    [(None, [], None), ("inventory,orders", [], ["inventory", "orders"]), (None, ["audit"], ["audit"]), ("none", ["audit"], [])],
+)
+def test_which_services_a_worker_consumes(option, configured, chosen):
+    assert choose_services(option, configured) == chosen
+
+
+def test_an_unknown_service_is_refused():
+    with pytest.raises(ValueError, match="unknown event consumer"):
+        EventConsumer(["shipping"])

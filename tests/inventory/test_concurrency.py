@@ -1,0 +1,99 @@
+"""Concurrent reservations on PostgreSQL, where row locks are real. `make test` runs these against a
+throwaway server (tests/postgres_server.py); SQLite serialises writers and would prove nothing."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Callable
+
+import pytest
+from django.db import connection
+
+from eventbus.consumer import handle_message
+from eventbus.models import ProcessedEvent
+from inventory import services
+from inventory.models import Reservation, StockItem
+from tests.factories import ProductFactory
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture(autouse=True)
+def postgres_only():
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL: `make test` runs it against a throwaway server")
+
+
+def run_together(jobs: list[Callable[[], object]]) -> list[object]:
+    """Start every job at the same instant, each on its own thread and database connection."""
+    barrier = threading.Barrier(len(jobs))
+    results: list[object] = [None] * len(jobs)
+
+    def run(index: int, job: Callable[[], object]) -> None:
+        try:
+            barrier.wait()
+            results[index] = job()
+        except Exception as exc:  # noqa: BLE001 - the assertion below reports it
+            results[index] = exc
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i, job)) for i, job in enumerate(jobs)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return results
+
+
+def reserve(sku: str, quantity: int = 1, *more: tuple[str, int]) -> Callable[[], str]:
+    items = [services.RequestedItem(product_id=sku, quantity=quantity)] + [services.RequestedItem(s, q) for s, q in more]
+    return lambda: services.reserve_stock(order_id=uuid.uuid4(), items=items).status
+
+
+def test_concurrent_orders_for_the_last_units_never_oversell():
+    ProductFactory(sku="last-units", stock__on_hand=5)
+
+    outcomes = run_together([reserve("last-units") for _ in range(12)])
+
+    assert sorted(outcomes) == ["FAILED"] * 7 + ["RESERVED"] * 5, outcomes
+    item = StockItem.objects.get(product__sku="last-units")
+    assert (item.on_hand, item.reserved) == (5, 5)
+
+
+def test_orders_locking_products_in_opposite_orders_do_not_deadlock():
+    ProductFactory(sku="a", stock__on_hand=100)
+    ProductFactory(sku="b", stock__on_hand=100)
+
+    outcomes = run_together([reserve("a", 1, ("b", 1)) if n % 2 else reserve("b", 1, ("a", 1)) for n in range(10)])
+
+    assert outcomes == ["RESERVED"] * 10, outcomes
+    assert [StockItem.objects.get(product__sku=s).reserved for s in ("a", "b")] == [10, 10]
+
+
+def test_one_message_handled_by_two_workers_at_once_reserves_once():
+    ProductFactory(sku="dup", stock__on_hand=10)
+    order_id, event_id = str(uuid.uuid4()), str(uuid.uuid4())
+    body = json.dumps(
+        {
+            "id": "envelope-1", "detail-type": "Order Placed", "source": "ecommerce.orders",
+            "detail": {
+                "metadata": {"eventId": event_id, "schemaVersion": 1, "occurredAt": "2026-11-24T10:00:00Z",
+                             "correlationId": order_id, "causationId": None},
+                "data": {
+                    "orderId": order_id, "customerId": "c", "totalAmount": "3.00", "currency": "USD",
+                    "items": [{"productId": "dup", "name": "Dup", "unitPrice": "1.00", "quantity": 3}],
+                    "shippingAddress": {"street": "s", "city": "c", "state": "s", "zipCode": "z", "country": "US"},
+                },
+            },
+        }
+    )  # fmt: skip
+
+    outcomes = run_together([lambda: handle_message(service="inventory", body=body).result for _ in range(4)])
+
+    assert sorted(outcomes) == ["duplicate"] * 3 + ["processed"], outcomes
+    assert StockItem.objects.get(product__sku="dup").reserved == 3
+    assert Reservation.objects.count() == 1
+    assert ProcessedEvent.objects.count() == 1

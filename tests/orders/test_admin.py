@@ -1,0 +1,149 @@
+from __future__ import annotations
+
+import pytest
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from eventbus.models import OutboxEvent
+from orders import services
+from orders.models import Order
+from tests.factories import OrderItemFactory, PlaceOrderRequestFactory, ProductFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def staff_client(client):
+    user = get_user_model().objects.create_superuser("staff", "staff@example.com", "pw")
+    client.force_login(user)
+    return client
+
+
+def queries_for(client, url: str) -> int:
+    with CaptureQueriesContext(connection) as captured:
+        response = client.get(url)
+    assert response.status_code == 200, url
+    return len(captured)
+
+
+def place_orders(count: int) -> None:
+    for _ in range(count):
+        services.place_order(request=PlaceOrderRequestFactory())
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/admin/orders/order/",
+        "/admin/inventory/product/",
+        "/admin/eventbus/outboxevent/",
+        "/admin/inventory/reservation/",
+        "/admin/orders/apikey/",
+    ],
+)
+def test_list_pages_do_a_fixed_number_of_queries_whatever_the_rows(staff_client, catalogue, url):
+    place_orders(1)
+    few = queries_for(staff_client, url)
+    place_orders(15)
+    for n in range(15):
+        ProductFactory(sku=f"extra-{n}")
+    services.create_api_key(name="a")
+    services.create_api_key(name="b")
+    assert queries_for(staff_client, url) == few
+
+
+def test_order_detail_page_renders_lines_read_only(staff_client, catalogue):
+    order = services.place_order(request=PlaceOrderRequestFactory())
+    response = staff_client.get(f"/admin/orders/order/{order.pk}/change/")
+    assert response.status_code == 200
+    assert b"Laptop" in response.content
+    assert b'name="total_amount"' not in response.content  # money is never an input
+
+
+def test_orders_are_searchable_by_id_customer_and_email(staff_client, catalogue):
+    order = services.place_order(request=PlaceOrderRequestFactory(customer_id="findme-7", email="x@findme.example"))
+    services.place_order(request=PlaceOrderRequestFactory())
+    for term in (str(order.pk), "findme-7", "x@findme.example"):
+        response = staff_client.get("/admin/orders/order/", {"q": term})
+        assert list(response.context["cl"].result_list) == [order], term
+
+
+def test_staff_place_an_order_through_the_admin(staff_client, catalogue):
+    form = {
+        "customer_id": "walk-in-1", "email": "walkin@example.com", "street": "1 Pike St", "city": "Seattle",
+        "state": "WA", "zip_code": "98101", "country": "US", "payment_token": "tok_visa",
+        "items-TOTAL_FORMS": "3", "items-INITIAL_FORMS": "0", "items-MIN_NUM_FORMS": "1", "items-MAX_NUM_FORMS": "1000",
+        "items-0-product_id": "prod-2", "items-0-quantity": "3",
+        "items-1-product_id": "", "items-1-quantity": "1", "items-2-product_id": "", "items-2-quantity": "1",
+    }  # fmt: skip
+    response = staff_client.post("/admin/orders/order/add/", form)
+
+    order = Order.objects.get(customer_id="walk-in-1")
+    assert response.status_code == 302
+    assert str(order.total_amount) == "89.97"
+    assert OutboxEvent.objects.filter(detail_type="Order Placed", correlation_id=str(order.pk)).exists()
+
+
+def test_the_admin_shows_service_validation_errors(staff_client, catalogue):
+    form = {
+        "customer_id": "walk-in-1", "email": "walkin@example.com", "street": "1 Pike St", "city": "Seattle",
+        "state": "WA", "zip_code": "98101", "country": "US", "payment_token": "tok_visa",
+        "items-TOTAL_FORMS": "2", "items-INITIAL_FORMS": "0", "items-MIN_NUM_FORMS": "1", "items-MAX_NUM_FORMS": "1000",
+        "items-0-product_id": "prod-2", "items-0-quantity": "1", "items-1-product_id": "prod-2", "items-1-quantity": "1",
+    }  # fmt: skip
+    response = staff_client.post("/admin/orders/order/add/", form)
+    assert response.status_code == 200
+    assert b"already in the order" in response.content
+    assert not Order.objects.exists()
+
+
+def test_the_cancel_action_asks_for_a_reason_then_cancels(staff_client, catalogue):
+    order = services.place_order(request=PlaceOrderRequestFactory())
+    selection = {"action": "cancel_orders", ACTION_CHECKBOX_NAME: [str(order.pk)]}
+
+    asked = staff_client.post("/admin/orders/order/", selection)
+    assert asked.status_code == 200 and b"reason" in asked.content
+    order.refresh_from_db()
+    assert order.status == Order.Status.PLACED
+
+    staff_client.post("/admin/orders/order/", {**selection, "apply": "1", "reason": "Duplicate order"})
+    order.refresh_from_db()
+    assert order.status == Order.Status.CANCELLED
+    assert (order.cancellation_reason_code, order.cancellation_reason) == ("STAFF", "Duplicate order")
+
+
+def test_the_cancel_action_reports_orders_it_cannot_cancel(staff_client, catalogue):
+    order = services.place_order(request=PlaceOrderRequestFactory(items=[OrderItemFactory(product_id="prod-2")]))
+    services.cancel_order(order_id=order.pk, reason_code="STAFF", reason="first")
+    response = staff_client.post(
+        "/admin/orders/order/",
+        {"action": "cancel_orders", ACTION_CHECKBOX_NAME: [str(order.pk)], "apply": "1", "reason": "again"},
+        follow=True,
+    )
+    assert b"Not cancellable" in response.content
+    assert OutboxEvent.objects.filter(detail_type="Order Cancelled").count() == 1
+
+
+def test_the_restock_action_publishes_stock_updated(staff_client, catalogue):
+    from inventory.models import Product
+
+    keyboard = Product.objects.get(sku="prod-3")
+    staff_client.post(
+        "/admin/inventory/product/",
+        {"action": "restock", ACTION_CHECKBOX_NAME: [str(keyboard.pk)], "apply": "1", "quantity": "20"},
+    )
+    keyboard.stock.refresh_from_db()
+    assert keyboard.stock.on_hand == 25
+    event = OutboxEvent.objects.filter(detail_type="Stock Updated", correlation_id="prod-3").latest("created_at")
+    assert event.detail["data"] == {
+        "productId": "prod-3", "onHand": 25, "reserved": 0, "available": 25, "change": 20, "reasonCode": "RESTOCK",
+    }  # fmt: skip
+
+
+def test_an_api_key_created_in_the_admin_is_shown_once(staff_client):
+    response = staff_client.post("/admin/orders/apikey/add/", {"name": "mobile app"}, follow=True)
+    message = [str(m) for m in response.context["messages"]][0]
+    key = message.split("Key for mobile app: ")[1].split(" ")[0]
+    assert services.authenticate_api_key(presented=key) is not None

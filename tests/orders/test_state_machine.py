@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import pytest
+
+from eventbus.models import OutboxEvent
+from eventbus.state_machine import IllegalTransition
+from orders import services
+from orders.models import Order
+from tests.factories import PlaceOrderRequestFactory
+
+pytestmark = pytest.mark.django_db
+
+S = Order.Status
+ALLOWED = {(S.PLACED, S.RESERVED), (S.PLACED, S.CANCELLED), (S.RESERVED, S.CONFIRMED), (S.RESERVED, S.CANCELLED),
+           (S.CONFIRMED, S.SHIPPED), (S.CONFIRMED, S.CANCELLED)}  # fmt: skip
+
+
+@pytest.mark.parametrize("current", S.values)
+@pytest.mark.parametrize("target", S.values)
+def test_only_the_saga_s_transitions_are_allowed(current, target):
+    order = Order(status=current)
+    if (current, target) in ALLOWED:
+        order.transition_to(target)
+        assert order.status == target
+    else:
+        with pytest.raises(IllegalTransition):
+            order.transition_to(target)
+        assert order.status == current
+
+
+def test_inventory_reserved_moves_a_placed_order_on(catalogue):
+    order = services.place_order(request=PlaceOrderRequestFactory())
+    assert services.on_stock_reserved(order_id=order.pk) == "RESERVED"
+    order.refresh_from_db()
+    assert order.status == S.RESERVED
+
+
+def test_a_failed_reservation_cancels_the_order_as_out_of_stock(catalogue):
+    order = services.place_order(request=PlaceOrderRequestFactory())
+    services.on_reservation_failed(order_id=order.pk, reason="Only 5 of Keyboard (prod-3) available, 6 requested")
+    order.refresh_from_db()
+    assert order.status == S.CANCELLED
+    assert order.cancellation_reason_code == "OUT_OF_STOCK"
+    assert order.cancellation_reason == "Only 5 of Keyboard (prod-3) available, 6 requested"
+    cancelled = OutboxEvent.objects.get(detail_type="Order Cancelled").detail["data"]
+    assert (cancelled["reasonCode"], cancelled["previousStatus"]) == ("OUT_OF_STOCK", "PLACED")
+
+
+def test_a_late_event_for_an_order_that_moved_on_is_ignored(catalogue):
+    order = services.place_order(request=PlaceOrderRequestFactory())
+    services.cancel_order(order_id=order.pk, reason_code="CUSTOMER_REQUEST", reason="changed my mind")
+
+    note = services.on_stock_reserved(order_id=order.pk)
+
+    assert note == "ignored: order is CANCELLED"
+    order.refresh_from_db()
+    assert order.status == S.CANCELLED
+    assert OutboxEvent.objects.filter(detail_type="Order Cancelled").count() == 1
+
+
+def test_an_unknown_cancellation_code_is_refused(catalogue):
+    order = services.place_order(request=PlaceOrderRequestFactory())
+    with pytest.raises(ValueError, match="unknown cancellation reason"):
+        services.cancel_order(order_id=order.pk, reason_code="BORED", reason="x")
