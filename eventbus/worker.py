@@ -45,4 +45,7 @@ class EventConsumerStep(bootsteps.StartStopStep):
             self.consumer.stop()
             self.consumer = None
 
+    # Celery calls terminate on a cold shutdown and shutdown at exit; the base class would only act
+    # on `self.obj`, leaving the poller threads running.
+    terminate = stop
     shutdown = stop

@@ -56,6 +56,11 @@ OrderItemFormSet = forms.formset_factory(OrderItemForm, extra=3, min_num=1, vali
 _ADDRESS_FORM_FIELDS = {"shippingAddress.zipCode": "zip_code", "customerId": "customer_id", "paymentToken": "payment_token"}
 
 
+class ShipOrderForm(forms.Form):
+    carrier = forms.CharField(max_length=100)
+    tracking_number = forms.CharField(max_length=100)
+
+
 class CancelOrdersForm(forms.Form):
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=500, help_text="Told to the customer.")
 
@@ -67,7 +72,7 @@ class OrderAdmin(admin.ModelAdmin):
     search_fields = ("id", "customer_id", "email")
     date_hierarchy = "created_at"
     inlines = [OrderLineInline]
-    actions = ["cancel_orders"]
+    actions = ["cancel_orders", "mark_shipped"]
     readonly_fields = [
         "id", "status", "customer_id", "email", "total_amount", "currency",
         "shipping_street", "shipping_city", "shipping_state", "shipping_zip_code", "shipping_country",
@@ -149,6 +154,24 @@ class OrderAdmin(admin.ModelAdmin):
             self, request, queryset, form=form, action="cancel_orders", title="Cancel orders",
             submit_label="Cancel orders", intro="Stock is released, and anything charged is refunded.",
         )
+
+
+    @admin.action(description="Mark shipped…")
+    def mark_shipped(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(request, "Ship one order at a time: each needs its own tracking number.", level=messages.ERROR)
+            return None
+        order = queryset.get()
+        form = ShipOrderForm(request.POST if "apply" in request.POST else None)
+        if form.is_bound and form.is_valid():
+            try:
+                services.ship_order(order_id=order.pk, **form.cleaned_data)
+            except IllegalTransition as exc:
+                self.message_user(request, f"Not shipped: only a confirmed order can ship ({exc.current}).", level=messages.ERROR)
+            else:
+                self.message_user(request, f"Order {order.pk} shipped with {form.cleaned_data['carrier']}.")
+            return None
+        return action_form_page(self, request, queryset, form=form, action="mark_shipped", title="Mark shipped", submit_label="Mark shipped")
 
 
 class ApiKeyForm(forms.ModelForm):

@@ -266,6 +266,74 @@ def on_reservation_failed(*, order_id: uuid.UUID, reason: str) -> str:
     )
 
 
+def _confirm(order: Order) -> None:
+    order.transition_to(Order.Status.CONFIRMED)
+    order.record_event(
+        catalogue.ORDER_CONFIRMED,
+        {**_order_identity(order), "totalAmount": _money(order.total_amount), "currency": order.currency},
+        correlation_id=order.id,
+    )
+
+
+def on_payment_processed(*, order_id: uuid.UUID) -> str:
+    return _react(order_id, _confirm)
+
+
+def on_payment_failed(*, order_id: uuid.UUID, reason: str) -> str:
+    return _react(
+        order_id,
+        lambda order: _cancel(
+            order, reason_code=Order.CancellationReason.PAYMENT_FAILED, reason=reason or "The payment was declined."
+        ),
+    )
+
+
+@transaction.atomic
+def on_payment_refunded(*, order_id: uuid.UUID) -> str:
+    order = _lock(order_id)
+    if order.refunded_at is None:
+        order.refunded_at = timezone.now()
+        order.save(update_fields=["refunded_at", "updated_at"])
+    return f"refund noted; order is {order.status}"
+
+
+@transaction.atomic
+def ship_order(*, order_id: uuid.UUID, carrier: str, tracking_number: str) -> Order:
+    """Staff hand a confirmed order to a carrier. Raises IllegalTransition unless it is CONFIRMED."""
+    carrier, tracking_number = carrier.strip(), tracking_number.strip()
+    if not carrier or not tracking_number:
+        raise ValueError("A carrier and a tracking number are both needed.")
+    order = _lock(order_id)
+    order.transition_to(Order.Status.SHIPPED)
+    order.carrier, order.tracking_number = carrier[:100], tracking_number[:100]
+    order.record_event(
+        catalogue.ORDER_SHIPPED,
+        {**_order_identity(order), "carrier": order.carrier, "trackingNumber": order.tracking_number},
+        correlation_id=order.id,
+    )
+    order.save()
+    return order
+
+
+def cancel_stuck_orders(*, older_than: timedelta | None = None) -> list[uuid.UUID]:
+    """Cancel orders left in PLACED or RESERVED too long (TIMEOUT); each in its own transaction, so
+    one order that moves on meanwhile does not stop the rest."""
+    cutoff = timezone.now() - (older_than or timedelta(minutes=settings.ORDER_TIMEOUT_MINUTES))
+    stuck = Order.objects.filter(
+        status__in=[Order.Status.PLACED, Order.Status.RESERVED], status_changed_at__lt=cutoff
+    ).values_list("pk", flat=True)
+    cancelled = []
+    for order_id in stuck:
+        with transaction.atomic():
+            order = _lock(order_id)
+            if order.status not in (Order.Status.PLACED, Order.Status.RESERVED) or order.status_changed_at >= cutoff:
+                continue
+            _cancel(order, reason_code=Order.CancellationReason.TIMEOUT, reason="The order was not completed in time.")
+            order.save()
+            cancelled.append(order_id)
+    return cancelled
+
+
 # --- API keys ---------------------------------------------------------------------------------
 
 API_KEY_PREFIX = "sb"

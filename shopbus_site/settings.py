@@ -162,6 +162,21 @@ SHOP_CURRENCY = env("SHOP_CURRENCY", default="USD")
 ORDER_MAX_ITEMS = env.int("ORDER_MAX_ITEMS", default=50)
 ORDER_MAX_QUANTITY = env.int("ORDER_MAX_QUANTITY", default=1000)
 IDEMPOTENCY_KEY_TTL_HOURS = env.int("IDEMPOTENCY_KEY_TTL_HOURS", default=24)
+# Orders still PLACED or RESERVED after this long are cancelled with reason TIMEOUT.
+ORDER_TIMEOUT_MINUTES = env.int("ORDER_TIMEOUT_MINUTES", default=15)
+
+# --- Payments -----------------------------------------------------------------------------------
+PAYMENT_GATEWAY = env("PAYMENT_GATEWAY", default="payments.gateways.SimulatedGateway")
+PAYMENT_SIMULATED_LATENCY_MS = env.int("PAYMENT_SIMULATED_LATENCY_MS", default=0)
+PAYMENT_SIMULATED_DECLINE_RATE = env.float("PAYMENT_SIMULATED_DECLINE_RATE", default=0.0)
+
+# --- Notifications ------------------------------------------------------------------------------
+# consolemail:// prints emails, filemail:///path writes them, smtp://user:pass@host:587 sends them
+# (for SES, its SMTP endpoint: smtp://KEY:SECRET@email-smtp.<region>.amazonaws.com:587/?tls=True).
+vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="shopbus <orders@shopbus.localhost>")
+STAFF_ALERT_EMAIL = env("STAFF_ALERT_EMAIL", default="staff@shopbus.localhost")
+NOTIFICATION_MAX_RETRIES = env.int("NOTIFICATION_MAX_RETRIES", default=5)
 
 # --- Celery (internal tasks only: relay kicks, notification sends, periodic jobs) ---------------
 if USES_LOCAL_AWS:
@@ -195,6 +210,7 @@ CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_BEAT_SCHEDULE = {
     "relay-outbox": {"task": "eventbus.tasks.relay_outbox", "schedule": OUTBOX_RELAY_INTERVAL_SECONDS},
     "purge-idempotency-keys": {"task": "orders.tasks.purge_expired_idempotency_keys", "schedule": 3600},
+    "cancel-stuck-orders": {"task": "orders.tasks.cancel_stuck_orders", "schedule": 60},
 }
 
 # --- Logging ------------------------------------------------------------------------------------

@@ -1,0 +1,90 @@
+"""Notifications: one Notification row per (event, kind), sent by a Celery task through Django's email
+framework and retried with backoff. A duplicated event finds its row and sends nothing more."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives
+from django.db import transaction
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from .models import Notification
+
+logger = logging.getLogger(__name__)
+
+SUBJECTS = {
+    Notification.Kind.ORDER_CONFIRMED: "Your order is confirmed",
+    Notification.Kind.ORDER_CANCELLED: "Your order has been cancelled",
+    Notification.Kind.ORDER_SHIPPED: "Your order is on its way",
+    Notification.Kind.PAYMENT_FAILED: "We could not take your payment",
+    Notification.Kind.REFUND_ISSUED: "Your refund is on its way",
+    Notification.Kind.LOW_STOCK_ALERT: "Low stock: {productName} ({productId})",
+}
+
+# Why an order was cancelled, in words a customer understands.
+CANCELLATION_REASONS = {
+    "CUSTOMER_REQUEST": "you asked us to cancel it",
+    "STAFF": "our team had to cancel it",
+    "OUT_OF_STOCK": "an item in it has sold out",
+    "PAYMENT_FAILED": "your payment did not go through",
+    "TIMEOUT": "we could not complete it in time",
+}
+
+
+def queue_notification(
+    *, event_id: uuid.UUID, kind: str, recipient: str, correlation_id: str, context: dict[str, Any]
+) -> Notification | None:
+    if not recipient:
+        logger.warning("no address to send %s for %s; nothing sent", kind, correlation_id)
+        return None
+    notification, created = Notification.objects.get_or_create(
+        event_id=event_id,
+        kind=kind,
+        defaults={"recipient": recipient, "correlation_id": correlation_id, "context": context},
+    )
+    if created:
+        from .tasks import send_notification
+
+        transaction.on_commit(lambda: send_notification.delay(notification.pk), robust=True)
+    return notification
+
+
+def render(notification: Notification) -> tuple[str, str, str]:
+    context = {**notification.context, "shop_name": "shopbus"}
+    subject = SUBJECTS[notification.kind].format(**notification.context)
+    text = render_to_string(f"notifications/email/{notification.kind}.txt", context)
+    html = render_to_string(f"notifications/email/{notification.kind}.html", context)
+    return subject, text, html
+
+
+@transaction.atomic
+def send_notification(*, notification_id: int) -> Notification:
+    """Send once: the row lock keeps two workers from sending the same message."""
+    notification = Notification.objects.select_for_update().get(pk=notification_id)
+    if notification.status == Notification.Status.SENT:
+        return notification
+    subject, text, html = render(notification)
+    message = EmailMultiAlternatives(subject, text, settings.DEFAULT_FROM_EMAIL, [notification.recipient])
+    message.attach_alternative(html, "text/html")
+    message.send()
+    notification.status = Notification.Status.SENT
+    notification.attempts += 1
+    notification.sent_at = timezone.now()
+    notification.last_error = ""
+    notification.save()
+    return notification
+
+
+def record_send_failure(*, notification_id: int, error: str, final: bool) -> None:
+    notification = Notification.objects.get(pk=notification_id)
+    notification.attempts += 1
+    notification.last_error = error[:2000]
+    if final:
+        notification.status = Notification.Status.FAILED
+        logger.error("notification %s failed for good after %d attempts: %s", notification_id, notification.attempts, error)
+    notification.save(update_fields=["attempts", "last_error", "status"])
