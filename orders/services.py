@@ -267,6 +267,10 @@ def on_reservation_failed(*, order_id: uuid.UUID, reason: str) -> str:
 
 
 def _confirm(order: Order) -> None:
+    if order.status == Order.Status.PLACED:
+        # Payment Processed overtook Inventory Reserved on our queue. Payments charges only after
+        # inventory reserved, so the payment proves the reservation; the late event is then ignored.
+        order.transition_to(Order.Status.RESERVED)
     order.transition_to(Order.Status.CONFIRMED)
     order.record_event(
         catalogue.ORDER_CONFIRMED,
@@ -318,7 +322,9 @@ def ship_order(*, order_id: uuid.UUID, carrier: str, tracking_number: str) -> Or
 def cancel_stuck_orders(*, older_than: timedelta | None = None) -> list[uuid.UUID]:
     """Cancel orders left in PLACED or RESERVED too long (TIMEOUT); each in its own transaction, so
     one order that moves on meanwhile does not stop the rest."""
-    cutoff = timezone.now() - (older_than or timedelta(minutes=settings.ORDER_TIMEOUT_MINUTES))
+    if older_than is None:
+        older_than = timedelta(minutes=settings.ORDER_TIMEOUT_MINUTES)
+    cutoff = timezone.now() - older_than
     stuck = Order.objects.filter(
         status__in=[Order.Status.PLACED, Order.Status.RESERVED], status_changed_at__lt=cutoff
     ).values_list("pk", flat=True)

@@ -147,3 +147,16 @@ def test_an_api_key_created_in_the_admin_is_shown_once(staff_client):
     message = [str(m) for m in response.context["messages"]][0]
     key = message.split("Key for mobile app: ")[1].split(" ")[0]
     assert services.authenticate_api_key(presented=key) is not None
+
+
+def test_staff_mark_a_confirmed_order_shipped(staff_client, catalogue):
+    order = services.place_order(request=PlaceOrderRequestFactory())
+    services.on_payment_processed(order_id=order.pk)
+    selection = {"action": "mark_shipped", ACTION_CHECKBOX_NAME: [str(order.pk)]}
+    asked = staff_client.post("/admin/orders/order/", selection)
+    assert b"tracking_number" in asked.content
+
+    staff_client.post("/admin/orders/order/", {**selection, "apply": "1", "carrier": "UPS", "tracking_number": "1Z999"})
+
+    order.refresh_from_db()
+    assert (order.status, order.carrier, order.tracking_number) == (Order.Status.SHIPPED, "UPS", "1Z999")

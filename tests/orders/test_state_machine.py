@@ -62,3 +62,55 @@ def test_an_unknown_cancellation_code_is_refused(catalogue):
     order = services.place_order(request=PlaceOrderRequestFactory())
     with pytest.raises(ValueError, match="unknown cancellation reason"):
         services.cancel_order(order_id=order.pk, reason_code="BORED", reason="x")
+
+
+def test_payment_processed_overtaking_inventory_reserved_still_confirms(catalogue):
+    # Found by the saga search: both events land on the orders queue, in either order.
+    order = services.place_order(request=PlaceOrderRequestFactory())
+    assert services.on_payment_processed(order_id=order.pk) == "CONFIRMED"
+    assert services.on_stock_reserved(order_id=order.pk) == "ignored: order is CONFIRMED"
+    assert OutboxEvent.objects.filter(detail_type="Order Confirmed").count() == 1
+
+
+def test_a_declined_payment_cancels_the_order(catalogue):
+    order = services.place_order(request=PlaceOrderRequestFactory())
+    services.on_stock_reserved(order_id=order.pk)
+    services.on_payment_failed(order_id=order.pk, reason="Your card was declined.")
+    order.refresh_from_db()
+    assert (order.status, order.cancellation_reason_code) == (S.CANCELLED, "PAYMENT_FAILED")
+
+
+def test_only_a_confirmed_order_ships(catalogue):
+    order = services.place_order(request=PlaceOrderRequestFactory())
+    with pytest.raises(IllegalTransition):
+        services.ship_order(order_id=order.pk, carrier="UPS", tracking_number="1Z")
+    services.on_payment_processed(order_id=order.pk)
+    services.ship_order(order_id=order.pk, carrier="UPS", tracking_number="1Z999")
+    shipped = OutboxEvent.objects.get(detail_type="Order Shipped").detail["data"]
+    assert (shipped["carrier"], shipped["trackingNumber"]) == ("UPS", "1Z999")
+    with pytest.raises(ValueError, match="carrier and a tracking number"):
+        services.ship_order(order_id=order.pk, carrier=" ", tracking_number="1Z")
+
+
+def test_orders_stuck_too_long_are_cancelled_as_timed_out(catalogue, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    settings.ORDER_TIMEOUT_MINUTES = 15
+    stuck = services.place_order(request=PlaceOrderRequestFactory())
+    reserved = services.place_order(request=PlaceOrderRequestFactory())
+    services.on_stock_reserved(order_id=reserved.pk)
+    fresh = services.place_order(request=PlaceOrderRequestFactory())
+    confirmed = services.place_order(request=PlaceOrderRequestFactory())
+    services.on_payment_processed(order_id=confirmed.pk)
+    an_hour_ago = timezone.now() - timedelta(hours=1)
+    Order.objects.filter(pk__in=[stuck.pk, reserved.pk, confirmed.pk]).update(status_changed_at=an_hour_ago)
+
+    cancelled = services.cancel_stuck_orders()
+
+    assert set(cancelled) == {stuck.pk, reserved.pk}
+    for order, status in ((stuck, S.CANCELLED), (reserved, S.CANCELLED), (fresh, S.PLACED), (confirmed, S.CONFIRMED)):
+        order.refresh_from_db()
+        assert order.status == status
+    assert Order.objects.get(pk=stuck.pk).cancellation_reason_code == "TIMEOUT"
