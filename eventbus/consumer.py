@@ -25,7 +25,7 @@ from django.utils import timezone
 from . import aws, registry, topology
 from .catalogue import EventType, lookup
 from .models import DeliveryFailure, ProcessedEvent
-from .services import caused_by
+from .services import caused_by, relay_pending, set_local_relay_waker
 from .validation import SchemaViolation, validate_detail
 
 logger = logging.getLogger(__name__)
@@ -253,8 +253,33 @@ class QueuePoller(threading.Thread):
             logger.warning("queue %s: could not shorten visibility: %s", self.queue.name, exc)
 
 
+class RelayThread(threading.Thread):
+    """Publishes the outbox as soon as a handler in this process commits an event, and at least every
+    OUTBOX_RELAY_INTERVAL_SECONDS. Wake-ups that arrive while it publishes coalesce into one more pass."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        super().__init__(name="outbox-relay", daemon=True)
+        self.stop_event = stop
+        self.wake = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop_event.is_set():
+            self.wake.wait(timeout=settings.OUTBOX_RELAY_INTERVAL_SECONDS)
+            self.wake.clear()
+            if self.stop_event.is_set():
+                break
+            try:
+                relay_pending()
+            except Exception:  # noqa: BLE001 - the relay thread must survive a bad pass; rows stay PENDING
+                logger.exception("outbox relay pass failed; retrying")
+                self.stop_event.wait(1)
+            finally:
+                close_old_connections()
+
+
 class EventConsumer:
-    """One poller thread per subscribed service queue; stop() returns within the long-poll wait."""
+    """One poller thread per subscribed service queue, and a relay thread; stop() returns within the
+    long-poll wait."""
 
     def __init__(self, services: list[str] | None = None) -> None:
         known = registry.services()
@@ -265,13 +290,18 @@ class EventConsumer:
         self.services = chosen
         self.stop_event = threading.Event()
         self.pollers = [QueuePoller(topology.SERVICE_QUEUES[service], self.stop_event) for service in chosen]
+        self.relay = RelayThread(self.stop_event)
 
     def start(self) -> None:
+        self.relay.start()
+        set_local_relay_waker(self.relay.wake.set)
         for poller in self.pollers:
             poller.start()
 
     def stop(self, timeout: float = 15) -> None:
+        set_local_relay_waker(None)
         self.stop_event.set()
+        self.relay.wake.set()
         deadline = time.monotonic() + timeout
-        for poller in self.pollers:
-            poller.join(max(0.0, deadline - time.monotonic()))
+        for thread in [*self.pollers, self.relay]:
+            thread.join(max(0.0, deadline - time.monotonic()))

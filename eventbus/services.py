@@ -7,7 +7,7 @@ import json
 import logging
 import random
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -96,8 +96,25 @@ def write_recorded_events(*, instance: EventedModel) -> None:
     transaction.on_commit(wake_relay, using=using, robust=True)
 
 
+_local_relay_waker: Callable[[], None] | None = None
+
+
+def set_local_relay_waker(waker: Callable[[], None] | None) -> None:
+    """A worker that runs its own relay thread registers its wake-up here (see consumer.RelayThread)."""
+    global _local_relay_waker
+    _local_relay_waker = waker
+
+
 def wake_relay() -> None:
-    """Ask a worker to relay now. Best effort: beat runs the relay periodically anyway."""
+    """Relay now. Best effort: beat runs the relay periodically anyway.
+
+    Inside a worker with a relay thread this is an in-process signal; elsewhere (the web server) it
+    is a Celery task. Sending a broker message per commit from the worker would put as many extra
+    SQS round trips on the bus as the events themselves.
+    """
+    if _local_relay_waker is not None:
+        _local_relay_waker()
+        return
     from .tasks import relay_outbox
 
     relay_outbox.apply_async(retry=False)

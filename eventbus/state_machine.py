@@ -15,3 +15,15 @@ class IllegalTransition(Exception):
 def guard_transition(*, table: Mapping[str, frozenset[str]], what: str, current: str, target: str) -> None:
     if target not in table.get(current, frozenset()):
         raise IllegalTransition(what, current, target)
+
+
+class GuardedStatus:
+    """Model mixin: `status` changes only through transition_to(), along the class's TRANSITIONS."""
+
+    TRANSITIONS: Mapping[str, frozenset[str]] = {}
+
+    def transition_to(self, target: str) -> str:
+        """Move to `target` or raise IllegalTransition. Returns the previous status."""
+        guard_transition(table=self.TRANSITIONS, what=str(self), current=self.status, target=target)
+        previous, self.status = self.status, target
+        return previous

@@ -6,7 +6,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from eventbus.models import EventedModel
-from eventbus.state_machine import guard_transition
+from eventbus.state_machine import GuardedStatus
 
 
 class Product(models.Model):
@@ -46,7 +46,7 @@ class StockItem(EventedModel):
         return self.available <= self.low_stock_threshold
 
 
-class Reservation(EventedModel):
+class Reservation(GuardedStatus, EventedModel):
     """Inventory's record of one order: what it holds for it and where that stands."""
 
     class Status(models.TextChoices):
@@ -75,10 +75,6 @@ class Reservation(EventedModel):
 
     def __str__(self) -> str:
         return f"reservation for {self.order_id}"
-
-    def transition_to(self, target: str) -> None:
-        guard_transition(table=self.TRANSITIONS, what=str(self), current=self.status, target=target)
-        self.status = target
 
 
 class ReservationLine(models.Model):

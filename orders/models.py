@@ -7,10 +7,10 @@ from django.db import models
 from django.utils import timezone
 
 from eventbus.models import EventedModel
-from eventbus.state_machine import guard_transition
+from eventbus.state_machine import GuardedStatus
 
 
-class Order(EventedModel):
+class Order(GuardedStatus, EventedModel):
     class Status(models.TextChoices):
         PLACED = "PLACED", "Placed"
         RESERVED = "RESERVED", "Stock reserved"
@@ -61,9 +61,7 @@ class Order(EventedModel):
         return f"order {self.id}"
 
     def transition_to(self, target: str) -> str:
-        """Move to `target` or raise IllegalTransition. Returns the previous status."""
-        guard_transition(table=self.TRANSITIONS, what=str(self), current=self.status, target=target)
-        previous, self.status = self.status, target
+        previous = super().transition_to(target)
         self.status_changed_at = timezone.now()
         return previous
 

@@ -6,10 +6,10 @@ from django.db import models
 from django.utils import timezone
 
 from eventbus.models import EventedModel
-from eventbus.state_machine import guard_transition
+from eventbus.state_machine import GuardedStatus
 
 
-class Payment(EventedModel):
+class Payment(GuardedStatus, EventedModel):
     """Payments' record of one order. It charges once it knows the amount (Order Placed) and the stock
     is held (Inventory Reserved), unless the order was cancelled first; the two may arrive in any order."""
 
@@ -46,10 +46,6 @@ class Payment(EventedModel):
 
     def __str__(self) -> str:
         return f"payment for {self.order_id}"
-
-    def transition_to(self, target: str) -> None:
-        guard_transition(table=self.TRANSITIONS, what=str(self), current=self.status, target=target)
-        self.status = target
 
     @property
     def ready_to_charge(self) -> bool:
