@@ -137,7 +137,7 @@ def handle_message(*, service: str, body: str) -> Outcome:
             if note:
                 ProcessedEvent.objects.filter(handler=handler_name, event_id=event.event_id).update(note=note[:300])
     except Exception as exc:  # noqa: BLE001 - any handler failure means: leave it on the queue
-        logger.debug("handler %s failed", handler_name, exc_info=True)
+        logger.warning("handler %s failed on event %s", handler_name, event.event_id, exc_info=True)
         return Outcome(acknowledged=False, result="failed", event=event, handler=handler_name, note=f"{type(exc).__name__}: {exc}")
     return Outcome(acknowledged=True, result="processed", event=event, handler=handler_name, note=note)
 

@@ -173,6 +173,7 @@ PAYMENT_SIMULATED_DECLINE_RATE = env.float("PAYMENT_SIMULATED_DECLINE_RATE", def
 # --- Notifications ------------------------------------------------------------------------------
 # consolemail:// prints emails, filemail:///path writes them, smtp://user:pass@host:587 sends them
 # (for SES, its SMTP endpoint: smtp://KEY:SECRET@email-smtp.<region>.amazonaws.com:587/?tls=True).
+# django-environ's documented idiom: sets EMAIL_BACKEND, EMAIL_HOST, EMAIL_PORT, … from one URL.
 vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="shopbus <orders@shopbus.localhost>")
 STAFF_ALERT_EMAIL = env("STAFF_ALERT_EMAIL", default="staff@shopbus.localhost")

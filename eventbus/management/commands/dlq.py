@@ -34,12 +34,13 @@ class Command(BaseCommand):
             raise CommandError(aws.explain(exc)) from None
 
     def list_depths(self) -> None:
+        depths, target_dlq_depth = selectors.queue_depths(), selectors.target_dlq_depth()
         self.stdout.write(f"{'service':<14} {'queue':<28} {'visible':>8} {'in flight':>10} {'DLQ depth':>10}")
-        for depth in selectors.queue_depths():
+        for depth in depths:
             self.stdout.write(
                 f"{depth.service:<14} {depth.queue_name:<28} {depth.visible:>8} {depth.in_flight:>10} {depth.dlq_depth:>10}"
             )
-        self.stdout.write(f"{'(delivery)':<14} {topology.target_dlq_name():<28} {'':>8} {'':>10} {selectors.target_dlq_depth():>10}")
+        self.stdout.write(f"{'(delivery)':<14} {topology.target_dlq_name():<28} {'':>8} {'':>10} {target_dlq_depth:>10}")
 
     def show(self, queue: topology.ServiceQueue, limit: int) -> None:
         letters = selectors.peek_dead_letters(queue_name=queue.dlq_name, limit=limit)
