@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from typing import NamedTuple
 
 SOURCE_PREFIX = "ecommerce."
@@ -55,6 +56,11 @@ ALL_EVENT_TYPES: tuple[EventType, ...] = (
 )
 
 _BY_KEY = {(event_type.source, event_type.detail_type): event_type for event_type in ALL_EVENT_TYPES}
+
+
+def money(amount: Decimal) -> str:
+    """Money travels as a decimal string with two places ("1059.97"), never as a float."""
+    return f"{amount:.2f}"
 
 
 def lookup(source: str, detail_type: str) -> EventType | None:

@@ -123,7 +123,7 @@ def handle_message(*, service: str, body: str) -> Outcome:
         with transaction.atomic():
             try:
                 with transaction.atomic():
-                    ProcessedEvent.objects.create(
+                    processed = ProcessedEvent.objects.create(
                         handler=handler_name,
                         event_id=event.event_id,
                         detail_type=event.event_type.detail_type,
@@ -135,7 +135,8 @@ def handle_message(*, service: str, body: str) -> Outcome:
             with caused_by(event.event_id):
                 note = subscription.handler(event) or ""
             if note:
-                ProcessedEvent.objects.filter(handler=handler_name, event_id=event.event_id).update(note=note[:300])
+                processed.note = note[:300]
+                processed.save(update_fields=["note"])
     except Exception as exc:  # noqa: BLE001 - any handler failure means: leave it on the queue
         logger.warning("handler %s failed on event %s", handler_name, event.event_id, exc_info=True)
         return Outcome(acknowledged=False, result="failed", event=event, handler=handler_name, note=f"{type(exc).__name__}: {exc}")
@@ -144,25 +145,16 @@ def handle_message(*, service: str, body: str) -> Outcome:
 
 def record_failure(*, queue_name: str, message_id: str, receive_count: int, outcome: Outcome) -> None:
     now = timezone.now()
+    latest = {
+        "queue_name": queue_name,
+        "event_id": outcome.event_id,
+        "detail_type": outcome.detail_type,
+        "reason": f"{outcome.result}: {outcome.note}"[:5000],
+        "receive_count": receive_count,
+        "last_failed_at": now,
+    }
     DeliveryFailure.objects.update_or_create(
-        message_id=message_id,
-        defaults={
-            "queue_name": queue_name,
-            "event_id": outcome.event_id,
-            "detail_type": outcome.detail_type,
-            "reason": f"{outcome.result}: {outcome.note}"[:5000],
-            "receive_count": receive_count,
-            "last_failed_at": now,
-        },
-        create_defaults={
-            "queue_name": queue_name,
-            "event_id": outcome.event_id,
-            "detail_type": outcome.detail_type,
-            "reason": f"{outcome.result}: {outcome.note}"[:5000],
-            "receive_count": receive_count,
-            "first_failed_at": now,
-            "last_failed_at": now,
-        },
+        message_id=message_id, defaults=latest, create_defaults={**latest, "first_failed_at": now}
     )
 
 

@@ -146,12 +146,12 @@ def place_order(*, request: PlaceOrderRequest) -> Order:
                 {
                     "productId": line.product_id,
                     "name": line.product_name,
-                    "unitPrice": _money(line.unit_price),
+                    "unitPrice": catalogue.money(line.unit_price),
                     "quantity": line.quantity,
                 }
                 for line in lines
             ],
-            "totalAmount": _money(order.total_amount),
+            "totalAmount": catalogue.money(order.total_amount),
             "currency": order.currency,
             "shippingAddress": order.shipping_address,
             "paymentToken": order.payment_token,
@@ -201,10 +201,6 @@ def purge_expired_idempotency_keys() -> int:
     cutoff = timezone.now() - timedelta(hours=settings.IDEMPOTENCY_KEY_TTL_HOURS)
     deleted, _ = IdempotencyKey.objects.filter(created_at__lt=cutoff).delete()
     return deleted
-
-
-def _money(amount: Decimal) -> str:
-    return f"{amount:.2f}"
 
 
 def _order_identity(order: Order) -> dict[str, str]:
@@ -274,7 +270,7 @@ def _confirm(order: Order) -> None:
     order.transition_to(Order.Status.CONFIRMED)
     order.record_event(
         catalogue.ORDER_CONFIRMED,
-        {**_order_identity(order), "totalAmount": _money(order.total_amount), "currency": order.currency},
+        {**_order_identity(order), "totalAmount": catalogue.money(order.total_amount), "currency": order.currency},
         correlation_id=order.id,
     )
 

@@ -37,7 +37,7 @@ def _charge_if_ready(payment: Payment) -> None:
         idempotency_key=str(payment.order_id), amount=payment.amount, currency=payment.currency, token=payment.payment_token
     )
     payment.gateway_reference = result.reference
-    amount = {"amount": f"{payment.amount:.2f}", "currency": payment.currency}
+    amount = {"amount": catalogue.money(payment.amount), "currency": payment.currency}
     if result.approved:
         payment.transition_to(Payment.Status.CHARGED)
         payment.charged_at = timezone.now()
@@ -105,11 +105,10 @@ def _refund(payment: Payment) -> None:
             **_identity(payment),
             "paymentId": str(payment.id),
             "refundId": str(refund.id),
-            "amount": f"{payment.amount:.2f}",
+            "amount": catalogue.money(payment.amount),
             "currency": payment.currency,
         },
         correlation_id=payment.order_id,
     )
-    payment.save()
-    refund.save()
+    refund.save()  # the caller saves the payment, with its recorded event, in the same transaction
     logger.info("order %s refunded %s %s", payment.order_id, payment.amount, payment.currency)

@@ -2,13 +2,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from eventbus.catalogue import money
 from inventory.selectors import CatalogueEntry
 
 from ..models import Order
-
-
-def _money(amount) -> str:
-    return f"{amount:.2f}"
 
 
 def order_json(order: Order) -> dict[str, Any]:
@@ -21,13 +18,13 @@ def order_json(order: Order) -> dict[str, Any]:
             {
                 "productId": line.product_id,
                 "name": line.product_name,
-                "unitPrice": _money(line.unit_price),
+                "unitPrice": money(line.unit_price),
                 "quantity": line.quantity,
-                "lineTotal": _money(line.line_total),
+                "lineTotal": money(line.line_total),
             }
             for line in order.lines.all()
         ],
-        "totalAmount": _money(order.total_amount),
+        "totalAmount": money(order.total_amount),
         "currency": order.currency,
         "shippingAddress": order.shipping_address,
         "cancellation": (
@@ -47,6 +44,6 @@ def catalogue_entry_json(entry: CatalogueEntry) -> dict[str, Any]:
     return {
         "productId": entry.product_id,
         "name": entry.name,
-        "unitPrice": _money(entry.unit_price),
+        "unitPrice": money(entry.unit_price),
         "available": entry.available,
     }

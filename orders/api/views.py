@@ -75,14 +75,14 @@ def create_order(request: HttpRequest) -> JsonResponse:
     if len(idempotency_key) > 255:
         raise FieldErrors({"Idempotency-Key": ["Must be at most 255 characters."]})
     if not idempotency_key:
-        order = services.place_order(request=place_request)
-        return JsonResponse(order_json(selectors.get_order(order_id=order.id)), status=201)
-    try:
-        order, created = services.place_order_idempotently(
-            api_key=request.api_key, idempotency_key=idempotency_key, request=place_request
-        )
-    except services.IdempotencyKeyReused as exc:
-        return error(422, str(exc))
+        order, created = services.place_order(request=place_request), True
+    else:
+        try:
+            order, created = services.place_order_idempotently(
+                api_key=request.api_key, idempotency_key=idempotency_key, request=place_request
+            )
+        except services.IdempotencyKeyReused as exc:
+            return error(422, str(exc))
     response = JsonResponse(order_json(selectors.get_order(order_id=order.id)), status=201)
     if not created:
         response["Idempotent-Replayed"] = "true"
