@@ -106,7 +106,9 @@ def measure_raw_bus(events_total: int) -> dict[str, float]:
     bus = topology.bus_name()
     events.put_rule(Name=name, EventBusName=bus, EventPattern=json.dumps({"source": [name]}))
     events.put_targets(Rule=name, EventBusName=bus, Targets=[{"Id": "probe", "Arn": queue_arn}])
-    detail = json.dumps({"metadata": {"eventId": str(uuid.uuid4())}, "data": {"orderId": str(uuid.uuid4()), "padding": "x" * 400}})
+    detail = json.dumps(
+        {"metadata": {"eventId": str(uuid.uuid4())}, "data": {"orderId": str(uuid.uuid4()), "padding": "x" * 400}}
+    )
     latencies: list[float] = []
     started = time.perf_counter()
     for _ in range(0, events_total, 10):
@@ -114,13 +116,16 @@ def measure_raw_bus(events_total: int) -> dict[str, float]:
         events.put_events(Entries=[{"Source": name, "DetailType": "Probe", "Detail": detail, "EventBusName": bus}] * 10)
         waiting = 10
         while waiting:
-            messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=5).get("Messages", [])
+            messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=5).get(
+                "Messages", []
+            )
             now = time.perf_counter()
             latencies += [now - sent] * len(messages)
             waiting -= len(messages)
             if messages:
                 sqs.delete_message_batch(
-                    QueueUrl=queue_url, Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)]
+                    QueueUrl=queue_url,
+                    Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
                 )
     elapsed = time.perf_counter() - started
     events.remove_targets(Rule=name, EventBusName=bus, Ids=["probe"])
@@ -181,7 +186,9 @@ def main() -> None:
         # The bus's raw capacity first, on the same moto server with the stack up but idle.
         print(f"Measuring the raw local bus with {args.raw_events} events …", flush=True)
         raw = measure_raw_bus(args.raw_events)
-        inventory_services.restock(product_ids=list(Product.objects.values_list("pk", flat=True)), quantity=args.orders * 10)
+        inventory_services.restock(
+            product_ids=list(Product.objects.values_list("pk", flat=True)), quantity=args.orders * 10
+        )
         time.sleep(2)  # let the restock events drain before the clock starts
         skus = list(Product.objects.values_list("sku", flat=True))
         address = {"street": "1 Bench St", "city": "Seattle", "state": "WA", "zipCode": "98101", "country": "US"}
@@ -215,7 +222,9 @@ def main() -> None:
         first_placed = min(o.created_at for o in orders)
         last_final = max(o.status_changed_at for o in orders)
         window = (last_final - first_placed).total_seconds()
-        confirmed = [(o.status_changed_at - o.created_at).total_seconds() * 1000 for o in orders if o.status == "CONFIRMED"]
+        confirmed = [
+            (o.status_changed_at - o.created_at).total_seconds() * 1000 for o in orders if o.status == "CONFIRMED"
+        ]
         published = OutboxEvent.objects.filter(published_at__gte=first_placed, published_at__lte=last_final).count()
         delivered = ProcessedEvent.objects.filter(processed_at__gte=first_placed, processed_at__lte=last_final).count()
         all_delivered = ProcessedEvent.objects.filter(processed_at__gte=first_placed - timedelta(seconds=0)).count()
@@ -230,11 +239,11 @@ def main() -> None:
 | --- | --- |
 | orders placed / clients / load | {args.orders} / {args.clients} / {mode} |
 | client throughput (placed, and final if closed loop) | {args.orders / placing_seconds:.1f} orders/s |
-| orders reaching a final state | {len(orders) / window:.1f} orders/s ({sum(o.status == 'CONFIRMED' for o in orders)} confirmed) |
-| placement → CONFIRMED p50 / p95 / p99 | {percentile(confirmed, .5):.0f} / {percentile(confirmed, .95):.0f} / {percentile(confirmed, .99):.0f} ms |
+| orders reaching a final state | {len(orders) / window:.1f} orders/s ({sum(o.status == "CONFIRMED" for o in orders)} confirmed) |
+| placement → CONFIRMED p50 / p95 / p99 | {percentile(confirmed, 0.5):.0f} / {percentile(confirmed, 0.95):.0f} / {percentile(confirmed, 0.99):.0f} ms |
 | events published | {published / window:.1f} events/s ({published} in {window:.1f} s) |
 | queue deliveries handled | {delivery_rate:.1f} deliveries/s ({delivered} in the window, {all_delivered} in all) |
-| raw bus: put_events (batches of 10) → receive + delete_message_batch | {raw['events_per_second']:.1f} events/s, median {raw['median_ms']:.0f} ms, p99 {raw['p99_ms']:.0f} ms |
+| raw bus: put_events (batches of 10) → receive + delete_message_batch | {raw["events_per_second"]:.1f} events/s, median {raw["median_ms"]:.0f} ms, p99 {raw["p99_ms"]:.0f} ms |
 | **ratio of shopbus deliveries to raw bus deliveries** | **{ratio:.2f}** |
 
 Machine: {platform.platform()}, Python {platform.python_version()}, {os.cpu_count()} cores.

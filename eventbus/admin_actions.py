@@ -8,7 +8,15 @@ from django.template.response import TemplateResponse
 
 
 def action_form_page(
-    model_admin: admin.ModelAdmin, request, queryset, *, form: forms.Form, action: str, title: str, submit_label: str, intro: str = ""
+    model_admin: admin.ModelAdmin,
+    request,
+    queryset,
+    *,
+    form: forms.Form,
+    action: str,
+    title: str,
+    submit_label: str,
+    intro: str = "",
 ) -> TemplateResponse:
     context = {
         **model_admin.admin_site.each_context(request),

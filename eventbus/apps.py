@@ -15,4 +15,6 @@ class EventbusConfig(AppConfig):
         autodiscover_modules("handlers")
         for model in apps.get_models():
             if issubclass(model, EventedModel):
-                post_save.connect(signals.write_recorded_events, sender=model, dispatch_uid=f"outbox:{model._meta.label}")
+                post_save.connect(
+                    signals.write_recorded_events, sender=model, dispatch_uid=f"outbox:{model._meta.label}"
+                )

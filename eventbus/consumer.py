@@ -139,7 +139,9 @@ def handle_message(*, service: str, body: str) -> Outcome:
                 processed.save(update_fields=["note"])
     except Exception as exc:  # noqa: BLE001 - any handler failure means: leave it on the queue
         logger.warning("handler %s failed on event %s", handler_name, event.event_id, exc_info=True)
-        return Outcome(acknowledged=False, result="failed", event=event, handler=handler_name, note=f"{type(exc).__name__}: {exc}")
+        return Outcome(
+            acknowledged=False, result="failed", event=event, handler=handler_name, note=f"{type(exc).__name__}: {exc}"
+        )
     return Outcome(acknowledged=True, result="processed", event=event, handler=handler_name, note=note)
 
 

@@ -157,7 +157,9 @@ class Provisioner:
             if self._change("create", "event bus", self.names.bus):
                 self.events.create_event_bus(Name=self.names.bus, Tags=self._tag_list())
             return
-        current = {t["Key"]: t["Value"] for t in self.events.list_tags_for_resource(ResourceARN=self.names.bus_arn)["Tags"]}
+        current = {
+            t["Key"]: t["Value"] for t in self.events.list_tags_for_resource(ResourceARN=self.names.bus_arn)["Tags"]
+        }
         if not self.tags.items() <= current.items():
             if self._change("update", "event bus", self.names.bus, "tags"):
                 self.events.tag_resource(ResourceARN=self.names.bus_arn, Tags=self._tag_list())
@@ -299,7 +301,9 @@ class Provisioner:
         drift = [key for key, value in desired.items() if _canonical(current.get(key)) != _canonical(value)]
         if drift and self._change("update", "archive", name, ", ".join(drift)):
             self.events.update_archive(
-                ArchiveName=name, EventPattern=json.dumps(desired["EventPattern"]), RetentionDays=desired["RetentionDays"]
+                ArchiveName=name,
+                EventPattern=json.dumps(desired["EventPattern"]),
+                RetentionDays=desired["RetentionDays"],
             )
 
     def dashboard_body(self, queues: list[topology.ServiceQueue]) -> dict[str, Any]:
@@ -318,8 +322,14 @@ class Provisioner:
                 widget(
                     "Events matched and delivered",
                     [["AWS/Events", "MatchedEvents", "EventBusName", self.names.bus]]
-                    + [["AWS/Events", "Invocations", "RuleName", q.rule_name, "EventBusName", self.names.bus] for q in queues]
-                    + [["AWS/Events", "FailedInvocations", "RuleName", q.rule_name, "EventBusName", self.names.bus] for q in queues],
+                    + [
+                        ["AWS/Events", "Invocations", "RuleName", q.rule_name, "EventBusName", self.names.bus]
+                        for q in queues
+                    ]
+                    + [
+                        ["AWS/Events", "FailedInvocations", "RuleName", q.rule_name, "EventBusName", self.names.bus]
+                        for q in queues
+                    ],
                     "Sum",
                 ),
                 widget(

@@ -217,7 +217,8 @@ def _publish_batch(batch: list[tuple[OutboxEvent, dict[str, Any]]], report: Rela
             report.failed += 1
             logger.error("outbox relay: event %s %s rejected for good: %s", row.id, row.detail_type, row.last_error)
     OutboxEvent.objects.bulk_update(
-        rows, ["attempts", "claimed_until", "status", "event_bridge_id", "published_at", "last_error", "next_attempt_at"]
+        rows,
+        ["attempts", "claimed_until", "status", "event_bridge_id", "published_at", "last_error", "next_attempt_at"],
     )
 
 
@@ -237,7 +238,6 @@ def requeue_failed_events(*, event_ids: list[str]) -> int:
     if rows:
         transaction.on_commit(wake_relay, robust=True)
     return len(rows)
-
 
 
 @dataclass
@@ -275,7 +275,9 @@ def redrive_dead_letters(*, queue: topology.ServiceQueue, max_messages: int) -> 
         sent = sqs.send_message_batch(QueueUrl=source_url, Entries=entries)
         for failure in sent.get("Failed", []):
             report.failed += 1
-            logger.error("redrive %s: message %s not moved: %s", queue.dlq_name, by_id[failure["Id"]]["MessageId"], failure)
+            logger.error(
+                "redrive %s: message %s not moved: %s", queue.dlq_name, by_id[failure["Id"]]["MessageId"], failure
+            )
         moved = [by_id[success["Id"]] for success in sent.get("Successful", [])]
         if moved:
             sqs.delete_message_batch(

@@ -90,7 +90,9 @@ class ProductAdmin(admin.ModelAdmin):
         if "apply" in request.POST:
             form = RestockForm(request.POST)
             if form.is_valid():
-                rows = services.restock(product_ids=list(queryset.values_list("pk", flat=True)), quantity=form.cleaned_data["quantity"])
+                rows = services.restock(
+                    product_ids=list(queryset.values_list("pk", flat=True)), quantity=form.cleaned_data["quantity"]
+                )
                 self.message_user(request, f"Restocked {len(rows)} product(s); Stock Updated published for each.")
                 missing = queryset.count() - len(rows)
                 if missing:

@@ -32,7 +32,9 @@ class StockItem(EventedModel):
 
     class Meta:
         ordering = ["product__sku"]
-        constraints = [models.CheckConstraint(condition=Q(reserved__lte=F("on_hand")), name="stock_reserved_within_on_hand")]
+        constraints = [
+            models.CheckConstraint(condition=Q(reserved__lte=F("on_hand")), name="stock_reserved_within_on_hand")
+        ]
 
     def __str__(self) -> str:
         return f"stock of {self.product.sku}"

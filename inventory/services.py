@@ -74,7 +74,9 @@ def reserve_stock(*, order_id: uuid.UUID, items: list[RequestedItem]) -> Reserva
     for item in items:
         row = stock.get(item.product_id)
         if row is None or not row.product.active:
-            return _fail(reservation, item, available=0, code="PRODUCT_NOT_FOUND", reason=f"Unknown product {item.product_id}")
+            return _fail(
+                reservation, item, available=0, code="PRODUCT_NOT_FOUND", reason=f"Unknown product {item.product_id}"
+            )
         if row.available < item.quantity:
             return _fail(
                 reservation,
@@ -97,7 +99,8 @@ def reserve_stock(*, order_id: uuid.UUID, items: list[RequestedItem]) -> Reserva
     )
     reservation.save()
     ReservationLine.objects.bulk_create(
-        ReservationLine(reservation=reservation, product=stock[i.product_id].product, quantity=i.quantity) for i in items
+        ReservationLine(reservation=reservation, product=stock[i.product_id].product, quantity=i.quantity)
+        for i in items
     )
     return reservation
 
@@ -190,7 +193,12 @@ def commit_stock(*, order_id: uuid.UUID) -> Reservation | None:
 def restock(*, product_ids: list[int], quantity: int) -> list[StockItem]:
     if quantity < 1:
         raise StockError("Restock quantity must be at least 1.")
-    rows = list(StockItem.objects.select_for_update().select_related("product").filter(product_id__in=product_ids).order_by("pk"))
+    rows = list(
+        StockItem.objects.select_for_update()
+        .select_related("product")
+        .filter(product_id__in=product_ids)
+        .order_by("pk")
+    )
     for row in rows:
         row.on_hand += quantity
         _stock_updated(row, change=quantity, reason_code="RESTOCK")

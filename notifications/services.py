@@ -86,5 +86,7 @@ def record_send_failure(*, notification_id: int, error: str, final: bool) -> Non
     notification.last_error = error[:2000]
     if final:
         notification.status = Notification.Status.FAILED
-        logger.error("notification %s failed for good after %d attempts: %s", notification_id, notification.attempts, error)
+        logger.error(
+            "notification %s failed for good after %d attempts: %s", notification_id, notification.attempts, error
+        )
     notification.save(update_fields=["attempts", "last_error", "status"])

@@ -53,7 +53,11 @@ class OrderItemForm(forms.Form):
 OrderItemFormSet = forms.formset_factory(OrderItemForm, extra=3, min_num=1, validate_min=True)
 
 # Service field paths mapped to the admin form's fields.
-_ADDRESS_FORM_FIELDS = {"shippingAddress.zipCode": "zip_code", "customerId": "customer_id", "paymentToken": "payment_token"}
+_ADDRESS_FORM_FIELDS = {
+    "shippingAddress.zipCode": "zip_code",
+    "customerId": "customer_id",
+    "paymentToken": "payment_token",
+}
 
 
 class ShipOrderForm(forms.Form):
@@ -62,7 +66,9 @@ class ShipOrderForm(forms.Form):
 
 
 class CancelOrdersForm(forms.Form):
-    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=500, help_text="Told to the customer.")
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}), max_length=500, help_text="Told to the customer."
+    )
 
 
 @admin.register(Order)
@@ -138,7 +144,9 @@ class OrderAdmin(admin.ModelAdmin):
                 for order in queryset:
                     try:
                         services.cancel_order(
-                            order_id=order.pk, reason_code=Order.CancellationReason.STAFF, reason=form.cleaned_data["reason"]
+                            order_id=order.pk,
+                            reason_code=Order.CancellationReason.STAFF,
+                            reason=form.cleaned_data["reason"],
                         )
                         cancelled += 1
                     except IllegalTransition:
@@ -151,15 +159,22 @@ class OrderAdmin(admin.ModelAdmin):
         else:
             form = CancelOrdersForm()
         return action_form_page(
-            self, request, queryset, form=form, action="cancel_orders", title="Cancel orders",
-            submit_label="Cancel orders", intro="Stock is released, and anything charged is refunded.",
+            self,
+            request,
+            queryset,
+            form=form,
+            action="cancel_orders",
+            title="Cancel orders",
+            submit_label="Cancel orders",
+            intro="Stock is released, and anything charged is refunded.",
         )
-
 
     @admin.action(description="Mark shipped…")
     def mark_shipped(self, request, queryset):
         if queryset.count() != 1:
-            self.message_user(request, "Ship one order at a time: each needs its own tracking number.", level=messages.ERROR)
+            self.message_user(
+                request, "Ship one order at a time: each needs its own tracking number.", level=messages.ERROR
+            )
             return None
         order = queryset.get()
         form = ShipOrderForm(request.POST if "apply" in request.POST else None)
@@ -167,11 +182,15 @@ class OrderAdmin(admin.ModelAdmin):
             try:
                 services.ship_order(order_id=order.pk, **form.cleaned_data)
             except IllegalTransition as exc:
-                self.message_user(request, f"Not shipped: only a confirmed order can ship ({exc.current}).", level=messages.ERROR)
+                self.message_user(
+                    request, f"Not shipped: only a confirmed order can ship ({exc.current}).", level=messages.ERROR
+                )
             else:
                 self.message_user(request, f"Order {order.pk} shipped with {form.cleaned_data['carrier']}.")
             return None
-        return action_form_page(self, request, queryset, form=form, action="mark_shipped", title="Mark shipped", submit_label="Mark shipped")
+        return action_form_page(
+            self, request, queryset, form=form, action="mark_shipped", title="Mark shipped", submit_label="Mark shipped"
+        )
 
 
 class ApiKeyForm(forms.ModelForm):
@@ -197,7 +216,9 @@ class ApiKeyAdmin(admin.ModelAdmin):
         obj.prefix = api_key.prefix
         obj._state.adding = False
         self.message_user(
-            request, f"Key for {api_key.name}: {plaintext} — copy it now, it is not shown again.", level=messages.WARNING
+            request,
+            f"Key for {api_key.name}: {plaintext} — copy it now, it is not shown again.",
+            level=messages.WARNING,
         )
 
     @admin.action(description="Revoke selected keys")

@@ -167,7 +167,9 @@ def place_order(*, request: PlaceOrderRequest) -> Order:
     return order
 
 
-def place_order_idempotently(*, api_key: ApiKey, idempotency_key: str, request: PlaceOrderRequest) -> tuple[Order, bool]:
+def place_order_idempotently(
+    *, api_key: ApiKey, idempotency_key: str, request: PlaceOrderRequest
+) -> tuple[Order, bool]:
     """Place an order once per (client, Idempotency-Key). Returns (order, created)."""
     fingerprint = request.fingerprint()
 
@@ -217,7 +219,12 @@ def _cancel(order: Order, *, reason_code: str, reason: str) -> None:
     order.cancellation_reason = reason[:500]
     order.record_event(
         catalogue.ORDER_CANCELLED,
-        {**_order_identity(order), "reasonCode": reason_code, "reason": order.cancellation_reason, "previousStatus": previous},
+        {
+            **_order_identity(order),
+            "reasonCode": reason_code,
+            "reason": order.cancellation_reason,
+            "previousStatus": previous,
+        },
         correlation_id=order.id,
     )
     logger.info("order %s cancelled from %s: %s", order.id, previous, reason_code)
@@ -371,4 +378,3 @@ def authenticate_api_key(*, presented: str) -> ApiKey | None:
 
 def revoke_api_keys(*, api_key_ids: list[int]) -> int:
     return ApiKey.objects.filter(pk__in=api_key_ids, revoked_at__isnull=True).update(revoked_at=timezone.now())
-

@@ -56,9 +56,13 @@ class SimulatedGateway:
         if token == "tok_gatewayError":
             raise GatewayError("simulated gateway timeout")
         if token == "tok_chargeDeclined" or self._declined_by_rate(idempotency_key):
-            return ChargeResult(approved=False, reference=reference, decline_code="DECLINED", message="Your card was declined.")
+            return ChargeResult(
+                approved=False, reference=reference, decline_code="DECLINED", message="Your card was declined."
+            )
         if token != "tok_visa":
-            return ChargeResult(approved=False, reference=reference, decline_code="INVALID_TOKEN", message="Unknown payment token.")
+            return ChargeResult(
+                approved=False, reference=reference, decline_code="INVALID_TOKEN", message="Unknown payment token."
+            )
         return ChargeResult(approved=True, reference=reference)
 
     def refund(self, *, idempotency_key: str, charge_reference: str, amount: Decimal, currency: str) -> str:

@@ -49,7 +49,12 @@ class Payment(GuardedStatus, EventedModel):
 
     @property
     def ready_to_charge(self) -> bool:
-        return self.status == self.Status.PENDING and self.amount is not None and self.stock_reserved and not self.order_cancelled
+        return (
+            self.status == self.Status.PENDING
+            and self.amount is not None
+            and self.stock_reserved
+            and not self.order_cancelled
+        )
 
 
 class Refund(models.Model):

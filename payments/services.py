@@ -34,7 +34,10 @@ def _charge_if_ready(payment: Payment) -> None:
     if not payment.ready_to_charge:
         return
     result = get_gateway().charge(
-        idempotency_key=str(payment.order_id), amount=payment.amount, currency=payment.currency, token=payment.payment_token
+        idempotency_key=str(payment.order_id),
+        amount=payment.amount,
+        currency=payment.currency,
+        token=payment.payment_token,
     )
     payment.gateway_reference = result.reference
     amount = {"amount": catalogue.money(payment.amount), "currency": payment.currency}
@@ -42,7 +45,9 @@ def _charge_if_ready(payment: Payment) -> None:
         payment.transition_to(Payment.Status.CHARGED)
         payment.charged_at = timezone.now()
         payment.record_event(
-            catalogue.PAYMENT_PROCESSED, {**_identity(payment), "paymentId": str(payment.id), **amount}, correlation_id=payment.order_id
+            catalogue.PAYMENT_PROCESSED,
+            {**_identity(payment), "paymentId": str(payment.id), **amount},
+            correlation_id=payment.order_id,
         )
         logger.info("order %s charged %s %s", payment.order_id, payment.amount, payment.currency)
     else:
@@ -61,7 +66,12 @@ def remember_order(*, order_id: uuid.UUID, amount: Decimal, currency: str, payme
     """Order Placed: what to charge, and how."""
     payment = _locked_payment(order_id)
     if payment.amount is None:
-        payment.amount, payment.currency, payment.payment_token, payment.customer_email = amount, currency, payment_token, email
+        payment.amount, payment.currency, payment.payment_token, payment.customer_email = (
+            amount,
+            currency,
+            payment_token,
+            email,
+        )
     _charge_if_ready(payment)
     payment.save()
     return payment

@@ -48,7 +48,9 @@ def drain(queue_name: str, *, wait_seconds: int = 0) -> list[dict]:
     url = sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
     envelopes = []
     while True:
-        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=wait_seconds).get("Messages", [])
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=wait_seconds).get(
+            "Messages", []
+        )
         if not messages:
             return envelopes
         for message in messages:

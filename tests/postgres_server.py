@@ -40,7 +40,9 @@ def _skip_or_fail(reason: str) -> int:
     if os.environ.get("CI"):
         print(f"PostgreSQL tests cannot run: {reason}", file=sys.stderr)
         return 1
-    print(f"SKIPPED the PostgreSQL tests: {reason}. Install it with `apt-get install postgresql`, or set TEST_DATABASE_URL.")
+    print(
+        f"SKIPPED the PostgreSQL tests: {reason}. Install it with `apt-get install postgresql`, or set TEST_DATABASE_URL."
+    )
     return 0
 
 
@@ -81,7 +83,9 @@ def main(command: list[str]) -> int:
         print(f"PostgreSQL test server on 127.0.0.1:{port}")
         return subprocess.call(command, env={**os.environ, "DATABASE_URL": url})
     finally:
-        subprocess.run(_as_server_user([pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"]), stdout=subprocess.DEVNULL)
+        subprocess.run(
+            _as_server_user([pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"]), stdout=subprocess.DEVNULL
+        )
         shutil.rmtree(workdir, ignore_errors=True)
 
 

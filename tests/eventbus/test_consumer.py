@@ -23,7 +23,9 @@ from tests.factories import OrderItemFactory, PlaceOrderRequestFactory
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def envelope(detail_type: str, data: dict, *, event_id: str | None = None, source: str = "ecommerce.orders", **extra) -> str:
+def envelope(
+    detail_type: str, data: dict, *, event_id: str | None = None, source: str = "ecommerce.orders", **extra
+) -> str:
     return json.dumps(
         {
             "version": "0",
@@ -56,13 +58,21 @@ def order_placed(order_id: str, sku: str = "prod-1", quantity: int = 2) -> dict:
         "items": [{"productId": sku, "name": "Thing", "unitPrice": "1.00", "quantity": quantity}],
         "totalAmount": "2.00",
         "currency": "USD",
-        "shippingAddress": {"street": "1 Main St", "city": "Seattle", "state": "WA", "zipCode": "98101", "country": "US"},
+        "shippingAddress": {
+            "street": "1 Main St",
+            "city": "Seattle",
+            "state": "WA",
+            "zipCode": "98101",
+            "country": "US",
+        },
     }
 
 
 def send(service: str, body: str) -> None:
     sqs = aws.client("sqs")
-    sqs.send_message(QueueUrl=sqs.get_queue_url(QueueName=topology.SERVICE_QUEUES[service].name)["QueueUrl"], MessageBody=body)
+    sqs.send_message(
+        QueueUrl=sqs.get_queue_url(QueueName=topology.SERVICE_QUEUES[service].name)["QueueUrl"], MessageBody=body
+    )
 
 
 def poll(service: str, times: int = 1) -> None:
@@ -105,7 +115,10 @@ def test_a_replayed_event_with_a_new_envelope_id_is_skipped(catalogue, quiet_rel
     order_id, event_id = str(uuid.uuid4()), str(uuid.uuid4())
     send("inventory", envelope("Order Placed", order_placed(order_id), event_id=event_id))
     poll("inventory")
-    send("inventory", envelope("Order Placed", order_placed(order_id), event_id=event_id, **{"replay-name": "recovery-1"}))
+    send(
+        "inventory",
+        envelope("Order Placed", order_placed(order_id), event_id=event_id, **{"replay-name": "recovery-1"}),
+    )
     poll("inventory")
 
     assert stock("prod-1").reserved == 2
@@ -153,7 +166,14 @@ def test_an_event_that_fails_its_schema_is_not_deleted(catalogue, quiet_relay):
 
 def test_a_failing_handler_rolls_back_its_work_and_its_processed_record(catalogue, quiet_relay):
     # Inventory Reserved for an order the orders service has never heard of: the handler raises.
-    send("orders", envelope("Inventory Reserved", {"orderId": str(uuid.uuid4()), "items": [{"productId": "prod-1", "quantity": 1}]}, source="ecommerce.inventory"))
+    send(
+        "orders",
+        envelope(
+            "Inventory Reserved",
+            {"orderId": str(uuid.uuid4()), "items": [{"productId": "prod-1", "quantity": 1}]},
+            source="ecommerce.inventory",
+        ),
+    )
     poll("orders")
     assert not ProcessedEvent.objects.exists()
     assert DeliveryFailure.objects.get().reason.startswith("failed: DoesNotExist")
@@ -163,7 +183,11 @@ def test_a_failing_handler_rolls_back_its_work_and_its_processed_record(catalogu
 def test_a_redriven_message_is_processed(catalogue, quiet_relay, settings):
     orders_queue = topology.SERVICE_QUEUES["orders"]
     order = order_services.place_order(request=PlaceOrderRequestFactory(items=[OrderItemFactory(product_id="prod-2")]))
-    reserved = envelope("Inventory Reserved", {"orderId": str(order.pk), "items": [{"productId": "prod-2", "quantity": 1}]}, source="ecommerce.inventory")
+    reserved = envelope(
+        "Inventory Reserved",
+        {"orderId": str(order.pk), "items": [{"productId": "prod-2", "quantity": 1}]},
+        source="ecommerce.inventory",
+    )
     # The order row is missing (say, a botched restore), so the handler fails until it is back.
     Order.objects.filter(pk=order.pk).delete()
     send("orders", reserved)
@@ -192,7 +216,14 @@ def test_redrive_is_bounded(catalogue, quiet_relay):
 
 
 def test_an_event_a_service_has_no_handler_for_is_kept_for_the_dlq(catalogue, quiet_relay):
-    send("inventory", envelope("Payment Failed", {"orderId": str(uuid.uuid4()), "reasonCode": "DECLINED", "amount": "1.00"}, source="ecommerce.payments"))
+    send(
+        "inventory",
+        envelope(
+            "Payment Failed",
+            {"orderId": str(uuid.uuid4()), "reasonCode": "DECLINED", "amount": "1.00"},
+            source="ecommerce.payments",
+        ),
+    )
     poll("inventory")
     assert DeliveryFailure.objects.get().reason == "unroutable: inventory has no handler for it"
 
@@ -208,7 +239,12 @@ def test_stopping_the_consumer_returns_within_the_long_poll_wait(provisioned):
 
 @pytest.mark.parametrize(
     ("option", "configured", "chosen"),
-    [(None, [], None), ("inventory,orders", [], ["inventory", "orders"]), (None, ["audit"], ["audit"]), ("none", ["audit"], [])],
+    [
+        (None, [], None),
+        ("inventory,orders", [], ["inventory", "orders"]),
+        (None, ["audit"], ["audit"]),
+        ("none", ["audit"], []),
+    ],
 )
 def test_which_services_a_worker_consumes(option, configured, chosen):
     assert choose_services(option, configured) == chosen

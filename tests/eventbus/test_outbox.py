@@ -79,7 +79,9 @@ def test_a_bus_that_is_down_keeps_events_pending_until_it_is_back(provisioned, c
     assert len(drain(service_queue("inventory"))) == 1
 
 
-def test_entries_that_fail_individually_are_retried_and_the_rest_are_not(provisioned, catalogue, service_queue, monkeypatch):
+def test_entries_that_fail_individually_are_retried_and_the_rest_are_not(
+    provisioned, catalogue, service_queue, monkeypatch
+):
     monkeypatch.setattr(services, "wake_relay", lambda: None)
     first = order_services.place_order(request=PlaceOrderRequestFactory())
     second = order_services.place_order(request=PlaceOrderRequestFactory())
@@ -98,7 +100,10 @@ def test_entries_that_fail_individually_are_retried_and_the_rest_are_not(provisi
         )
         report = services.relay_pending()
     assert (report.published, report.retrying) == (1, 1)
-    accepted, throttled = OutboxEvent.objects.get(pk=rows[str(first.id)].pk), OutboxEvent.objects.get(pk=rows[str(second.id)].pk)
+    accepted, throttled = (
+        OutboxEvent.objects.get(pk=rows[str(first.id)].pk),
+        OutboxEvent.objects.get(pk=rows[str(second.id)].pk),
+    )
     assert accepted.status == OutboxEvent.Status.PUBLISHED and accepted.event_bridge_id == "accepted-1"
     assert throttled.status == OutboxEvent.Status.PENDING
     assert throttled.last_error.startswith("ThrottlingException")
@@ -116,7 +121,10 @@ def test_an_entry_rejected_for_good_is_marked_failed_and_can_be_requeued(provisi
     with Stubber(aws.client("events")) as stub:
         stub.add_response(
             "put_events",
-            {"FailedEntryCount": 1, "Entries": [{"ErrorCode": "MalformedDetail", "ErrorMessage": "Detail is malformed."}]},
+            {
+                "FailedEntryCount": 1,
+                "Entries": [{"ErrorCode": "MalformedDetail", "ErrorMessage": "Detail is malformed."}],
+            },
         )
         assert services.relay_pending().failed == 1
     row = OutboxEvent.objects.get(detail_type="Order Placed")
@@ -130,11 +138,21 @@ def test_an_entry_rejected_for_good_is_marked_failed_and_can_be_requeued(provisi
 def _record_order_placed(item: StockItem, *, item_count: int) -> None:
     """Order Placed with `item_count` lines: about 78 bytes of detail per line."""
     order_id = str(uuid.uuid4())
-    lines = [{"productId": f"sku-{n:05d}", "name": "A product", "unitPrice": "1.00", "quantity": 1} for n in range(item_count)]
+    lines = [
+        {"productId": f"sku-{n:05d}", "name": "A product", "unitPrice": "1.00", "quantity": 1}
+        for n in range(item_count)
+    ]
     address = {"street": "1 Main St", "city": "Seattle", "state": "WA", "zipCode": "98101", "country": "US"}
     item.record_event(
         catalogue.ORDER_PLACED,
-        {"orderId": order_id, "customerId": "c-1", "items": lines, "totalAmount": f"{item_count}.00", "currency": "USD", "shippingAddress": address},
+        {
+            "orderId": order_id,
+            "customerId": "c-1",
+            "items": lines,
+            "totalAmount": f"{item_count}.00",
+            "currency": "USD",
+            "shippingAddress": address,
+        },
         correlation_id=order_id,
     )
 

@@ -80,7 +80,9 @@ def test_one_rule_per_service_derived_from_its_handlers_each_with_one_guarded_ta
         rule = events.describe_rule(Name=f"{service}-subscriptions", EventBusName="ecommerce-events")
         assert rule["State"] == "ENABLED"
         assert json.loads(rule["EventPattern"]) == registry.event_pattern(service)
-        [target] = events.list_targets_by_rule(Rule=f"{service}-subscriptions", EventBusName="ecommerce-events")["Targets"]
+        [target] = events.list_targets_by_rule(Rule=f"{service}-subscriptions", EventBusName="ecommerce-events")[
+            "Targets"
+        ]
         assert target["Arn"] == queue_arn(EXPECTED_QUEUES[service][0])
         assert target["RetryPolicy"] == {"MaximumRetryAttempts": 185, "MaximumEventAgeInSeconds": 86400}
         assert target["DeadLetterConfig"] == {"Arn": queue_arn("ecommerce-events-target-dlq")}

@@ -50,7 +50,11 @@ SAMPLE_DATA = {
 
 
 def deliveries() -> dict[str, list[dict]]:
-    return {service: drain(queue.name) for service, queue in topology.SERVICE_QUEUES.items() if service in registry.services()}
+    return {
+        service: drain(queue.name)
+        for service, queue in topology.SERVICE_QUEUES.items()
+        if service in registry.services()
+    }
 
 
 def test_order_placed_reaches_exactly_its_subscribers_queues(provisioned, catalogue):
@@ -61,7 +65,9 @@ def test_order_placed_reaches_exactly_its_subscribers_queues(provisioned, catalo
     )}  # fmt: skip
     assert {"inventory", "analytics", "audit"} <= received
     assert "orders" not in received
-    assert received == {s for s in registry.services() if registry.subscription_for(s, "ecommerce.orders", "Order Placed")}
+    assert received == {
+        s for s in registry.services() if registry.subscription_for(s, "ecommerce.orders", "Order Placed")
+    }
     [envelope] = [e for e in drain_everything["inventory"] if e["detail-type"] == "Order Placed"]
     assert envelope["source"] == "ecommerce.orders"
     assert isinstance(envelope["detail"], dict)  # a JSON object, not a string to parse again
@@ -78,6 +84,8 @@ def test_every_event_type_reaches_exactly_the_services_that_handle_it(provisione
 
     received = {service for service, envelopes in deliveries().items() if envelopes}
 
-    expected = {s for s in registry.services() if registry.subscription_for(s, event_type.source, event_type.detail_type)}
+    expected = {
+        s for s in registry.services() if registry.subscription_for(s, event_type.source, event_type.detail_type)
+    }
     assert received == expected
     assert {"analytics", "audit"} <= received

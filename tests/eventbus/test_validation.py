@@ -77,7 +77,13 @@ def test_an_invalid_event_is_refused_when_recorded_and_nothing_is_written(db):
 
 def envelope(detail_value) -> str:
     return json.dumps(
-        {"version": "0", "id": "e-1", "detail-type": "Low Stock Alert", "source": "ecommerce.inventory", "detail": detail_value}
+        {
+            "version": "0",
+            "id": "e-1",
+            "detail-type": "Low Stock Alert",
+            "source": "ecommerce.inventory",
+            "detail": detail_value,
+        }
     )
 
 

@@ -49,7 +49,9 @@ def run_together(jobs: list[Callable[[], object]]) -> list[object]:
 
 
 def reserve(sku: str, quantity: int = 1, *more: tuple[str, int]) -> Callable[[], str]:
-    items = [services.RequestedItem(product_id=sku, quantity=quantity)] + [services.RequestedItem(s, q) for s, q in more]
+    items = [services.RequestedItem(product_id=sku, quantity=quantity)] + [
+        services.RequestedItem(s, q) for s, q in more
+    ]
     return lambda: services.reserve_stock(order_id=uuid.uuid4(), items=items).status
 
 

@@ -32,7 +32,10 @@ def test_reserving_holds_the_stock_and_publishes_inventory_reserved(catalogue):
     assert (stock("prod-1").reserved, stock("prod-1").available) == (1, 49)
     assert stock("prod-2").reserved == 2
     assert events("Inventory Reserved") == [
-        {"orderId": str(order_id), "items": [{"productId": "prod-1", "quantity": 1}, {"productId": "prod-2", "quantity": 2}]}
+        {
+            "orderId": str(order_id),
+            "items": [{"productId": "prod-1", "quantity": 1}, {"productId": "prod-2", "quantity": 2}],
+        }
     ]
 
 
@@ -74,7 +77,9 @@ def test_low_stock_is_alerted_when_available_crosses_the_threshold_not_on_every_
     ProductFactory(sku="widget", name="Widget", stock__on_hand=15, stock__low_stock_threshold=10)
     for quantity in (3, 3, 1):  # available 12, then 9 (crossed), then 8 (still below)
         services.reserve_stock(order_id=uuid.uuid4(), items=[item("widget", quantity)])
-    assert events("Low Stock Alert") == [{"productId": "widget", "productName": "Widget", "available": 9, "threshold": 10}]
+    assert events("Low Stock Alert") == [
+        {"productId": "widget", "productName": "Widget", "available": 9, "threshold": 10}
+    ]
 
 
 def test_stock_already_below_the_threshold_raises_no_alert(catalogue):
@@ -104,7 +109,15 @@ def test_committing_ships_the_units(catalogue):
     assert (stock("prod-1").on_hand, stock("prod-1").reserved) == (48, 0)
     sale = [e for e in events("Stock Updated") if e["reasonCode"] == "SALE"]
     assert sale == [
-        {"productId": "prod-1", "onHand": 48, "reserved": 0, "available": 48, "change": -2, "reasonCode": "SALE", "orderId": str(order_id)}
+        {
+            "productId": "prod-1",
+            "onHand": 48,
+            "reserved": 0,
+            "available": 48,
+            "change": -2,
+            "reasonCode": "SALE",
+            "orderId": str(order_id),
+        }
     ]
 
 

@@ -31,12 +31,28 @@ def deliver(detail_type: str, data: dict, *, source: str = "ecommerce.orders", e
 
 
 def cancelled(reason_code: str, previous: str = "PLACED", reason: str = "") -> dict:
-    return {"orderId": ORDER_ID, "customerId": "c-1", "email": "c@example.com", "reasonCode": reason_code, "reason": reason, "previousStatus": previous}
+    return {
+        "orderId": ORDER_ID,
+        "customerId": "c-1",
+        "email": "c@example.com",
+        "reasonCode": reason_code,
+        "reason": reason,
+        "previousStatus": previous,
+    }
 
 
 def test_a_confirmed_order_emails_the_customer_in_text_and_html(django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
-        deliver("Order Confirmed", {"orderId": ORDER_ID, "customerId": "c-1", "email": "c@example.com", "totalAmount": "1059.97", "currency": "USD"})
+        deliver(
+            "Order Confirmed",
+            {
+                "orderId": ORDER_ID,
+                "customerId": "c-1",
+                "email": "c@example.com",
+                "totalAmount": "1059.97",
+                "currency": "USD",
+            },
+        )
 
     [email] = mail.outbox
     assert email.to == ["c@example.com"]
@@ -50,7 +66,13 @@ def test_a_confirmed_order_emails_the_customer_in_text_and_html(django_capture_o
 
 def test_a_duplicated_event_sends_one_email(django_capture_on_commit_callbacks):
     event_id = str(uuid.uuid4())
-    data = {"orderId": ORDER_ID, "customerId": "c-1", "email": "c@example.com", "carrier": "UPS", "trackingNumber": "1Z999"}
+    data = {
+        "orderId": ORDER_ID,
+        "customerId": "c-1",
+        "email": "c@example.com",
+        "carrier": "UPS",
+        "trackingNumber": "1Z999",
+    }
     with django_capture_on_commit_callbacks(execute=True):
         deliver("Order Shipped", data, event_id=event_id)
         assert deliver("Order Shipped", data, event_id=event_id).result == "duplicate"
@@ -67,7 +89,9 @@ def test_a_duplicated_event_sends_one_email(django_capture_on_commit_callbacks):
         ("STAFF", "our team had to cancel it"),
     ],
 )
-def test_a_cancellation_is_explained_in_words_a_customer_understands(django_capture_on_commit_callbacks, reason_code, words):
+def test_a_cancellation_is_explained_in_words_a_customer_understands(
+    django_capture_on_commit_callbacks, reason_code, words
+):
     with django_capture_on_commit_callbacks(execute=True):
         deliver("Order Cancelled", cancelled(reason_code, reason="Duplicate order"))
     assert words in mail.outbox[0].body
@@ -101,7 +125,11 @@ def test_a_refund_is_confirmed_to_the_customer(django_capture_on_commit_callback
 def test_low_stock_alerts_go_to_staff(django_capture_on_commit_callbacks, settings):
     settings.STAFF_ALERT_EMAIL = "buyers@example.com"
     with django_capture_on_commit_callbacks(execute=True):
-        deliver("Low Stock Alert", {"productId": "prod-3", "productName": "Keyboard", "available": 4, "threshold": 10}, source="ecommerce.inventory")
+        deliver(
+            "Low Stock Alert",
+            {"productId": "prod-3", "productName": "Keyboard", "available": 4, "threshold": 10},
+            source="ecommerce.inventory",
+        )
     [email] = mail.outbox
     assert email.to == ["buyers@example.com"]
     assert email.subject == "Low stock: Keyboard (prod-3)"
@@ -117,11 +145,22 @@ def eager_retries():
     app.conf.task_eager_propagates = True
 
 
-def test_a_failed_send_is_retried_with_backoff_and_recorded(django_capture_on_commit_callbacks, settings, eager_retries):
+def test_a_failed_send_is_retried_with_backoff_and_recorded(
+    django_capture_on_commit_callbacks, settings, eager_retries
+):
     settings.EMAIL_BACKEND = "tests.notifications.failing_backend.UnreachableSmtpBackend"
     settings.NOTIFICATION_MAX_RETRIES = 2
     with django_capture_on_commit_callbacks(execute=True):
-        deliver("Order Confirmed", {"orderId": ORDER_ID, "customerId": "c-1", "email": "c@example.com", "totalAmount": "1.00", "currency": "USD"})
+        deliver(
+            "Order Confirmed",
+            {
+                "orderId": ORDER_ID,
+                "customerId": "c-1",
+                "email": "c@example.com",
+                "totalAmount": "1.00",
+                "currency": "USD",
+            },
+        )
     notification = Notification.objects.get()
     assert notification.status == "FAILED"
     assert notification.attempts == 3  # the first try and two retries

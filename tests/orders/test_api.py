@@ -68,7 +68,11 @@ def test_an_order_can_be_read_back(client):
         (order_body(items=[{"productId": "prod-1", "quantity": "2"}]), "items[0].quantity", "whole number"),
         (order_body(items=[{"productId": "prod-404", "quantity": 1}]), "items[0].productId", "Unknown product"),
         (order_body(shippingAddress={**ADDRESS, "city": ""}), "shippingAddress.city", "required"),
-        (order_body(shippingAddress={k: v for k, v in ADDRESS.items() if k != "zipCode"}), "shippingAddress.zipCode", "required"),
+        (
+            order_body(shippingAddress={k: v for k, v in ADDRESS.items() if k != "zipCode"}),
+            "shippingAddress.zipCode",
+            "required",
+        ),
         (order_body(email="not-an-email"), "email", "valid email"),
         (order_body(customerId=None), "customerId", "required"),
         (order_body(items=[{"productId": "prod-1", "quantity": 1}] * 2), "items[1].productId", "already in the order"),

@@ -39,7 +39,13 @@ def test_complete_order_flow(live_stack):
                 "customerId": "test-customer-001",
                 "email": "test-customer-001@example.com",
                 "items": [{"productId": "prod-1", "quantity": 1}],
-                "shippingAddress": {"street": "456 Test Ave", "city": "Portland", "state": "OR", "zipCode": "97201", "country": "US"},
+                "shippingAddress": {
+                    "street": "456 Test Ave",
+                    "city": "Portland",
+                    "state": "OR",
+                    "zipCode": "97201",
+                    "country": "US",
+                },
             }
         ),
         content_type="application/json",
@@ -61,7 +67,9 @@ def test_complete_order_flow(live_stack):
     assert StockItem.objects.get(product__sku="prod-1").on_hand == 50
     expected = {("inventory.reserve_stock", "Order Placed"), ("orders.stock_reserved", "Inventory Reserved"),
                 ("inventory.release_stock", "Order Cancelled"), ("audit.record_envelope", "Order Cancelled")}  # fmt: skip
-    wait_for(lambda: expected <= set(ProcessedEvent.objects.values_list("handler", "detail_type")), what="every handler")
+    wait_for(
+        lambda: expected <= set(ProcessedEvent.objects.values_list("handler", "detail_type")), what="every handler"
+    )
 
 
 def test_an_order_for_more_than_is_in_stock_is_cancelled_as_out_of_stock(live_stack):

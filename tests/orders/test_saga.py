@@ -31,7 +31,9 @@ CUSTOMER_CANCEL = "customer-cancel"
 
 def envelope(row: OutboxEvent) -> str:
     # A new envelope id on every delivery, as EventBridge gives a replayed event.
-    return json.dumps({"id": str(uuid.uuid4()), "source": row.source, "detail-type": row.detail_type, "detail": row.detail})
+    return json.dumps(
+        {"id": str(uuid.uuid4()), "source": row.source, "detail-type": row.detail_type, "detail": row.detail}
+    )
 
 
 def deliveries_for(rows: list[OutboxEvent]) -> list[tuple[str, OutboxEvent]]:
@@ -49,12 +51,18 @@ def run_saga(data: st.DataObject) -> Order:
     quantity = data.draw(st.integers(1, ON_HAND + 1), label="quantity")  # ON_HAND + 1 runs out of stock
     token = data.draw(st.sampled_from(["tok_visa", "tok_chargeDeclined"]), label="token")
     order = order_services.place_order(
-        request=PlaceOrderRequestFactory(items=[OrderItemFactory(product_id=sku, quantity=quantity)], payment_token=token)
+        request=PlaceOrderRequestFactory(
+            items=[OrderItemFactory(product_id=sku, quantity=quantity)], payment_token=token
+        )
     )
     seen: set[uuid.UUID] = set()
 
     def new_rows() -> list[OutboxEvent]:
-        rows = [row for row in OutboxEvent.objects.filter(correlation_id=str(order.pk)).order_by("created_at") if row.id not in seen]
+        rows = [
+            row
+            for row in OutboxEvent.objects.filter(correlation_id=str(order.pk)).order_by("created_at")
+            if row.id not in seen
+        ]
         seen.update(row.id for row in rows)
         return rows
 
@@ -81,7 +89,9 @@ def run_saga(data: st.DataObject) -> Order:
     return order
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(data=st.data())
 def test_every_interleaving_and_duplication_keeps_the_saga_consistent(data):
     order = run_saga(data)

@@ -22,7 +22,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 def place(token: str = "tok_visa", sku: str = "prod-1", quantity: int = 1) -> Order:
     load_demo_catalogue()
     return services.place_order(
-        request=PlaceOrderRequestFactory(items=[OrderItemFactory(product_id=sku, quantity=quantity)], payment_token=token)
+        request=PlaceOrderRequestFactory(
+            items=[OrderItemFactory(product_id=sku, quantity=quantity)], payment_token=token
+        )
     )
 
 
@@ -36,7 +38,8 @@ def stock(sku: str) -> StockItem:
 
 def emailed(order: Order, kind: str) -> Notification:
     return wait_for(
-        lambda: Notification.objects.filter(correlation_id=str(order.pk), kind=kind, status="SENT").first(), what=f"{kind} email"
+        lambda: Notification.objects.filter(correlation_id=str(order.pk), kind=kind, status="SENT").first(),
+        what=f"{kind} email",
     )
 
 

@@ -24,7 +24,9 @@ def recording(settings):
 
 
 def placed(order_id: uuid.UUID, token: str = "tok_visa") -> Payment:
-    return services.remember_order(order_id=order_id, amount=Decimal("59.98"), currency="USD", payment_token=token, email="c@example.com")
+    return services.remember_order(
+        order_id=order_id, amount=Decimal("59.98"), currency="USD", payment_token=token, email="c@example.com"
+    )
 
 
 def events(detail_type: str) -> list[dict]:
@@ -42,7 +44,13 @@ def test_an_order_is_charged_once_it_is_known_and_its_stock_reserved(placed_firs
     assert payment.status == Payment.Status.CHARGED
     assert recording == [("charge", str(order_id))]
     assert events("Payment Processed") == [
-        {"orderId": str(order_id), "email": "c@example.com", "paymentId": str(payment.id), "amount": "59.98", "currency": "USD"}
+        {
+            "orderId": str(order_id),
+            "email": "c@example.com",
+            "paymentId": str(payment.id),
+            "amount": "59.98",
+            "currency": "USD",
+        }
     ]
 
 
@@ -100,9 +108,15 @@ def test_cancelling_a_charged_order_refunds_it_once(recording):
 
 def test_the_simulated_gateway_is_deterministic_and_declines_at_the_configured_rate():
     gateway = SimulatedGateway(decline_rate=0.25)
-    outcomes = [gateway.charge(idempotency_key=str(n), amount=Decimal(1), currency="USD", token="tok_visa").approved for n in range(2000)]
+    outcomes = [
+        gateway.charge(idempotency_key=str(n), amount=Decimal(1), currency="USD", token="tok_visa").approved
+        for n in range(2000)
+    ]
     assert 0.2 < outcomes.count(False) / len(outcomes) < 0.3
-    again = [gateway.charge(idempotency_key=str(n), amount=Decimal(1), currency="USD", token="tok_visa").approved for n in range(2000)]
+    again = [
+        gateway.charge(idempotency_key=str(n), amount=Decimal(1), currency="USD", token="tok_visa").approved
+        for n in range(2000)
+    ]
     assert outcomes == again
     first = gateway.charge(idempotency_key="k", amount=Decimal(1), currency="USD", token="tok_visa")
     assert first == gateway.charge(idempotency_key="k", amount=Decimal(1), currency="USD", token="tok_visa")

@@ -66,7 +66,9 @@ class Command(BaseCommand):
         try:
             self._start()
             if not no_web:
-                self._spawn("web", [sys.executable, "manage.py", "runserver", f"127.0.0.1:{settings.WEB_PORT}", "--noreload"])
+                self._spawn(
+                    "web", [sys.executable, "manage.py", "runserver", f"127.0.0.1:{settings.WEB_PORT}", "--noreload"]
+                )
             self._supervise()
         finally:
             self._stop_all()
@@ -93,7 +95,18 @@ class Command(BaseCommand):
         key = self._fresh_api_key()
         eventbus_services.relay_pending()  # anything committed while the stack was down goes out now
         celery = [sys.executable, "-m", "celery", "-A", "shopbus_site"]
-        self._spawn("worker", celery + ["worker", "--loglevel=INFO", "--pool=threads", "--concurrency=4", "--without-mingle", "--without-gossip"])
+        self._spawn(
+            "worker",
+            celery
+            + [
+                "worker",
+                "--loglevel=INFO",
+                "--pool=threads",
+                "--concurrency=4",
+                "--without-mingle",
+                "--without-gossip",
+            ],
+        )
         self._spawn("beat", celery + ["beat", "--loglevel=INFO", "--schedule", settings.CELERY_BEAT_SCHEDULE_FILENAME])
         web = f"http://127.0.0.1:{settings.WEB_PORT}"
         self.stdout.write(

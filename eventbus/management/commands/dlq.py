@@ -40,7 +40,9 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"{depth.service:<14} {depth.queue_name:<28} {depth.visible:>8} {depth.in_flight:>10} {depth.dlq_depth:>10}"
             )
-        self.stdout.write(f"{'(delivery)':<14} {topology.target_dlq_name():<28} {'':>8} {'':>10} {target_dlq_depth:>10}")
+        self.stdout.write(
+            f"{'(delivery)':<14} {topology.target_dlq_name():<28} {'':>8} {'':>10} {target_dlq_depth:>10}"
+        )
 
     def show(self, queue: topology.ServiceQueue, limit: int) -> None:
         letters = selectors.peek_dead_letters(queue_name=queue.dlq_name, limit=limit)
