@@ -11,18 +11,18 @@ from django.db import transaction
 from django.db.models import F
 from django.utils.dateparse import parse_datetime
 
-from eventbus import catalogue
+from eventbus import event_types
 
 from .models import HourlyEventCount, OrderTimeline
 
 # Which timeline column an event fills in; the first occurrence wins, so duplicates change nothing.
 _STAGES = {
-    catalogue.ORDER_PLACED.detail_type: "placed_at",
-    catalogue.INVENTORY_RESERVED.detail_type: "reserved_at",
-    catalogue.PAYMENT_PROCESSED.detail_type: "paid_at",
-    catalogue.ORDER_CONFIRMED.detail_type: "confirmed_at",
-    catalogue.ORDER_SHIPPED.detail_type: "shipped_at",
-    catalogue.ORDER_CANCELLED.detail_type: "cancelled_at",
+    event_types.ORDER_PLACED.detail_type: "placed_at",
+    event_types.INVENTORY_RESERVED.detail_type: "reserved_at",
+    event_types.PAYMENT_PROCESSED.detail_type: "paid_at",
+    event_types.ORDER_CONFIRMED.detail_type: "confirmed_at",
+    event_types.ORDER_SHIPPED.detail_type: "shipped_at",
+    event_types.ORDER_CANCELLED.detail_type: "cancelled_at",
 }
 
 
@@ -33,7 +33,7 @@ def count_event(*, detail_type: str, occurred_at: str, data: dict[str, Any]) -> 
     counter, _ = HourlyEventCount.objects.get_or_create(hour=hour, detail_type=detail_type)
     HourlyEventCount.objects.filter(pk=counter.pk).update(count=F("count") + 1)
     stage = _STAGES.get(detail_type)
-    if stage or detail_type == catalogue.PAYMENT_REFUNDED.detail_type:
+    if stage or detail_type == event_types.PAYMENT_REFUNDED.detail_type:
         _update_timeline(UUID(data["orderId"]), stage, when, detail_type, data)
 
 
@@ -41,11 +41,11 @@ def _update_timeline(order_id: UUID, stage: str | None, when: datetime, detail_t
     timeline, _ = OrderTimeline.objects.select_for_update().get_or_create(order_id=order_id)
     if stage and getattr(timeline, stage) is None:
         setattr(timeline, stage, when)
-    if detail_type == catalogue.ORDER_PLACED.detail_type:
+    if detail_type == event_types.ORDER_PLACED.detail_type:
         timeline.total_amount = Decimal(data["totalAmount"])
         timeline.currency = data["currency"]
-    elif detail_type == catalogue.ORDER_CANCELLED.detail_type:
+    elif detail_type == event_types.ORDER_CANCELLED.detail_type:
         timeline.cancellation_reason_code = data["reasonCode"]
-    elif detail_type == catalogue.PAYMENT_REFUNDED.detail_type:
+    elif detail_type == event_types.PAYMENT_REFUNDED.detail_type:
         timeline.refunded_amount = Decimal(data["amount"])
     timeline.save()

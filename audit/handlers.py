@@ -1,10 +1,10 @@
-from eventbus.consumer import ReceivedEvent
+from eventbus.events import ReceivedEvent
 from eventbus.registry import handles_every_event
 
 from . import services
 
 
-@handles_every_event
+@handles_every_event(name="audit.record_envelope")
 def record_envelope(event: ReceivedEvent) -> None:
     services.record_envelope(
         event_id=event.event_id,

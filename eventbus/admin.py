@@ -6,19 +6,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 from django.contrib import admin
 from django.utils.html import format_html
 
-from . import aws, selectors, services, topology
+from shopbus_site.admin import ReadOnlyAdmin
+
+from . import aws, outbox, selectors, topology
 from .models import DeliveryFailure, OutboxEvent, ProcessedEvent
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(OutboxEvent)
@@ -44,7 +35,7 @@ class OutboxEventAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Send failed events again")
     def requeue(self, request, queryset):
-        count = services.requeue_failed_events(event_ids=[str(pk) for pk in queryset.values_list("pk", flat=True)])
+        count = outbox.requeue_failed_events(event_ids=[str(pk) for pk in queryset.values_list("pk", flat=True)])
         self.message_user(request, f"{count} failed event(s) queued for publishing again.")
 
 

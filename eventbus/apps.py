@@ -8,11 +8,14 @@ class EventbusConfig(AppConfig):
     verbose_name = "Event bus"
 
     def ready(self) -> None:
-        from . import signals
+        from . import outbox, registry, signals, tasks
         from .models import EventedModel
 
         # Subscriptions are declared in each app's handlers.py; importing them fills the registry.
         autodiscover_modules("handlers")
+        registry.check_unique_handler_ids()
+        # Outside a worker (which wakes its own relay thread), a commit wakes the relay with a task.
+        outbox.set_task_relay_waker(tasks.wake_relay_by_task)
         for model in apps.get_models():
             if issubclass(model, EventedModel):
                 post_save.connect(

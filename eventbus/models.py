@@ -7,7 +7,7 @@ from typing import Any
 from django.db import models, router, transaction
 from django.utils import timezone
 
-from .catalogue import EventType
+from .event_types import EventType
 
 
 @dataclass(frozen=True)

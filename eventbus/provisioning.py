@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from botocore.exceptions import ClientError
 from django.conf import settings
 
-from . import aws, topology
+from . import aws, registry, topology
 
 logger = logging.getLogger(__name__)
 
@@ -23,9 +24,16 @@ QUEUE_MISSING_CODES = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotE
 TARGET_ID = "service-queue"
 
 
+class Action(StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    DELETE = "delete"
+    SKIP = "skip"
+
+
 @dataclass(frozen=True)
 class Change:
-    action: str  # create | update | delete | skip
+    action: Action
     kind: str
     name: str
     detail: str = ""
@@ -88,7 +96,7 @@ class Provisioner:
         self.tags = dict(settings.RESOURCE_TAGS)
         self.changes: list[Change] = []
 
-    def _change(self, action: str, kind: str, name: str, detail: str = "") -> bool:
+    def _change(self, action: Action, kind: str, name: str, detail: str = "") -> bool:
         """Record a change; True when it should also be applied."""
         self.changes.append(Change(action, kind, name, detail))
         logger.debug("%s%s", "[dry run] " if self.dry_run else "", self.changes[-1])
@@ -154,14 +162,14 @@ class Provisioner:
         except ClientError as exc:
             if _error_code(exc) != "ResourceNotFoundException":
                 raise
-            if self._change("create", "event bus", self.names.bus):
+            if self._change(Action.CREATE, "event bus", self.names.bus):
                 self.events.create_event_bus(Name=self.names.bus, Tags=self._tag_list())
             return
         current = {
             t["Key"]: t["Value"] for t in self.events.list_tags_for_resource(ResourceARN=self.names.bus_arn)["Tags"]
         }
         if not self.tags.items() <= current.items():
-            if self._change("update", "event bus", self.names.bus, "tags"):
+            if self._change(Action.UPDATE, "event bus", self.names.bus, "tags"):
                 self.events.tag_resource(ResourceARN=self.names.bus_arn, Tags=self._tag_list())
 
     def _tag_list(self) -> list[dict[str, str]]:
@@ -178,13 +186,13 @@ class Provisioner:
     def ensure_queue(self, name: str, attributes: dict[str, str]) -> None:
         url = self._queue_url(name)
         if url is None:
-            if self._change("create", "queue", name):
+            if self._change(Action.CREATE, "queue", name):
                 self.sqs.create_queue(QueueName=name, Attributes=attributes, tags=self.tags)
             return
         current = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
         drift = {key: value for key, value in attributes.items() if _canonical(current.get(key)) != _canonical(value)}
         if drift:
-            if self._change("update", "queue", name, ", ".join(sorted(drift))):
+            if self._change(Action.UPDATE, "queue", name, ", ".join(sorted(drift))):
                 # Resend the policy with any change: moto's server drops a queue's policy when other
                 # attributes are set without it (AWS keeps it; resending is harmless there).
                 if "Policy" in attributes:
@@ -192,12 +200,10 @@ class Provisioner:
                 self.sqs.set_queue_attributes(QueueUrl=url, Attributes=drift)
         current_tags = self.sqs.list_queue_tags(QueueUrl=url).get("Tags", {})
         if not self.tags.items() <= current_tags.items():
-            if self._change("update", "queue", name, "tags"):
+            if self._change(Action.UPDATE, "queue", name, "tags"):
                 self.sqs.tag_queue(QueueUrl=url, Tags=self.tags)
 
     def ensure_rule(self, queue: topology.ServiceQueue) -> None:
-        from . import registry
-
         pattern = registry.event_pattern(queue.service)
         description = f"Events the {queue.service} service handles, derived from its handlers"
         desired = {"EventPattern": pattern, "State": "ENABLED", "Description": description}
@@ -208,11 +214,11 @@ class Provisioner:
                 raise
             current = None
         if current is None:
-            if not self._change("create", "rule", queue.rule_name):
+            if not self._change(Action.CREATE, "rule", queue.rule_name):
                 return
         else:
             drift = [key for key, value in desired.items() if _canonical(current.get(key)) != _canonical(value)]
-            if not drift or not self._change("update", "rule", queue.rule_name, ", ".join(drift)):
+            if not drift or not self._change(Action.UPDATE, "rule", queue.rule_name, ", ".join(drift)):
                 return
         self.events.put_rule(
             Name=queue.rule_name,
@@ -241,12 +247,12 @@ class Provisioner:
             current = []  # the rule is only planned (dry run)
         ours = next((t for t in current if t["Id"] == TARGET_ID), None)
         stale = [t["Id"] for t in current if t["Id"] != TARGET_ID]
-        if stale and self._change("delete", "target", f"{queue.rule_name}/{','.join(stale)}"):
+        if stale and self._change(Action.DELETE, "target", f"{queue.rule_name}/{','.join(stale)}"):
             self.events.remove_targets(Rule=queue.rule_name, EventBusName=self.names.bus, Ids=stale)
         comparable = {key: ours.get(key) for key in desired} if ours else None
         if comparable is not None and _canonical(comparable) == _canonical(desired):
             return
-        if self._change("create" if ours is None else "update", "target", f"{queue.rule_name}/{TARGET_ID}"):
+        if self._change(Action.CREATE if ours is None else "update", "target", f"{queue.rule_name}/{TARGET_ID}"):
             self.events.put_targets(Rule=queue.rule_name, EventBusName=self.names.bus, Targets=[desired])
 
     def _rules_on_bus(self) -> list[str]:
@@ -266,7 +272,7 @@ class Provisioner:
     def remove_stale_rules(self, wanted: set[str]) -> None:
         """A service that no longer handles any event loses its rule: routing follows the code."""
         for rule in self._our_rules_on_bus():
-            if rule not in wanted and self._change("delete", "rule", rule, "no handler subscribes to it any more"):
+            if rule not in wanted and self._change(Action.DELETE, "rule", rule, "no handler subscribes to it any more"):
                 self._delete_rule(rule)
 
     def _delete_rule(self, rule: str) -> None:
@@ -289,7 +295,7 @@ class Provisioner:
         except ClientError as exc:
             if _error_code(exc) != "ResourceNotFoundException":
                 raise
-            if self._change("create", "archive", name):
+            if self._change(Action.CREATE, "archive", name):
                 self.events.create_archive(
                     ArchiveName=name,
                     EventSourceArn=self.names.bus_arn,
@@ -299,7 +305,7 @@ class Provisioner:
                 )
             return
         drift = [key for key, value in desired.items() if _canonical(current.get(key)) != _canonical(value)]
-        if drift and self._change("update", "archive", name, ", ".join(drift)):
+        if drift and self._change(Action.UPDATE, "archive", name, ", ".join(drift)):
             self.events.update_archive(
                 ArchiveName=name,
                 EventPattern=json.dumps(desired["EventPattern"]),
@@ -367,7 +373,7 @@ class Provisioner:
             current = None
         if current == desired:
             return
-        if self._change("create" if current is None else "update", "dashboard", name):
+        if self._change(Action.CREATE if current is None else "update", "dashboard", name):
             self.cloudwatch.put_dashboard(DashboardName=name, DashboardBody=json.dumps(desired))
 
     # --- teardown -----------------------------------------------------------------------------
@@ -377,7 +383,7 @@ class Provisioner:
         name = topology.dashboard_name()
         try:
             self.cloudwatch.get_dashboard(DashboardName=name)
-            if self._change("delete", "dashboard", name):
+            if self._change(Action.DELETE, "dashboard", name):
                 self.cloudwatch.delete_dashboards(DashboardNames=[name])
         except ClientError as exc:
             if _error_code(exc) not in {"ResourceNotFound", "ResourceNotFoundException"}:
@@ -385,13 +391,13 @@ class Provisioner:
         archive = topology.archive_name()
         try:
             self.events.describe_archive(ArchiveName=archive)
-            if self._change("delete", "archive", archive):
+            if self._change(Action.DELETE, "archive", archive):
                 self.events.delete_archive(ArchiveName=archive)
         except ClientError as exc:
             if _error_code(exc) != "ResourceNotFoundException":
                 raise
         for rule in self._our_rules_on_bus():
-            if self._change("delete", "rule", rule):
+            if self._change(Action.DELETE, "rule", rule):
                 self._delete_rule(rule)
         queue_names = [self.target_dlq_name]
         for queue in topology.SERVICE_QUEUES.values():
@@ -402,13 +408,13 @@ class Provisioner:
                 continue
             tags = self.sqs.list_queue_tags(QueueUrl=url).get("Tags", {})
             if tags.get("Project") != self.tags["Project"]:
-                self._change("skip", "queue", name, f"not tagged Project={self.tags['Project']}; left alone")
+                self._change(Action.SKIP, "queue", name, f"not tagged Project={self.tags['Project']}; left alone")
                 continue
-            if self._change("delete", "queue", name):
+            if self._change(Action.DELETE, "queue", name):
                 self.sqs.delete_queue(QueueUrl=url)
         try:
             self.events.describe_event_bus(Name=self.names.bus)
-            if self._change("delete", "event bus", self.names.bus):
+            if self._change(Action.DELETE, "event bus", self.names.bus):
                 self.events.delete_event_bus(Name=self.names.bus)
         except ClientError as exc:
             if _error_code(exc) != "ResourceNotFoundException":

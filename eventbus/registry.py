@@ -1,64 +1,98 @@
-"""Handler registry. Each app declares its subscriptions in `<app>/handlers.py`:
+"""Handler registry. Each service declares its subscriptions in `<app>/handlers.py`:
 
-    @handles(catalogue.ORDER_PLACED)
+    @handles(event_types.ORDER_PLACED, name="inventory.reserve_stock")
     def reserve_stock(event: ReceivedEvent) -> str | None: ...
 
 The consuming service is the handler's app. Provisioning derives each service's EventBridge rule from
 these declarations, so routing cannot drift from the code that handles the events.
+
+A handler's `name` is its identity: the consumer stores it with the event id in ProcessedEvent to
+detect duplicates. It is declared, never derived from the function, so renaming or moving a function
+cannot turn every event it already handled into a new one. Names are `<service>.<handler>` and unique;
+`tests/eventbus/test_registry.py` pins every one of them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from .catalogue import SOURCE_PREFIX, EventType
+from django.core.exceptions import ImproperlyConfigured
 
-if TYPE_CHECKING:
-    from .consumer import ReceivedEvent
+from .event_types import SOURCE_PREFIX, EventType
+from .events import ReceivedEvent
 
-Handler = Callable[["ReceivedEvent"], "str | None"]
+Handler = Callable[[ReceivedEvent], "str | None"]
 
 
 @dataclass(frozen=True)
 class Subscription:
     service: str
+    handler_id: str
     handler: Handler
     event_type: EventType | None  # None: every event whose source starts with SOURCE_PREFIX
-
-    @property
-    def handler_name(self) -> str:
-        return f"{self.service}.{self.handler.__name__}"
 
 
 _exact: dict[str, dict[tuple[str, str], Subscription]] = {}
 _every_event: dict[str, Subscription] = {}
 
 
-def _service_of(handler: Handler) -> str:
-    return handler.__module__.split(".")[0]
+def _service_of(handler: Handler, handler_id: str) -> str:
+    service = handler.__module__.split(".")[0]
+    if not handler_id.startswith(f"{service}.") or handler_id == f"{service}.":
+        raise ImproperlyConfigured(
+            f"handler id {handler_id!r} of {handler.__module__}.{handler.__qualname__} must be '{service}.<name>'"
+        )
+    return service
 
 
-def handles(*event_types: EventType) -> Callable[[Handler], Handler]:
+def handles(*event_types: EventType, name: str) -> Callable[[Handler], Handler]:
+    """Subscribe the decorated function to `event_types` under the stable id `name`."""
+
     def register(handler: Handler) -> Handler:
-        service = _service_of(handler)
+        service = _service_of(handler, name)
         routes = _exact.setdefault(service, {})
         for event_type in event_types:
             key = (event_type.source, event_type.detail_type)
             existing = routes.get(key)
             if existing and existing.handler is not handler:
-                raise ValueError(f"{service} already handles {event_type} with {existing.handler_name}")
-            routes[key] = Subscription(service=service, handler=handler, event_type=event_type)
+                raise ImproperlyConfigured(f"{service} already handles {event_type} with {existing.handler_id}")
+            routes[key] = Subscription(service=service, handler_id=name, handler=handler, event_type=event_type)
         return handler
 
     return register
 
 
-def handles_every_event(handler: Handler) -> Handler:
-    service = _service_of(handler)
-    _every_event[service] = Subscription(service=service, handler=handler, event_type=None)
-    return handler
+def handles_every_event(*, name: str) -> Callable[[Handler], Handler]:
+    """Subscribe the decorated function to every `ecommerce.*` event under the stable id `name`."""
+
+    def register(handler: Handler) -> Handler:
+        service = _service_of(handler, name)
+        _every_event[service] = Subscription(service=service, handler_id=name, handler=handler, event_type=None)
+        return handler
+
+    return register
+
+
+def subscriptions() -> list[Subscription]:
+    every = [*_every_event.values()]
+    for routes in _exact.values():
+        every.extend(routes.values())
+    return every
+
+
+def check_unique_handler_ids() -> None:
+    """Two functions under one id would share duplicate detection: each would skip the other's events.
+    Called at start-up, once every handlers module is imported."""
+    owners: dict[str, Handler] = {}
+    for subscription in subscriptions():
+        owner = owners.setdefault(subscription.handler_id, subscription.handler)
+        if owner is not subscription.handler:
+            raise ImproperlyConfigured(
+                f"handler id {subscription.handler_id!r} is declared by both "
+                f"{owner.__module__}.{owner.__qualname__} and "
+                f"{subscription.handler.__module__}.{subscription.handler.__qualname__}"
+            )
 
 
 def services() -> list[str]:

@@ -29,7 +29,8 @@ class DeadLetter:
     body: str
 
 
-def _depth(queue_name: str) -> tuple[int, int]:
+def message_counts(queue_name: str) -> tuple[int, int]:
+    """(visible, in flight) messages on a queue, as SQS approximates them."""
     sqs = aws.client("sqs")
     url = sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
     attributes = sqs.get_queue_attributes(
@@ -42,14 +43,14 @@ def queue_depths() -> list[QueueDepth]:
     depths = []
     for service in registry.services():
         queue = topology.SERVICE_QUEUES[service]
-        visible, in_flight = _depth(queue.name)
-        dlq_visible, dlq_in_flight = _depth(queue.dlq_name)
+        visible, in_flight = message_counts(queue.name)
+        dlq_visible, dlq_in_flight = message_counts(queue.dlq_name)
         depths.append(QueueDepth(service, queue.name, visible, in_flight, queue.dlq_name, dlq_visible + dlq_in_flight))
     return depths
 
 
 def target_dlq_depth() -> int:
-    return sum(_depth(topology.target_dlq_name()))
+    return sum(message_counts(topology.target_dlq_name()))
 
 
 def _summarise(body: str) -> tuple[str, str]:

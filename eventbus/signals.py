@@ -1,5 +1,5 @@
-from . import services
+from . import outbox
 
 
 def write_recorded_events(sender, instance, **kwargs) -> None:
-    services.write_recorded_events(instance=instance)
+    outbox.write_recorded_events(instance=instance)

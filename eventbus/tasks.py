@@ -1,8 +1,12 @@
 from celery import shared_task
 
-from . import services
+from . import outbox
 
 
 @shared_task(ignore_result=True)
 def relay_outbox() -> None:
-    services.relay_pending()
+    outbox.relay_pending()
+
+
+def wake_relay_by_task() -> None:
+    relay_outbox.apply_async(retry=False)

@@ -14,7 +14,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator, FormatChecker
 
-from .catalogue import EventType
+from .event_types import EventType
 
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 CURRENT_SCHEMA_VERSION = 1

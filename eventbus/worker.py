@@ -30,7 +30,7 @@ class EventConsumerStep(bootsteps.StartStopStep):
     def start(self, worker) -> None:
         from django.conf import settings
 
-        from .consumer import EventConsumer
+        from .consuming import EventConsumer
 
         services = choose_services(self.option, settings.EVENT_CONSUMERS)
         if services == []:

@@ -4,7 +4,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.db import transaction
 
-from eventbus.admin_actions import action_form_page
+from shopbus_site.admin import ReadOnlyAdmin, action_form_page
 
 from . import services
 from .models import Product, Reservation, ReservationLine, StockItem
@@ -113,18 +113,9 @@ class ReservationLineInline(admin.TabularInline):
 
 
 @admin.register(Reservation)
-class ReservationAdmin(admin.ModelAdmin):
+class ReservationAdmin(ReadOnlyAdmin):
     list_display = ("order_id", "status", "failure_reason_code", "created_at", "updated_at")
     list_filter = ("status",)
     search_fields = ("order_id",)
     inlines = [ReservationLineInline]
     readonly_fields = ("order_id", "status", "failure_reason_code", "failure_reason", "created_at", "updated_at")
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

@@ -11,7 +11,8 @@ from decimal import Decimal
 
 from django.db import transaction
 
-from eventbus import catalogue
+from eventbus import event_types
+from eventbus.event_types import ReservationFailure, StockChange
 
 from .models import Product, Reservation, ReservationLine, StockItem
 
@@ -33,7 +34,7 @@ def _locked_stock(skus: list[str]) -> dict[str, StockItem]:
     return {row.product.sku: row for row in rows}
 
 
-def _stock_updated(item: StockItem, *, change: int, reason_code: str, order_id: uuid.UUID | None = None) -> None:
+def _stock_updated(item: StockItem, *, change: int, reason_code: StockChange, order_id: uuid.UUID | None = None) -> None:
     data = {
         "productId": item.product.sku,
         "onHand": item.on_hand,
@@ -44,14 +45,14 @@ def _stock_updated(item: StockItem, *, change: int, reason_code: str, order_id: 
     }
     if order_id:
         data["orderId"] = str(order_id)
-    item.record_event(catalogue.STOCK_UPDATED, data, correlation_id=item.product.sku)
+    item.record_event(event_types.STOCK_UPDATED, data, correlation_id=item.product.sku)
 
 
 def _alert_if_crossed_low_threshold(item: StockItem, *, available_before: int) -> None:
     # Alert on the crossing only, not on every sale below the threshold.
     if available_before > item.low_stock_threshold >= item.available:
         item.record_event(
-            catalogue.LOW_STOCK_ALERT,
+            event_types.LOW_STOCK_ALERT,
             {
                 "productId": item.product.sku,
                 "productName": item.product.name,
@@ -75,14 +76,14 @@ def reserve_stock(*, order_id: uuid.UUID, items: list[RequestedItem]) -> Reserva
         row = stock.get(item.product_id)
         if row is None or not row.product.active:
             return _fail(
-                reservation, item, available=0, code="PRODUCT_NOT_FOUND", reason=f"Unknown product {item.product_id}"
+                reservation, item, available=0, code=ReservationFailure.PRODUCT_NOT_FOUND, reason=f"Unknown product {item.product_id}"
             )
         if row.available < item.quantity:
             return _fail(
                 reservation,
                 item,
                 available=row.available,
-                code="INSUFFICIENT_STOCK",
+                code=ReservationFailure.INSUFFICIENT_STOCK,
                 reason=f"Only {row.available} of {row.product.name} ({item.product_id}) available, {item.quantity} requested",
             )
     for item in sorted(items, key=lambda i: stock[i.product_id].pk):
@@ -93,7 +94,7 @@ def reserve_stock(*, order_id: uuid.UUID, items: list[RequestedItem]) -> Reserva
         row.save(update_fields=["reserved", "updated_at"])
     reservation.status = Reservation.Status.RESERVED
     reservation.record_event(
-        catalogue.INVENTORY_RESERVED,
+        event_types.INVENTORY_RESERVED,
         {"orderId": str(order_id), "items": [{"productId": i.product_id, "quantity": i.quantity} for i in items]},
         correlation_id=order_id,
     )
@@ -112,12 +113,12 @@ def _merge_by_product(items: list[RequestedItem]) -> list[RequestedItem]:
     return [RequestedItem(product_id=sku, quantity=quantity) for sku, quantity in quantities.items()]
 
 
-def _fail(reservation: Reservation, item: RequestedItem, *, available: int, code: str, reason: str) -> Reservation:
+def _fail(reservation: Reservation, item: RequestedItem, *, available: int, code: ReservationFailure, reason: str) -> Reservation:
     reservation.status = Reservation.Status.FAILED
     reservation.failure_reason_code = code
     reservation.failure_reason = reason
     reservation.record_event(
-        catalogue.RESERVATION_FAILED,
+        event_types.RESERVATION_FAILED,
         {
             "orderId": str(reservation.order_id),
             "reasonCode": code,
@@ -153,12 +154,12 @@ def release_stock(*, order_id: uuid.UUID) -> Reservation:
         row = stock[line.product.sku]
         if was_committed:
             row.on_hand += line.quantity
-            _stock_updated(row, change=line.quantity, reason_code="RETURN", order_id=order_id)
+            _stock_updated(row, change=line.quantity, reason_code=StockChange.RETURN, order_id=order_id)
         else:
             row.reserved -= line.quantity
         row.save(update_fields=["on_hand", "reserved", "updated_at"])
     reservation.record_event(
-        catalogue.INVENTORY_RELEASED,
+        event_types.INVENTORY_RELEASED,
         {
             "orderId": str(order_id),
             "items": [{"productId": line.product.sku, "quantity": line.quantity} for line in lines],
@@ -183,7 +184,7 @@ def commit_stock(*, order_id: uuid.UUID) -> Reservation | None:
         row = stock[line.product.sku]
         row.on_hand -= line.quantity
         row.reserved -= line.quantity
-        _stock_updated(row, change=-line.quantity, reason_code="SALE", order_id=order_id)
+        _stock_updated(row, change=-line.quantity, reason_code=StockChange.SALE, order_id=order_id)
         row.save(update_fields=["on_hand", "reserved", "updated_at"])
     reservation.save()
     return reservation
@@ -201,7 +202,7 @@ def restock(*, product_ids: list[int], quantity: int) -> list[StockItem]:
     )
     for row in rows:
         row.on_hand += quantity
-        _stock_updated(row, change=quantity, reason_code="RESTOCK")
+        _stock_updated(row, change=quantity, reason_code=StockChange.RESTOCK)
         row.save(update_fields=["on_hand", "updated_at"])
     return rows
 
@@ -210,7 +211,7 @@ def restock(*, product_ids: list[int], quantity: int) -> list[StockItem]:
 def open_stock(*, product: Product, on_hand: int, low_stock_threshold: int = 10) -> StockItem:
     """Give a new product its stock record, publishing the opening balance."""
     item = StockItem(product=product, on_hand=on_hand, low_stock_threshold=low_stock_threshold)
-    _stock_updated(item, change=on_hand, reason_code="RESTOCK")
+    _stock_updated(item, change=on_hand, reason_code=StockChange.RESTOCK)
     item.save()
     return item
 

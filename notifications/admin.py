@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from eventbus.admin import ReadOnlyAdmin
+from shopbus_site.admin import ReadOnlyAdmin
 
 from .models import Notification
 

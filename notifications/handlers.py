@@ -1,7 +1,8 @@
 from django.conf import settings
 
-from eventbus import catalogue
-from eventbus.consumer import ReceivedEvent
+from eventbus import event_types
+from eventbus.event_types import CancellationReason
+from eventbus.events import ReceivedEvent
 from eventbus.registry import handles
 
 from . import services
@@ -20,36 +21,37 @@ def _to_customer(event: ReceivedEvent, kind: str, **context) -> None:
     )
 
 
-@handles(catalogue.ORDER_CONFIRMED)
-def order_confirmed(event: ReceivedEvent) -> None:
+@handles(event_types.ORDER_CONFIRMED, name="notifications.order_confirmed")
+def email_confirmation(event: ReceivedEvent) -> None:
     _to_customer(event, Kind.ORDER_CONFIRMED)
 
 
-@handles(catalogue.ORDER_CANCELLED)
-def order_cancelled(event: ReceivedEvent) -> str | None:
-    if event.data["reasonCode"] == "PAYMENT_FAILED":
+@handles(event_types.ORDER_CANCELLED, name="notifications.order_cancelled")
+def email_cancellation(event: ReceivedEvent) -> str | None:
+    reason = CancellationReason(event.data["reasonCode"])
+    if reason == CancellationReason.PAYMENT_FAILED:
         return "the payment-failed email already told the customer"
-    _to_customer(event, Kind.ORDER_CANCELLED, reasonText=services.CANCELLATION_REASONS[event.data["reasonCode"]])
+    _to_customer(event, Kind.ORDER_CANCELLED, reasonText=services.CANCELLATION_REASONS[reason])
     return None
 
 
-@handles(catalogue.ORDER_SHIPPED)
-def order_shipped(event: ReceivedEvent) -> None:
+@handles(event_types.ORDER_SHIPPED, name="notifications.order_shipped")
+def email_shipping_notice(event: ReceivedEvent) -> None:
     _to_customer(event, Kind.ORDER_SHIPPED)
 
 
-@handles(catalogue.PAYMENT_FAILED)
-def payment_failed(event: ReceivedEvent) -> None:
+@handles(event_types.PAYMENT_FAILED, name="notifications.payment_failed")
+def email_payment_failure(event: ReceivedEvent) -> None:
     _to_customer(event, Kind.PAYMENT_FAILED)
 
 
-@handles(catalogue.PAYMENT_REFUNDED)
-def refund_issued(event: ReceivedEvent) -> None:
+@handles(event_types.PAYMENT_REFUNDED, name="notifications.refund_issued")
+def email_refund_notice(event: ReceivedEvent) -> None:
     _to_customer(event, Kind.REFUND_ISSUED)
 
 
-@handles(catalogue.LOW_STOCK_ALERT)
-def low_stock_alert(event: ReceivedEvent) -> None:
+@handles(event_types.LOW_STOCK_ALERT, name="notifications.low_stock_alert")
+def alert_staff_to_low_stock(event: ReceivedEvent) -> None:
     services.queue_notification(
         event_id=event.event_id,
         kind=Kind.LOW_STOCK_ALERT,

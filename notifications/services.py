@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
+
+from eventbus.event_types import CancellationReason
 
 from .models import Notification
 
@@ -28,12 +32,21 @@ SUBJECTS = {
 
 # Why an order was cancelled, in words a customer understands.
 CANCELLATION_REASONS = {
-    "CUSTOMER_REQUEST": "you asked us to cancel it",
-    "STAFF": "our team had to cancel it",
-    "OUT_OF_STOCK": "an item in it has sold out",
-    "PAYMENT_FAILED": "your payment did not go through",
-    "TIMEOUT": "we could not complete it in time",
+    CancellationReason.CUSTOMER_REQUEST: "you asked us to cancel it",
+    CancellationReason.STAFF: "our team had to cancel it",
+    CancellationReason.OUT_OF_STOCK: "an item in it has sold out",
+    CancellationReason.PAYMENT_FAILED: "your payment did not go through",
+    CancellationReason.TIMEOUT: "we could not complete it in time",
 }
+
+# How a committed notification is handed to a worker. notifications.tasks registers the Celery task
+# here when the app starts, so this module never imports the task module that calls back into it.
+_send_later: Callable[[int], None] | None = None
+
+
+def set_sender(send_later: Callable[[int], None]) -> None:
+    global _send_later
+    _send_later = send_later
 
 
 def queue_notification(
@@ -48,9 +61,9 @@ def queue_notification(
         defaults={"recipient": recipient, "correlation_id": correlation_id, "context": context},
     )
     if created:
-        from .tasks import send_notification
-
-        transaction.on_commit(lambda: send_notification.delay(notification.pk), robust=True)
+        if _send_later is None:
+            raise ImproperlyConfigured("no notification sender is registered (notifications.tasks sets one)")
+        transaction.on_commit(lambda: _send_later(notification.pk), robust=True)
     return notification
 
 
@@ -63,7 +76,7 @@ def render(notification: Notification) -> tuple[str, str, str]:
 
 
 @transaction.atomic
-def send_notification(*, notification_id: int) -> Notification:
+def deliver_notification(*, notification_id: int) -> Notification:
     """Send once: the row lock keeps two workers from sending the same message."""
     notification = Notification.objects.select_for_update().get(pk=notification_id)
     if notification.status == Notification.Status.SENT:
@@ -80,7 +93,7 @@ def send_notification(*, notification_id: int) -> Notification:
     return notification
 
 
-def record_send_failure(*, notification_id: int, error: str, final: bool) -> None:
+def record_delivery_failure(*, notification_id: int, error: str, final: bool) -> None:
     notification = Notification.objects.get(pk=notification_id)
     notification.attempts += 1
     notification.last_error = error[:2000]

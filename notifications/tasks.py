@@ -7,9 +7,13 @@ from . import services
 @shared_task(bind=True, ignore_result=True, max_retries=None)
 def send_notification(self, notification_id: int) -> None:
     try:
-        services.send_notification(notification_id=notification_id)
-    except Exception as exc:  # noqa: BLE001 - any send failure is recorded, then retried
+        services.deliver_notification(notification_id=notification_id)
+    except Exception as exc:
+        # Whatever the email backend raised is recorded on the notification, then retried.
         final = self.request.retries >= settings.NOTIFICATION_MAX_RETRIES
-        services.record_send_failure(notification_id=notification_id, error=f"{type(exc).__name__}: {exc}", final=final)
+        services.record_delivery_failure(
+            notification_id=notification_id, error=f"{type(exc).__name__}: {exc}", final=final
+        )
         if not final:
             raise self.retry(exc=exc, countdown=min(600, 5 * 2**self.request.retries)) from exc
+

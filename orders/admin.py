@@ -8,9 +8,9 @@ from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
-from eventbus.admin_actions import action_form_page
 from eventbus.state_machine import IllegalTransition
 from inventory.selectors import catalogue_entries
+from shopbus_site.admin import action_form_page
 
 from . import services
 from .models import ApiKey, Order, OrderLine

@@ -6,6 +6,7 @@ from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils import timezone
 
+from eventbus.event_types import CancellationReason
 from eventbus.models import EventedModel
 from eventbus.state_machine import GuardedStatus
 
@@ -19,11 +20,12 @@ class Order(GuardedStatus, EventedModel):
         CANCELLED = "CANCELLED", "Cancelled"
 
     class CancellationReason(models.TextChoices):
-        CUSTOMER_REQUEST = "CUSTOMER_REQUEST", "Customer request"
-        STAFF = "STAFF", "Cancelled by staff"
-        OUT_OF_STOCK = "OUT_OF_STOCK", "Out of stock"
-        PAYMENT_FAILED = "PAYMENT_FAILED", "Payment failed"
-        TIMEOUT = "TIMEOUT", "Timed out"
+        # The codes are Order Cancelled's reasonCode; the labels are for staff.
+        CUSTOMER_REQUEST = CancellationReason.CUSTOMER_REQUEST, "Customer request"
+        STAFF = CancellationReason.STAFF, "Cancelled by staff"
+        OUT_OF_STOCK = CancellationReason.OUT_OF_STOCK, "Out of stock"
+        PAYMENT_FAILED = CancellationReason.PAYMENT_FAILED, "Payment failed"
+        TIMEOUT = CancellationReason.TIMEOUT, "Timed out"
 
     # The order saga (design brief section 4). Every status change goes through transition_to().
     TRANSITIONS = {

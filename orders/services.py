@@ -18,7 +18,7 @@ from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from eventbus import catalogue
+from eventbus import event_types
 from eventbus.state_machine import IllegalTransition
 from inventory.selectors import catalogue_entries
 
@@ -139,19 +139,19 @@ def place_order(*, request: PlaceOrderRequest) -> Order:
         payment_token=request.payment_token,
     )
     order.record_event(
-        catalogue.ORDER_PLACED,
+        event_types.ORDER_PLACED,
         {
             **_order_identity(order),
             "items": [
                 {
                     "productId": line.product_id,
                     "name": line.product_name,
-                    "unitPrice": catalogue.money(line.unit_price),
+                    "unitPrice": event_types.money(line.unit_price),
                     "quantity": line.quantity,
                 }
                 for line in lines
             ],
-            "totalAmount": catalogue.money(order.total_amount),
+            "totalAmount": event_types.money(order.total_amount),
             "currency": order.currency,
             "shippingAddress": order.shipping_address,
             "paymentToken": order.payment_token,
@@ -218,7 +218,7 @@ def _cancel(order: Order, *, reason_code: str, reason: str) -> None:
     order.cancellation_reason_code = reason_code
     order.cancellation_reason = reason[:500]
     order.record_event(
-        catalogue.ORDER_CANCELLED,
+        event_types.ORDER_CANCELLED,
         {
             **_order_identity(order),
             "reasonCode": reason_code,
@@ -256,11 +256,11 @@ def _react(order_id: uuid.UUID, change: Callable[[Order], None]) -> str:
         return order.status
 
 
-def on_stock_reserved(*, order_id: uuid.UUID) -> str:
+def mark_order_reserved(*, order_id: uuid.UUID) -> str:
     return _react(order_id, lambda order: order.transition_to(Order.Status.RESERVED))
 
 
-def on_reservation_failed(*, order_id: uuid.UUID, reason: str) -> str:
+def cancel_for_missing_stock(*, order_id: uuid.UUID, reason: str) -> str:
     return _react(
         order_id,
         lambda order: _cancel(
@@ -276,17 +276,17 @@ def _confirm(order: Order) -> None:
         order.transition_to(Order.Status.RESERVED)
     order.transition_to(Order.Status.CONFIRMED)
     order.record_event(
-        catalogue.ORDER_CONFIRMED,
-        {**_order_identity(order), "totalAmount": catalogue.money(order.total_amount), "currency": order.currency},
+        event_types.ORDER_CONFIRMED,
+        {**_order_identity(order), "totalAmount": event_types.money(order.total_amount), "currency": order.currency},
         correlation_id=order.id,
     )
 
 
-def on_payment_processed(*, order_id: uuid.UUID) -> str:
+def confirm_paid_order(*, order_id: uuid.UUID) -> str:
     return _react(order_id, _confirm)
 
 
-def on_payment_failed(*, order_id: uuid.UUID, reason: str) -> str:
+def cancel_for_failed_payment(*, order_id: uuid.UUID, reason: str) -> str:
     return _react(
         order_id,
         lambda order: _cancel(
@@ -296,7 +296,7 @@ def on_payment_failed(*, order_id: uuid.UUID, reason: str) -> str:
 
 
 @transaction.atomic
-def on_payment_refunded(*, order_id: uuid.UUID) -> str:
+def note_order_refunded(*, order_id: uuid.UUID) -> str:
     order = _lock(order_id)
     if order.refunded_at is None:
         order.refunded_at = timezone.now()
@@ -314,7 +314,7 @@ def ship_order(*, order_id: uuid.UUID, carrier: str, tracking_number: str) -> Or
     order.transition_to(Order.Status.SHIPPED)
     order.carrier, order.tracking_number = carrier[:100], tracking_number[:100]
     order.record_event(
-        catalogue.ORDER_SHIPPED,
+        event_types.ORDER_SHIPPED,
         {**_order_identity(order), "carrier": order.carrier, "trackingNumber": order.tracking_number},
         correlation_id=order.id,
     )

@@ -1,13 +1,13 @@
 from decimal import Decimal
 
-from eventbus import catalogue
-from eventbus.consumer import ReceivedEvent
+from eventbus import event_types
+from eventbus.events import ReceivedEvent
 from eventbus.registry import handles
 
 from . import services
 
 
-@handles(catalogue.ORDER_PLACED)
+@handles(event_types.ORDER_PLACED, name="payments.remember_order")
 def remember_order(event: ReceivedEvent) -> str:
     return services.remember_order(
         order_id=event.order_id,
@@ -18,11 +18,11 @@ def remember_order(event: ReceivedEvent) -> str:
     ).status
 
 
-@handles(catalogue.INVENTORY_RESERVED)
+@handles(event_types.INVENTORY_RESERVED, name="payments.charge_reserved_order")
 def charge_reserved_order(event: ReceivedEvent) -> str:
     return services.charge_reserved_order(order_id=event.order_id).status
 
 
-@handles(catalogue.ORDER_CANCELLED)
+@handles(event_types.ORDER_CANCELLED, name="payments.settle_cancelled_order")
 def settle_cancelled_order(event: ReceivedEvent) -> str:
     return services.settle_cancelled_order(order_id=event.order_id).status

@@ -9,7 +9,7 @@ from decimal import Decimal
 from django.db import transaction
 from django.utils import timezone
 
-from eventbus import catalogue
+from eventbus import event_types
 
 from .gateways import get_gateway
 from .models import Payment, Refund
@@ -40,12 +40,12 @@ def _charge_if_ready(payment: Payment) -> None:
         token=payment.payment_token,
     )
     payment.gateway_reference = result.reference
-    amount = {"amount": catalogue.money(payment.amount), "currency": payment.currency}
+    amount = {"amount": event_types.money(payment.amount), "currency": payment.currency}
     if result.approved:
         payment.transition_to(Payment.Status.CHARGED)
         payment.charged_at = timezone.now()
         payment.record_event(
-            catalogue.PAYMENT_PROCESSED,
+            event_types.PAYMENT_PROCESSED,
             {**_identity(payment), "paymentId": str(payment.id), **amount},
             correlation_id=payment.order_id,
         )
@@ -54,7 +54,7 @@ def _charge_if_ready(payment: Payment) -> None:
         payment.transition_to(Payment.Status.DECLINED)
         payment.failure_code, payment.failure_reason = result.decline_code, result.message
         payment.record_event(
-            catalogue.PAYMENT_FAILED,
+            event_types.PAYMENT_FAILED,
             {**_identity(payment), "reasonCode": result.decline_code, "reason": result.message, **amount},
             correlation_id=payment.order_id,
         )
@@ -110,12 +110,12 @@ def _refund(payment: Payment) -> None:
     payment.transition_to(Payment.Status.REFUNDED)
     refund = Refund(payment=payment, amount=payment.amount, gateway_reference=reference)
     payment.record_event(
-        catalogue.PAYMENT_REFUNDED,
+        event_types.PAYMENT_REFUNDED,
         {
             **_identity(payment),
             "paymentId": str(payment.id),
             "refundId": str(refund.id),
-            "amount": catalogue.money(payment.amount),
+            "amount": event_types.money(payment.amount),
             "currency": payment.currency,
         },
         correlation_id=payment.order_id,

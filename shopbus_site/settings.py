@@ -39,6 +39,8 @@ INSTALLED_APPS = [
     "notifications",
     "analytics",
     "audit",
+    # The composition root: the dev-stack command and the admin helpers every app shares.
+    "shopbus_site",
 ]
 
 MIDDLEWARE = [

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import json
-
 import pytest
 from moto import mock_aws
 
@@ -42,31 +40,6 @@ def api_key(db):
     return plaintext
 
 
-def drain(queue_name: str, *, wait_seconds: int = 0) -> list[dict]:
-    """Receive and delete every message on a queue; returns the parsed envelopes."""
-    sqs = aws_clients.client("sqs")
-    url = sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
-    envelopes = []
-    while True:
-        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=wait_seconds).get(
-            "Messages", []
-        )
-        if not messages:
-            return envelopes
-        for message in messages:
-            envelopes.append(json.loads(message["Body"]))
-            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
-
-
-def queue_depth(queue_name: str) -> int:
-    sqs = aws_clients.client("sqs")
-    url = sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
-    attributes = sqs.get_queue_attributes(
-        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
-    )["Attributes"]
-    return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
-
-
 @pytest.fixture
 def service_queue():
     return lambda service: topology.SERVICE_QUEUES[service].name
@@ -104,16 +77,3 @@ def live_stack(transactional_db, settings):
         app.conf.task_always_eager = True
         server.stop()
         aws_clients.client.cache_clear()
-
-
-def wait_for(predicate, *, timeout: float = 30, interval: float = 0.1, what: str = "condition"):
-    """Poll until predicate() is truthy; the end-to-end tests wait on real queues, never on sleeps."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from eventbus.catalogue import money
+from eventbus.event_types import money
 from inventory.selectors import CatalogueEntry
 
 from ..models import Order

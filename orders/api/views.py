@@ -69,7 +69,7 @@ def _json_body(request: HttpRequest) -> Any:
 
 
 @api_endpoint("POST")
-def create_order(request: HttpRequest) -> JsonResponse:
+def order_create(request: HttpRequest) -> JsonResponse:
     place_request = parse_place_order_request(_json_body(request))
     idempotency_key = request.headers.get("Idempotency-Key", "").strip()
     if len(idempotency_key) > 255:
@@ -105,7 +105,7 @@ def order_detail(request: HttpRequest, order_id: str) -> JsonResponse:
 
 
 @api_endpoint("POST")
-def cancel_order(request: HttpRequest, order_id: str) -> JsonResponse:
+def order_cancel(request: HttpRequest, order_id: str) -> JsonResponse:
     order = _find_order(order_id)
     if order is None:
         return error(404, f"No order {order_id}.")

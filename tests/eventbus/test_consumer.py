@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import threading
 import uuid
 
@@ -11,61 +10,18 @@ import pytest
 from django.core.management import call_command
 
 from eventbus import aws, topology
-from eventbus.consumer import EventConsumer, QueuePoller
+from eventbus.consuming import EventConsumer, QueuePoller
+from eventbus.event_types import INVENTORY_RESERVED, ORDER_PLACED, PAYMENT_FAILED
 from eventbus.models import DeliveryFailure, OutboxEvent, ProcessedEvent
 from eventbus.worker import choose_services
 from inventory.models import Reservation, StockItem
 from orders import services as order_services
 from orders.models import Order
-from tests.conftest import queue_depth
+from tests.events import envelope, order_placed_data
 from tests.factories import OrderItemFactory, PlaceOrderRequestFactory
+from tests.helpers import queue_depth
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def envelope(
-    detail_type: str, data: dict, *, event_id: str | None = None, source: str = "ecommerce.orders", **extra
-) -> str:
-    return json.dumps(
-        {
-            "version": "0",
-            "id": str(uuid.uuid4()),
-            "detail-type": detail_type,
-            "source": source,
-            "account": "123456789012",
-            "time": "2026-11-24T10:00:00Z",
-            "region": "us-east-1",
-            "resources": [],
-            "detail": {
-                "metadata": {
-                    "eventId": event_id or str(uuid.uuid4()),
-                    "schemaVersion": 1,
-                    "occurredAt": "2026-11-24T10:00:00Z",
-                    "correlationId": data.get("orderId", "x"),
-                    "causationId": None,
-                },
-                "data": data,
-            },
-            **extra,
-        }
-    )
-
-
-def order_placed(order_id: str, sku: str = "prod-1", quantity: int = 2) -> dict:
-    return {
-        "orderId": order_id,
-        "customerId": "c-1",
-        "items": [{"productId": sku, "name": "Thing", "unitPrice": "1.00", "quantity": quantity}],
-        "totalAmount": "2.00",
-        "currency": "USD",
-        "shippingAddress": {
-            "street": "1 Main St",
-            "city": "Seattle",
-            "state": "WA",
-            "zipCode": "98101",
-            "country": "US",
-        },
-    }
 
 
 def send(service: str, body: str) -> None:
@@ -99,7 +55,7 @@ def quiet_relay(settings, provisioned):
 
 def test_the_same_message_delivered_twice_reserves_once(catalogue, quiet_relay):
     order_id = str(uuid.uuid4())
-    body = envelope("Order Placed", order_placed(order_id))
+    body = envelope(ORDER_PLACED, order_placed_data(order_id))
     send("inventory", body)
     send("inventory", body)
 
@@ -113,11 +69,11 @@ def test_the_same_message_delivered_twice_reserves_once(catalogue, quiet_relay):
 
 def test_a_replayed_event_with_a_new_envelope_id_is_skipped(catalogue, quiet_relay):
     order_id, event_id = str(uuid.uuid4()), str(uuid.uuid4())
-    send("inventory", envelope("Order Placed", order_placed(order_id), event_id=event_id))
+    send("inventory", envelope(ORDER_PLACED, order_placed_data(order_id), event_id=event_id))
     poll("inventory")
     send(
         "inventory",
-        envelope("Order Placed", order_placed(order_id), event_id=event_id, **{"replay-name": "recovery-1"}),
+        envelope(ORDER_PLACED, order_placed_data(order_id), event_id=event_id, **{"replay-name": "recovery-1"}),
     )
     poll("inventory")
 
@@ -127,7 +83,7 @@ def test_a_replayed_event_with_a_new_envelope_id_is_skipped(catalogue, quiet_rel
 
 def test_the_producer_s_event_causes_what_the_handler_publishes(catalogue, quiet_relay):
     event_id = str(uuid.uuid4())
-    send("inventory", envelope("Order Placed", order_placed(str(uuid.uuid4())), event_id=event_id))
+    send("inventory", envelope(ORDER_PLACED, order_placed_data(str(uuid.uuid4())), event_id=event_id))
     poll("inventory")
     reserved = OutboxEvent.objects.get(detail_type="Inventory Reserved")
     assert reserved.detail["metadata"]["causationId"] == event_id
@@ -137,7 +93,7 @@ def test_a_poison_message_reaches_the_dlq_while_the_message_behind_it_is_process
     inventory = topology.SERVICE_QUEUES["inventory"]
     send("inventory", "{this is not an event")
     good_order = str(uuid.uuid4())
-    send("inventory", envelope("Order Placed", order_placed(good_order)))
+    send("inventory", envelope(ORDER_PLACED, order_placed_data(good_order)))
 
     poll("inventory", times=settings.SQS_MAX_RECEIVE_COUNT + 1)
 
@@ -157,7 +113,7 @@ def test_a_poison_message_reaches_the_dlq_while_the_message_behind_it_is_process
 
 
 def test_an_event_that_fails_its_schema_is_not_deleted(catalogue, quiet_relay):
-    send("inventory", envelope("Order Placed", {**order_placed(str(uuid.uuid4())), "totalAmount": 2.0}))
+    send("inventory", envelope(ORDER_PLACED, {**order_placed_data(uuid.uuid4()), "totalAmount": 2.0}))
     poll("inventory")
     assert "data.totalAmount" in DeliveryFailure.objects.get().reason
     assert queue_depth(topology.SERVICE_QUEUES["inventory"].name) == 1
@@ -168,11 +124,7 @@ def test_a_failing_handler_rolls_back_its_work_and_its_processed_record(catalogu
     # Inventory Reserved for an order the orders service has never heard of: the handler raises.
     send(
         "orders",
-        envelope(
-            "Inventory Reserved",
-            {"orderId": str(uuid.uuid4()), "items": [{"productId": "prod-1", "quantity": 1}]},
-            source="ecommerce.inventory",
-        ),
+        envelope(INVENTORY_RESERVED, {"orderId": str(uuid.uuid4()), "items": [{"productId": "prod-1", "quantity": 1}]}),
     )
     poll("orders")
     assert not ProcessedEvent.objects.exists()
@@ -183,11 +135,7 @@ def test_a_failing_handler_rolls_back_its_work_and_its_processed_record(catalogu
 def test_a_redriven_message_is_processed(catalogue, quiet_relay, settings):
     orders_queue = topology.SERVICE_QUEUES["orders"]
     order = order_services.place_order(request=PlaceOrderRequestFactory(items=[OrderItemFactory(product_id="prod-2")]))
-    reserved = envelope(
-        "Inventory Reserved",
-        {"orderId": str(order.pk), "items": [{"productId": "prod-2", "quantity": 1}]},
-        source="ecommerce.inventory",
-    )
+    reserved = envelope(INVENTORY_RESERVED, {"orderId": str(order.pk), "items": [{"productId": "prod-2", "quantity": 1}]})
     # The order row is missing (say, a botched restore), so the handler fails until it is back.
     Order.objects.filter(pk=order.pk).delete()
     send("orders", reserved)
@@ -218,11 +166,7 @@ def test_redrive_is_bounded(catalogue, quiet_relay):
 def test_an_event_a_service_has_no_handler_for_is_kept_for_the_dlq(catalogue, quiet_relay):
     send(
         "inventory",
-        envelope(
-            "Payment Failed",
-            {"orderId": str(uuid.uuid4()), "reasonCode": "DECLINED", "amount": "1.00"},
-            source="ecommerce.payments",
-        ),
+        envelope(PAYMENT_FAILED, {"orderId": str(uuid.uuid4()), "reasonCode": "DECLINED", "amount": "1.00"}),
     )
     poll("inventory")
     assert DeliveryFailure.objects.get().reason == "unroutable: inventory has no handler for it"

@@ -7,13 +7,13 @@ from botocore.stub import Stubber
 from django.db import transaction
 from django.test import override_settings
 
-from eventbus import aws, catalogue, services
+from eventbus import aws, event_types, events, outbox
 from eventbus.models import OutboxEvent
 from inventory.models import StockItem
 from orders import services as order_services
 from orders.models import Order
-from tests.conftest import drain
 from tests.factories import OrderItemFactory, PlaceOrderRequestFactory, ProductFactory
+from tests.helpers import drain
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -30,7 +30,7 @@ def test_a_rolled_back_order_publishes_nothing(provisioned, catalogue, service_q
 
     assert not Order.objects.exists()
     assert not OutboxEvent.objects.filter(detail_type="Order Placed").exists()  # … and gone with it
-    services.relay_pending()
+    outbox.relay_pending()
     assert drain(service_queue("inventory")) == []
 
 
@@ -49,24 +49,24 @@ def test_a_crash_between_commit_and_publish_is_published_by_the_next_relay_run(
     provisioned, catalogue, service_queue, monkeypatch
 ):
     # The process "dies" after commit: the on-commit wake-up never reaches a relay.
-    monkeypatch.setattr(services, "wake_relay", lambda: None)
+    monkeypatch.setattr(outbox, "wake_relay", lambda: None)
     order = order_services.place_order(request=PlaceOrderRequestFactory())
     assert OutboxEvent.objects.get(detail_type="Order Placed").status == OutboxEvent.Status.PENDING
     assert drain(service_queue("inventory")) == []
 
-    report = services.relay_pending()
+    report = outbox.relay_pending()
 
     assert report.published == 1
     [envelope] = drain(service_queue("inventory"))
     assert envelope["detail"]["data"]["orderId"] == str(order.id)
-    assert services.relay_pending().published == 0  # published once, not again
+    assert outbox.relay_pending().published == 0  # published once, not again
 
 
 def test_a_bus_that_is_down_keeps_events_pending_until_it_is_back(provisioned, catalogue, service_queue, monkeypatch):
-    monkeypatch.setattr(services, "wake_relay", lambda: None)
+    monkeypatch.setattr(outbox, "wake_relay", lambda: None)
     order_services.place_order(request=PlaceOrderRequestFactory())
     with override_settings(AWS_ENDPOINT_URL="http://127.0.0.1:9"):  # nothing listens there
-        report = services.relay_pending()
+        report = outbox.relay_pending()
     assert report.retrying == 1
     row = OutboxEvent.objects.get(detail_type="Order Placed")
     assert row.status == OutboxEvent.Status.PENDING
@@ -75,14 +75,14 @@ def test_a_bus_that_is_down_keeps_events_pending_until_it_is_back(provisioned, c
     assert row.next_attempt_at > row.created_at
 
     OutboxEvent.objects.filter(pk=row.pk).update(next_attempt_at=row.created_at)  # the backoff has passed
-    assert services.relay_pending().published == 1
+    assert outbox.relay_pending().published == 1
     assert len(drain(service_queue("inventory"))) == 1
 
 
 def test_entries_that_fail_individually_are_retried_and_the_rest_are_not(
     provisioned, catalogue, service_queue, monkeypatch
 ):
-    monkeypatch.setattr(services, "wake_relay", lambda: None)
+    monkeypatch.setattr(outbox, "wake_relay", lambda: None)
     first = order_services.place_order(request=PlaceOrderRequestFactory())
     second = order_services.place_order(request=PlaceOrderRequestFactory())
     rows = {row.correlation_id: row for row in OutboxEvent.objects.filter(detail_type="Order Placed")}
@@ -98,7 +98,7 @@ def test_entries_that_fail_individually_are_retried_and_the_rest_are_not(
                 ],
             },
         )
-        report = services.relay_pending()
+        report = outbox.relay_pending()
     assert (report.published, report.retrying) == (1, 1)
     accepted, throttled = (
         OutboxEvent.objects.get(pk=rows[str(first.id)].pk),
@@ -109,14 +109,14 @@ def test_entries_that_fail_individually_are_retried_and_the_rest_are_not(
     assert throttled.last_error.startswith("ThrottlingException")
 
     OutboxEvent.objects.filter(pk=throttled.pk).update(next_attempt_at=throttled.created_at)
-    assert services.relay_pending().published == 1
+    assert outbox.relay_pending().published == 1
     [envelope] = drain(service_queue("inventory"))
     assert envelope["detail"]["data"]["orderId"] == str(second.id)
 
 
 def test_an_entry_rejected_for_good_is_marked_failed_and_can_be_requeued(provisioned, catalogue, monkeypatch):
-    services.relay_pending()  # the catalogue's own Stock Updated events
-    monkeypatch.setattr(services, "wake_relay", lambda: None)
+    outbox.relay_pending()  # the catalogue's own Stock Updated events
+    monkeypatch.setattr(outbox, "wake_relay", lambda: None)
     order_services.place_order(request=PlaceOrderRequestFactory())
     with Stubber(aws.client("events")) as stub:
         stub.add_response(
@@ -126,13 +126,13 @@ def test_an_entry_rejected_for_good_is_marked_failed_and_can_be_requeued(provisi
                 "Entries": [{"ErrorCode": "MalformedDetail", "ErrorMessage": "Detail is malformed."}],
             },
         )
-        assert services.relay_pending().failed == 1
+        assert outbox.relay_pending().failed == 1
     row = OutboxEvent.objects.get(detail_type="Order Placed")
     assert row.status == OutboxEvent.Status.FAILED
     assert row.last_error == "MalformedDetail: Detail is malformed."
 
-    assert services.requeue_failed_events(event_ids=[str(row.pk)]) == 1
-    assert services.relay_pending().published == 1
+    assert outbox.requeue_failed_events(event_ids=[str(row.pk)]) == 1
+    assert outbox.relay_pending().published == 1
 
 
 def _record_order_placed(item: StockItem, *, item_count: int) -> None:
@@ -144,7 +144,7 @@ def _record_order_placed(item: StockItem, *, item_count: int) -> None:
     ]
     address = {"street": "1 Main St", "city": "Seattle", "state": "WA", "zipCode": "98101", "country": "US"}
     item.record_event(
-        catalogue.ORDER_PLACED,
+        event_types.ORDER_PLACED,
         {
             "orderId": order_id,
             "customerId": "c-1",
@@ -158,7 +158,7 @@ def _record_order_placed(item: StockItem, *, item_count: int) -> None:
 
 
 def test_batches_hold_at_most_ten_entries_and_256_kb(provisioned, monkeypatch):
-    monkeypatch.setattr(services, "wake_relay", lambda: None)
+    monkeypatch.setattr(outbox, "wake_relay", lambda: None)
     sizes: list[int] = []
     aws.client("events").meta.events.register(
         "provide-client-params.events.PutEvents", lambda params, **kw: sizes.append(len(params["Entries"]))
@@ -172,7 +172,7 @@ def test_batches_hold_at_most_ten_entries_and_256_kb(provisioned, monkeypatch):
             _record_order_placed(item, item_count=1200)
         item.save()
 
-    report = services.relay_pending()
+    report = outbox.relay_pending()
 
     assert report.published == 26
     assert sizes == [10, 10, 5, 1]
@@ -182,7 +182,7 @@ def test_batches_hold_at_most_ten_entries_and_256_kb(provisioned, monkeypatch):
 def test_an_event_over_256_kb_is_refused_when_recorded(db):
     item = StockItem.objects.get(product=ProductFactory())
     _record_order_placed(item, item_count=3500)
-    with pytest.raises(services.EventTooLarge), transaction.atomic():
+    with pytest.raises(outbox.EventTooLarge), transaction.atomic():
         item.save()
     assert not OutboxEvent.objects.exists()
 
@@ -191,7 +191,7 @@ def test_recording_events_outside_a_transaction_is_refused(db):
     product = ProductFactory()
     item = StockItem.objects.get(product=product)
     item.record_event(
-        catalogue.STOCK_UPDATED,
+        event_types.STOCK_UPDATED,
         {"productId": product.sku, "onHand": 1, "reserved": 0, "available": 1, "change": 1, "reasonCode": "RESTOCK"},
         correlation_id=product.sku,
     )
@@ -205,7 +205,7 @@ def test_recording_events_outside_a_transaction_is_refused(db):
 
 
 def test_events_recorded_while_handling_another_name_it_as_their_cause(db, catalogue):
-    with services.caused_by("6b1f6844-b06e-4f3d-9ab7-64de9a71e25e"):
+    with events.caused_by("6b1f6844-b06e-4f3d-9ab7-64de9a71e25e"):
         order_services.place_order(request=PlaceOrderRequestFactory(items=[OrderItemFactory(product_id="prod-2")]))
     metadata = OutboxEvent.objects.get(detail_type="Order Placed").detail["metadata"]
     assert metadata["causationId"] == "6b1f6844-b06e-4f3d-9ab7-64de9a71e25e"

@@ -8,12 +8,12 @@ from __future__ import annotations
 import pytest
 from django.db import transaction
 
-from eventbus import catalogue, registry, services, topology
+from eventbus import event_types, outbox, registry, topology
 from eventbus.models import OutboxEvent
 from inventory.models import StockItem
 from orders import services as order_services
-from tests.conftest import drain
 from tests.factories import PlaceOrderRequestFactory, ProductFactory
+from tests.helpers import drain
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -73,13 +73,13 @@ def test_order_placed_reaches_exactly_its_subscribers_queues(provisioned, catalo
     assert isinstance(envelope["detail"], dict)  # a JSON object, not a string to parse again
 
 
-@pytest.mark.parametrize("event_type", catalogue.ALL_EVENT_TYPES, ids=str)
+@pytest.mark.parametrize("event_type", event_types.ALL_EVENT_TYPES, ids=str)
 def test_every_event_type_reaches_exactly_the_services_that_handle_it(provisioned, event_type):
     item = StockItem.objects.get(product=ProductFactory())
     with transaction.atomic():
         item.record_event(event_type, SAMPLE_DATA[event_type.detail_type], correlation_id="routing-test")
         item.save()
-    services.relay_pending()
+    outbox.relay_pending()
     assert OutboxEvent.objects.get(detail_type=event_type.detail_type).status == OutboxEvent.Status.PUBLISHED
 
     received = {service for service, envelopes in deliveries().items() if envelopes}

@@ -6,38 +6,24 @@ import uuid
 import pytest
 from django.db import transaction
 
-from eventbus import catalogue
-from eventbus.consumer import MalformedEvent, parse_envelope
+from eventbus import event_types
+from eventbus.events import MalformedEvent, parse_envelope
 from eventbus.models import OutboxEvent
 from eventbus.validation import SchemaViolation, supported_versions, validate_detail
 from inventory.models import StockItem
+from tests.events import detail, envelope
 from tests.factories import ProductFactory
-
-
-def detail(data: dict, **metadata) -> dict:
-    return {
-        "metadata": {
-            "eventId": str(uuid.uuid4()),
-            "schemaVersion": 1,
-            "occurredAt": "2026-11-24T10:00:00Z",
-            "correlationId": "prod-1",
-            "causationId": None,
-            **metadata,
-        },
-        "data": data,
-    }
-
 
 LOW_STOCK = {"productId": "prod-1", "productName": "Laptop", "available": 9, "threshold": 10}
 
 
-@pytest.mark.parametrize("event_type", catalogue.ALL_EVENT_TYPES, ids=str)
-def test_every_catalogue_event_has_a_schema(event_type):
+@pytest.mark.parametrize("event_type", event_types.ALL_EVENT_TYPES, ids=str)
+def test_every_event_type_has_a_schema(event_type):
     assert supported_versions(event_type) == [1]
 
 
 def test_a_valid_detail_passes():
-    validate_detail(catalogue.LOW_STOCK_ALERT, detail(LOW_STOCK))
+    validate_detail(event_types.LOW_STOCK_ALERT, detail(LOW_STOCK))
 
 
 @pytest.mark.parametrize(
@@ -51,23 +37,23 @@ def test_a_valid_detail_passes():
 )
 def test_schema_violations_are_rejected_with_the_reason(data, metadata, complaint):
     with pytest.raises(SchemaViolation, match=complaint.replace("(", r"\(").replace(")", r"\)")):
-        validate_detail(catalogue.LOW_STOCK_ALERT, detail(data, **metadata))
+        validate_detail(event_types.LOW_STOCK_ALERT, detail(data, **metadata))
 
 
 def test_money_must_be_a_decimal_string_not_a_float():
     data = {"orderId": str(uuid.uuid4()), "paymentId": str(uuid.uuid4()), "amount": 1059.97, "currency": "USD"}
     with pytest.raises(SchemaViolation, match="data.amount"):
-        validate_detail(catalogue.PAYMENT_PROCESSED, detail(data))
+        validate_detail(event_types.PAYMENT_PROCESSED, detail(data))
 
 
 def test_a_new_optional_field_keeps_the_same_version():
-    validate_detail(catalogue.LOW_STOCK_ALERT, detail({**LOW_STOCK, "warehouse": "SEA-1"}))
+    validate_detail(event_types.LOW_STOCK_ALERT, detail({**LOW_STOCK, "warehouse": "SEA-1"}))
 
 
 def test_an_invalid_event_is_refused_when_recorded_and_nothing_is_written(db):
     item = StockItem.objects.get(product=ProductFactory())
     item.on_hand = 1
-    item.record_event(catalogue.LOW_STOCK_ALERT, {**LOW_STOCK, "available": -1}, correlation_id="prod-1")
+    item.record_event(event_types.LOW_STOCK_ALERT, {**LOW_STOCK, "available": -1}, correlation_id="prod-1")
     with pytest.raises(SchemaViolation), transaction.atomic():
         item.save()
     item.refresh_from_db()
@@ -75,21 +61,9 @@ def test_an_invalid_event_is_refused_when_recorded_and_nothing_is_written(db):
     assert not OutboxEvent.objects.exists()
 
 
-def envelope(detail_value) -> str:
-    return json.dumps(
-        {
-            "version": "0",
-            "id": "e-1",
-            "detail-type": "Low Stock Alert",
-            "source": "ecommerce.inventory",
-            "detail": detail_value,
-        }
-    )
-
-
 def test_the_consumer_rejects_a_detail_sent_as_a_string():
     with pytest.raises(MalformedEvent, match="detail must be an object"):
-        parse_envelope(envelope(json.dumps(detail(LOW_STOCK))))
+        parse_envelope(envelope(event_types.LOW_STOCK_ALERT, detail_value=json.dumps(detail(LOW_STOCK))))
 
 
 @pytest.mark.parametrize(
@@ -98,7 +72,7 @@ def test_the_consumer_rejects_a_detail_sent_as_a_string():
         ("{not json", "body is not JSON"),
         ('["a list"]', "not an EventBridge envelope"),
         ('{"source": "ecommerce.inventory"}', "envelope lacks detail, detail-type"),
-        (json.dumps({"source": "ecommerce.x", "detail-type": "Y", "detail": {}}), "not in the event catalogue"),
+        (json.dumps({"source": "ecommerce.x", "detail-type": "Y", "detail": {}}), "is not a shopbus event type"),
     ],
 )
 def test_the_consumer_rejects_malformed_bodies(body, complaint):
@@ -108,6 +82,6 @@ def test_the_consumer_rejects_malformed_bodies(body, complaint):
 
 def test_the_consumer_reads_the_producer_s_event_id_not_the_envelope_id():
     sent = detail(LOW_STOCK)
-    event = parse_envelope(envelope(sent))
+    event = parse_envelope(envelope(event_types.LOW_STOCK_ALERT, detail_value=sent, id="e-1"))
     assert str(event.event_id) == sent["metadata"]["eventId"]
     assert event.envelope_id == "e-1"

@@ -11,10 +11,12 @@ from collections.abc import Callable
 import pytest
 from django.db import connection
 
-from eventbus.consumer import handle_message
+from eventbus.consuming import handle_message
+from eventbus.event_types import ORDER_PLACED
 from eventbus.models import ProcessedEvent
 from inventory import services
 from inventory.models import Reservation, StockItem
+from tests.events import envelope, order_placed_data
 from tests.factories import ProductFactory
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -78,20 +80,8 @@ def test_orders_locking_products_in_opposite_orders_do_not_deadlock():
 def test_one_message_handled_by_two_workers_at_once_reserves_once():
     ProductFactory(sku="dup", stock__on_hand=10)
     order_id, event_id = str(uuid.uuid4()), str(uuid.uuid4())
-    body = json.dumps(
-        {
-            "id": "envelope-1", "detail-type": "Order Placed", "source": "ecommerce.orders",
-            "detail": {
-                "metadata": {"eventId": event_id, "schemaVersion": 1, "occurredAt": "2026-11-24T10:00:00Z",
-                             "correlationId": order_id, "causationId": None},
-                "data": {
-                    "orderId": order_id, "customerId": "c", "totalAmount": "3.00", "currency": "USD",
-                    "items": [{"productId": "dup", "name": "Dup", "unitPrice": "1.00", "quantity": 3}],
-                    "shippingAddress": {"street": "s", "city": "c", "state": "s", "zipCode": "z", "country": "US"},
-                },
-            },
-        }
-    )  # fmt: skip
+    data = {**order_placed_data(order_id, sku="dup", quantity=3), "customerId": "c"}
+    body = envelope(ORDER_PLACED, data, event_id=event_id)
 
     outcomes = run_together([lambda: handle_message(service="inventory", body=body).result for _ in range(4)])
 

@@ -1,31 +1,23 @@
 from __future__ import annotations
 
-import json
 import uuid
 
 import pytest
 from django.core import mail
 
-from eventbus.consumer import handle_message
+from eventbus import event_types
+from eventbus.consuming import handle_message
+from eventbus.event_types import EventType
 from notifications.models import Notification
+from tests.events import envelope
 
 pytestmark = pytest.mark.django_db
 
 ORDER_ID = "7ec30c52-e725-4413-a165-a2926038a6e5"
 
 
-def deliver(detail_type: str, data: dict, *, source: str = "ecommerce.orders", event_id: str | None = None):
-    body = json.dumps(
-        {
-            "id": str(uuid.uuid4()), "source": source, "detail-type": detail_type,
-            "detail": {
-                "metadata": {"eventId": event_id or str(uuid.uuid4()), "schemaVersion": 1,
-                             "occurredAt": "2026-11-24T10:00:00Z", "correlationId": data.get("orderId", "p"), "causationId": None},
-                "data": data,
-            },
-        }
-    )  # fmt: skip
-    outcome = handle_message(service="notifications", body=body)
+def deliver(event_type: EventType, data: dict, *, event_id: str | None = None):
+    outcome = handle_message(service="notifications", body=envelope(event_type, data, event_id=event_id))
     assert outcome.acknowledged, outcome.note
     return outcome
 
@@ -44,7 +36,7 @@ def cancelled(reason_code: str, previous: str = "PLACED", reason: str = "") -> d
 def test_a_confirmed_order_emails_the_customer_in_text_and_html(django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         deliver(
-            "Order Confirmed",
+            event_types.ORDER_CONFIRMED,
             {
                 "orderId": ORDER_ID,
                 "customerId": "c-1",
@@ -74,8 +66,8 @@ def test_a_duplicated_event_sends_one_email(django_capture_on_commit_callbacks):
         "trackingNumber": "1Z999",
     }
     with django_capture_on_commit_callbacks(execute=True):
-        deliver("Order Shipped", data, event_id=event_id)
-        assert deliver("Order Shipped", data, event_id=event_id).result == "duplicate"
+        deliver(event_types.ORDER_SHIPPED, data, event_id=event_id)
+        assert deliver(event_types.ORDER_SHIPPED, data, event_id=event_id).result == "duplicate"
     assert len(mail.outbox) == 1
     assert "Tracking number: 1Z999" in mail.outbox[0].body
 
@@ -93,7 +85,7 @@ def test_a_cancellation_is_explained_in_words_a_customer_understands(
     django_capture_on_commit_callbacks, reason_code, words
 ):
     with django_capture_on_commit_callbacks(execute=True):
-        deliver("Order Cancelled", cancelled(reason_code, reason="Duplicate order"))
+        deliver(event_types.ORDER_CANCELLED, cancelled(reason_code, reason="Duplicate order"))
     assert words in mail.outbox[0].body
     assert "OUT_OF_STOCK" not in mail.outbox[0].body
     assert "You have not been charged." in mail.outbox[0].body
@@ -101,15 +93,15 @@ def test_a_cancellation_is_explained_in_words_a_customer_understands(
 
 def test_a_cancellation_after_payment_mentions_the_refund(django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
-        deliver("Order Cancelled", cancelled("CUSTOMER_REQUEST", previous="CONFIRMED"))
+        deliver(event_types.ORDER_CANCELLED, cancelled("CUSTOMER_REQUEST", previous="CONFIRMED"))
     assert "a full refund is on its way" in mail.outbox[0].body
 
 
 def test_a_payment_failure_is_told_once_not_twice(django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
-        deliver("Payment Failed", {"orderId": ORDER_ID, "email": "c@example.com", "reasonCode": "DECLINED", "reason": "Your card was declined.",
-                                   "amount": "29.99", "currency": "USD"}, source="ecommerce.payments")  # fmt: skip
-        deliver("Order Cancelled", cancelled("PAYMENT_FAILED"))
+        deliver(event_types.PAYMENT_FAILED, {"orderId": ORDER_ID, "email": "c@example.com", "reasonCode": "DECLINED", "reason": "Your card was declined.",
+                                   "amount": "29.99", "currency": "USD"})  # fmt: skip
+        deliver(event_types.ORDER_CANCELLED, cancelled("PAYMENT_FAILED"))
     [email] = mail.outbox
     assert email.subject == "We could not take your payment"
     assert "Your card was declined." in email.body
@@ -117,8 +109,8 @@ def test_a_payment_failure_is_told_once_not_twice(django_capture_on_commit_callb
 
 def test_a_refund_is_confirmed_to_the_customer(django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
-        deliver("Payment Refunded", {"orderId": ORDER_ID, "email": "c@example.com", "paymentId": str(uuid.uuid4()), "amount": "29.99",
-                                     "currency": "USD"}, source="ecommerce.payments")  # fmt: skip
+        deliver(event_types.PAYMENT_REFUNDED, {"orderId": ORDER_ID, "email": "c@example.com", "paymentId": str(uuid.uuid4()), "amount": "29.99",
+                                     "currency": "USD"})  # fmt: skip
     assert mail.outbox[0].subject == "Your refund is on its way"
 
 
@@ -126,9 +118,8 @@ def test_low_stock_alerts_go_to_staff(django_capture_on_commit_callbacks, settin
     settings.STAFF_ALERT_EMAIL = "buyers@example.com"
     with django_capture_on_commit_callbacks(execute=True):
         deliver(
-            "Low Stock Alert",
+            event_types.LOW_STOCK_ALERT,
             {"productId": "prod-3", "productName": "Keyboard", "available": 4, "threshold": 10},
-            source="ecommerce.inventory",
         )
     [email] = mail.outbox
     assert email.to == ["buyers@example.com"]
@@ -152,7 +143,7 @@ def test_a_failed_send_is_retried_with_backoff_and_recorded(
     settings.NOTIFICATION_MAX_RETRIES = 2
     with django_capture_on_commit_callbacks(execute=True):
         deliver(
-            "Order Confirmed",
+            event_types.ORDER_CONFIRMED,
             {
                 "orderId": ORDER_ID,
                 "customerId": "c-1",

@@ -151,7 +151,7 @@ def test_an_api_key_created_in_the_admin_is_shown_once(staff_client):
 
 def test_staff_mark_a_confirmed_order_shipped(staff_client, catalogue):
     order = services.place_order(request=PlaceOrderRequestFactory())
-    services.on_payment_processed(order_id=order.pk)
+    services.confirm_paid_order(order_id=order.pk)
     selection = {"action": "mark_shipped", ACTION_CHECKBOX_NAME: [str(order.pk)]}
     asked = staff_client.post("/admin/orders/order/", selection)
     assert b"tracking_number" in asked.content

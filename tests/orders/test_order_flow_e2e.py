@@ -13,7 +13,7 @@ from inventory.models import StockItem
 from inventory.services import load_demo_catalogue
 from orders.models import Order
 from orders.services import create_api_key
-from tests.conftest import wait_for
+from tests.helpers import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 

@@ -13,13 +13,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from eventbus import registry
-from eventbus.consumer import handle_message
+from eventbus.consuming import handle_message
 from eventbus.models import OutboxEvent
 from eventbus.state_machine import IllegalTransition
 from inventory.models import Reservation, StockItem
 from orders import services as order_services
 from orders.models import Order
 from payments.models import Payment, Refund
+from tests.events import delivery_of
 from tests.factories import OrderItemFactory, PlaceOrderRequestFactory, ProductFactory
 
 pytestmark = pytest.mark.django_db
@@ -27,13 +28,6 @@ pytestmark = pytest.mark.django_db
 SAGA_SERVICES = ("orders", "inventory", "payments")
 ON_HAND = 3
 CUSTOMER_CANCEL = "customer-cancel"
-
-
-def envelope(row: OutboxEvent) -> str:
-    # A new envelope id on every delivery, as EventBridge gives a replayed event.
-    return json.dumps(
-        {"id": str(uuid.uuid4()), "source": row.source, "detail-type": row.detail_type, "detail": row.detail}
-    )
 
 
 def deliveries_for(rows: list[OutboxEvent]) -> list[tuple[str, OutboxEvent]]:
@@ -82,7 +76,7 @@ def run_saga(data: st.DataObject) -> Order:
             if duplicates_left and data.draw(st.booleans(), label="duplicate it"):
                 duplicates_left -= 1
                 pending.append(delivery)
-            outcome = handle_message(service=service, body=envelope(row))
+            outcome = handle_message(service=service, body=delivery_of(row))
             assert outcome.acknowledged, f"{service} failed {row.detail_type}: {outcome.note}"
         pending.extend(deliveries_for(new_rows()))
     order.refresh_from_db()

@@ -13,8 +13,8 @@ from notifications.models import Notification
 from orders import services
 from orders.models import Order
 from payments.models import Payment
-from tests.conftest import wait_for
 from tests.factories import OrderItemFactory, PlaceOrderRequestFactory
+from tests.helpers import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 

@@ -30,14 +30,14 @@ def test_only_the_saga_s_transitions_are_allowed(current, target):
 
 def test_inventory_reserved_moves_a_placed_order_on(catalogue):
     order = services.place_order(request=PlaceOrderRequestFactory())
-    assert services.on_stock_reserved(order_id=order.pk) == "RESERVED"
+    assert services.mark_order_reserved(order_id=order.pk) == "RESERVED"
     order.refresh_from_db()
     assert order.status == S.RESERVED
 
 
 def test_a_failed_reservation_cancels_the_order_as_out_of_stock(catalogue):
     order = services.place_order(request=PlaceOrderRequestFactory())
-    services.on_reservation_failed(order_id=order.pk, reason="Only 5 of Keyboard (prod-3) available, 6 requested")
+    services.cancel_for_missing_stock(order_id=order.pk, reason="Only 5 of Keyboard (prod-3) available, 6 requested")
     order.refresh_from_db()
     assert order.status == S.CANCELLED
     assert order.cancellation_reason_code == "OUT_OF_STOCK"
@@ -50,7 +50,7 @@ def test_a_late_event_for_an_order_that_moved_on_is_ignored(catalogue):
     order = services.place_order(request=PlaceOrderRequestFactory())
     services.cancel_order(order_id=order.pk, reason_code="CUSTOMER_REQUEST", reason="changed my mind")
 
-    note = services.on_stock_reserved(order_id=order.pk)
+    note = services.mark_order_reserved(order_id=order.pk)
 
     assert note == "ignored: order is CANCELLED"
     order.refresh_from_db()
@@ -67,15 +67,15 @@ def test_an_unknown_cancellation_code_is_refused(catalogue):
 def test_payment_processed_overtaking_inventory_reserved_still_confirms(catalogue):
     # Found by the saga search: both events land on the orders queue, in either order.
     order = services.place_order(request=PlaceOrderRequestFactory())
-    assert services.on_payment_processed(order_id=order.pk) == "CONFIRMED"
-    assert services.on_stock_reserved(order_id=order.pk) == "ignored: order is CONFIRMED"
+    assert services.confirm_paid_order(order_id=order.pk) == "CONFIRMED"
+    assert services.mark_order_reserved(order_id=order.pk) == "ignored: order is CONFIRMED"
     assert OutboxEvent.objects.filter(detail_type="Order Confirmed").count() == 1
 
 
 def test_a_declined_payment_cancels_the_order(catalogue):
     order = services.place_order(request=PlaceOrderRequestFactory())
-    services.on_stock_reserved(order_id=order.pk)
-    services.on_payment_failed(order_id=order.pk, reason="Your card was declined.")
+    services.mark_order_reserved(order_id=order.pk)
+    services.cancel_for_failed_payment(order_id=order.pk, reason="Your card was declined.")
     order.refresh_from_db()
     assert (order.status, order.cancellation_reason_code) == (S.CANCELLED, "PAYMENT_FAILED")
 
@@ -84,7 +84,7 @@ def test_only_a_confirmed_order_ships(catalogue):
     order = services.place_order(request=PlaceOrderRequestFactory())
     with pytest.raises(IllegalTransition):
         services.ship_order(order_id=order.pk, carrier="UPS", tracking_number="1Z")
-    services.on_payment_processed(order_id=order.pk)
+    services.confirm_paid_order(order_id=order.pk)
     services.ship_order(order_id=order.pk, carrier="UPS", tracking_number="1Z999")
     shipped = OutboxEvent.objects.get(detail_type="Order Shipped").detail["data"]
     assert (shipped["carrier"], shipped["trackingNumber"]) == ("UPS", "1Z999")
@@ -100,10 +100,10 @@ def test_orders_stuck_too_long_are_cancelled_as_timed_out(catalogue, settings):
     settings.ORDER_TIMEOUT_MINUTES = 15
     stuck = services.place_order(request=PlaceOrderRequestFactory())
     reserved = services.place_order(request=PlaceOrderRequestFactory())
-    services.on_stock_reserved(order_id=reserved.pk)
+    services.mark_order_reserved(order_id=reserved.pk)
     fresh = services.place_order(request=PlaceOrderRequestFactory())
     confirmed = services.place_order(request=PlaceOrderRequestFactory())
-    services.on_payment_processed(order_id=confirmed.pk)
+    services.confirm_paid_order(order_id=confirmed.pk)
     an_hour_ago = timezone.now() - timedelta(hours=1)
     Order.objects.filter(pk__in=[stuck.pk, reserved.pk, confirmed.pk]).update(status_changed_at=an_hour_ago)
 

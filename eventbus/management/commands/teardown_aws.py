@@ -2,7 +2,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from django.core.management.base import BaseCommand, CommandError
 
 from eventbus import aws, topology
-from eventbus.provisioning import Provisioner
+from eventbus.provisioning import Action, Provisioner
 
 
 class Command(BaseCommand):
@@ -15,9 +15,9 @@ class Command(BaseCommand):
     def handle(self, *args, yes: bool = False, dry_run: bool = False, **options):
         try:
             plan = Provisioner(dry_run=True).teardown()
-            removals = [change for change in plan if change.action == "delete"]
+            removals = [change for change in plan if change.action == Action.DELETE]
             for change in plan:
-                self.stdout.write(("would " if change.action == "delete" else "") + str(change))
+                self.stdout.write(("would " if change.action == Action.DELETE else "") + str(change))
             if not removals:
                 self.stdout.write("Nothing to remove.")
                 return
@@ -32,4 +32,4 @@ class Command(BaseCommand):
             raise CommandError(aws.explain(exc)) from None
         except EOFError:
             raise CommandError("No answer on standard input; pass --yes to remove without asking.") from None
-        self.stdout.write(self.style.SUCCESS(f"Removed {sum(c.action == 'delete' for c in done)} resource(s)."))
+        self.stdout.write(self.style.SUCCESS(f"Removed {sum(c.action == Action.DELETE for c in done)} resource(s)."))

@@ -1,9 +1,15 @@
-"""The event catalogue (design brief section 3): every (source, detail-type) shopbus publishes."""
+"""The event types shopbus publishes: every (source, detail-type), and the codes their data carries.
+
+This is the contract between services (docs/architecture.md, "Event types"). Each detail-type has a
+JSON Schema under `schemas/`; the reason-code enums below are the values those schemas admit, so a
+service that reacts to a code spells it from here rather than typing the string again.
+"""
 
 from __future__ import annotations
 
 import re
 from decimal import Decimal
+from enum import StrEnum
 from typing import NamedTuple
 
 SOURCE_PREFIX = "ecommerce."
@@ -56,6 +62,32 @@ ALL_EVENT_TYPES: tuple[EventType, ...] = (
 )
 
 _BY_KEY = {(event_type.source, event_type.detail_type): event_type for event_type in ALL_EVENT_TYPES}
+
+
+class CancellationReason(StrEnum):
+    """`reasonCode` of Order Cancelled."""
+
+    CUSTOMER_REQUEST = "CUSTOMER_REQUEST"
+    STAFF = "STAFF"
+    OUT_OF_STOCK = "OUT_OF_STOCK"
+    PAYMENT_FAILED = "PAYMENT_FAILED"
+    TIMEOUT = "TIMEOUT"
+
+
+class ReservationFailure(StrEnum):
+    """`reasonCode` of Reservation Failed."""
+
+    PRODUCT_NOT_FOUND = "PRODUCT_NOT_FOUND"
+    INSUFFICIENT_STOCK = "INSUFFICIENT_STOCK"
+
+
+class StockChange(StrEnum):
+    """`reasonCode` of Stock Updated."""
+
+    RESTOCK = "RESTOCK"
+    SALE = "SALE"
+    RETURN = "RETURN"
+    ADJUSTMENT = "ADJUSTMENT"
 
 
 def money(amount: Decimal) -> str:

@@ -1,10 +1,11 @@
-"""Consuming service queues (design brief section 7).
+"""Consuming service queues: the pollers, and dispatch of each message to its service's handler.
 
 Each message is parsed, validated against its schema, and dispatched by (source, detail-type) to the
-service's handler inside one transaction that also inserts ProcessedEvent(handler, eventId). The
+service's handler inside one transaction that also inserts ProcessedEvent(handler id, eventId). The
 message is deleted only after that transaction commits. A message that fails is left on the queue:
 it comes back (after a backoff, at most the visibility timeout) and after maxReceiveCount SQS moves
-it to the queue's DLQ. The reason is logged and kept in DeliveryFailure.
+it to the queue's DLQ. The reason is logged and kept in DeliveryFailure (docs/architecture.md,
+"Consuming").
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import json
 import logging
 import threading
 import time
-import uuid
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -23,78 +24,25 @@ from django.db import IntegrityError, close_old_connections, transaction
 from django.utils import timezone
 
 from . import aws, registry, topology
-from .catalogue import EventType, lookup
+from .events import MalformedEvent, ReceivedEvent, caused_by, parse_envelope
 from .models import DeliveryFailure, ProcessedEvent
-from .services import caused_by, relay_pending, set_local_relay_waker
-from .validation import SchemaViolation, validate_detail
+from .outbox import RelayThread
 
 logger = logging.getLogger(__name__)
 
 
-class MalformedEvent(ValueError):
-    pass
-
-
-class NoHandler(LookupError):
-    pass
-
-
-@dataclass(frozen=True)
-class ReceivedEvent:
-    event_type: EventType
-    event_id: uuid.UUID
-    schema_version: int
-    occurred_at: str
-    correlation_id: str
-    causation_id: str | None
-    data: dict[str, Any]
-    envelope_id: str
-    replay_name: str
-    envelope: dict[str, Any]
-
-    @property
-    def order_id(self) -> uuid.UUID:
-        return uuid.UUID(self.data["orderId"])
-
-
-def parse_envelope(body: str) -> ReceivedEvent:
-    """An EventBridge envelope as SQS delivers it. `detail` is a JSON object, never a string."""
-    try:
-        envelope = json.loads(body)
-    except (TypeError, ValueError) as exc:
-        raise MalformedEvent(f"body is not JSON: {exc}") from exc
-    if not isinstance(envelope, dict):
-        raise MalformedEvent("body is not an EventBridge envelope")
-    missing = {"source", "detail-type", "detail"} - envelope.keys()
-    if missing:
-        raise MalformedEvent(f"envelope lacks {', '.join(sorted(missing))}")
-    event_type = lookup(envelope["source"], envelope["detail-type"])
-    if event_type is None:
-        raise MalformedEvent(f"{envelope['source']}/{envelope['detail-type']} is not in the event catalogue")
-    detail = envelope["detail"]
-    try:
-        validate_detail(event_type, detail)
-    except SchemaViolation as exc:
-        raise MalformedEvent(str(exc)) from exc
-    metadata = detail["metadata"]
-    return ReceivedEvent(
-        event_type=event_type,
-        event_id=uuid.UUID(metadata["eventId"]),
-        schema_version=metadata["schemaVersion"],
-        occurred_at=metadata["occurredAt"],
-        correlation_id=metadata["correlationId"],
-        causation_id=metadata.get("causationId"),
-        data=detail["data"],
-        envelope_id=str(envelope.get("id", "")),
-        replay_name=str(envelope.get("replay-name", "")),
-        envelope=envelope,
-    )
+class DeliveryResult(StrEnum):
+    PROCESSED = "processed"
+    DUPLICATE = "duplicate"
+    FAILED = "failed"
+    MALFORMED = "malformed"
+    UNROUTABLE = "unroutable"
 
 
 @dataclass
 class Outcome:
     acknowledged: bool
-    result: str  # processed | duplicate | failed | malformed | unroutable
+    result: DeliveryResult
     event: ReceivedEvent | None = None
     handler: str = ""
     note: str = ""
@@ -113,36 +61,37 @@ def handle_message(*, service: str, body: str) -> Outcome:
     try:
         event = parse_envelope(body)
     except MalformedEvent as exc:
-        return Outcome(acknowledged=False, result="malformed", note=str(exc))
+        return Outcome(acknowledged=False, result=DeliveryResult.MALFORMED, note=str(exc))
     subscription = registry.subscription_for(service, event.event_type.source, event.event_type.detail_type)
     if subscription is None:
         # Left for the DLQ rather than dropped: a rule ahead of its handler is a deploy to finish.
-        return Outcome(acknowledged=False, result="unroutable", event=event, note=f"{service} has no handler for it")
-    handler_name = subscription.handler_name
+        return Outcome(acknowledged=False, result=DeliveryResult.UNROUTABLE, event=event, note=f"{service} has no handler for it")
+    handler_id = subscription.handler_id
     try:
         with transaction.atomic():
             try:
                 with transaction.atomic():
                     processed = ProcessedEvent.objects.create(
-                        handler=handler_name,
+                        handler=handler_id,
                         event_id=event.event_id,
                         detail_type=event.event_type.detail_type,
                         envelope_id=event.envelope_id,
                         replay_name=event.replay_name,
                     )
             except IntegrityError:
-                return Outcome(acknowledged=True, result="duplicate", event=event, handler=handler_name)
+                return Outcome(acknowledged=True, result=DeliveryResult.DUPLICATE, event=event, handler=handler_id)
             with caused_by(event.event_id):
                 note = subscription.handler(event) or ""
             if note:
                 processed.note = note[:300]
                 processed.save(update_fields=["note"])
-    except Exception as exc:  # noqa: BLE001 - any handler failure means: leave it on the queue
-        logger.warning("handler %s failed on event %s", handler_name, event.event_id, exc_info=True)
+    except Exception as exc:
+        # Whatever the handler raised, the message stays on the queue for a retry and then the DLQ.
+        logger.warning("handler %s failed on event %s", handler_id, event.event_id, exc_info=True)
         return Outcome(
-            acknowledged=False, result="failed", event=event, handler=handler_name, note=f"{type(exc).__name__}: {exc}"
+            acknowledged=False, result=DeliveryResult.FAILED, event=event, handler=handler_id, note=f"{type(exc).__name__}: {exc}"
         )
-    return Outcome(acknowledged=True, result="processed", event=event, handler=handler_name, note=note)
+    return Outcome(acknowledged=True, result=DeliveryResult.PROCESSED, event=event, handler=handler_id, note=note)
 
 
 def record_failure(*, queue_name: str, message_id: str, receive_count: int, outcome: Outcome) -> None:
@@ -178,7 +127,8 @@ class QueuePoller(threading.Thread):
                 logger.warning("queue %s: %s; retrying in 2s", self.queue.name, exc)
                 self.queue_url = None
                 self.stop_event.wait(2)
-            except Exception:  # noqa: BLE001 - the thread must outlive any single bad batch
+            except Exception:
+                # The thread must outlive any single bad batch.
                 logger.exception("queue %s: unexpected error; retrying in 2s", self.queue.name)
                 self.stop_event.wait(2)
             finally:
@@ -247,37 +197,13 @@ class QueuePoller(threading.Thread):
             logger.warning("queue %s: could not shorten visibility: %s", self.queue.name, exc)
 
 
-class RelayThread(threading.Thread):
-    """Publishes the outbox as soon as a handler in this process commits an event, and at least every
-    OUTBOX_RELAY_INTERVAL_SECONDS. Wake-ups that arrive while it publishes coalesce into one more pass."""
-
-    def __init__(self, stop: threading.Event) -> None:
-        super().__init__(name="outbox-relay", daemon=True)
-        self.stop_event = stop
-        self.wake = threading.Event()
-
-    def run(self) -> None:
-        while not self.stop_event.is_set():
-            self.wake.wait(timeout=settings.OUTBOX_RELAY_INTERVAL_SECONDS)
-            self.wake.clear()
-            if self.stop_event.is_set():
-                break
-            try:
-                relay_pending()
-            except Exception:  # noqa: BLE001 - the relay thread must survive a bad pass; rows stay PENDING
-                logger.exception("outbox relay pass failed; retrying")
-                self.stop_event.wait(1)
-            finally:
-                close_old_connections()
-
-
 class EventConsumer:
     """One poller thread per subscribed service queue, and a relay thread; stop() returns within the
     long-poll wait."""
 
     def __init__(self, services: list[str] | None = None) -> None:
         known = registry.services()
-        chosen = known if not services else services
+        chosen = services or known
         unknown = sorted(set(chosen) - set(known))
         if unknown:
             raise ValueError(f"unknown event consumer(s) {', '.join(unknown)}; choose from {', '.join(known)}")
@@ -288,12 +214,10 @@ class EventConsumer:
 
     def start(self) -> None:
         self.relay.start()
-        set_local_relay_waker(self.relay.wake.set)
         for poller in self.pollers:
             poller.start()
 
     def stop(self, timeout: float = 15) -> None:
-        set_local_relay_waker(None)
         self.stop_event.set()
         self.relay.wake.set()
         deadline = time.monotonic() + timeout

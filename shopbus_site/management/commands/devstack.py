@@ -22,7 +22,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from eventbus import services as eventbus_services
+from eventbus import outbox
 from inventory import services as inventory_services
 from orders import services as order_services
 from orders.models import ApiKey
@@ -93,7 +93,7 @@ class Command(BaseCommand):
         inventory_services.load_demo_catalogue()
         login = self._ensure_admin()
         key = self._fresh_api_key()
-        eventbus_services.relay_pending()  # anything committed while the stack was down goes out now
+        outbox.relay_pending()  # anything committed while the stack was down goes out now
         celery = [sys.executable, "-m", "celery", "-A", "shopbus_site"]
         self._spawn(
             "worker",

@@ -1,4 +1,6 @@
-"""Admin actions that need input first (a reason, a quantity) render one shared intermediate page."""
+"""Admin helpers shared by every app's admin: a read-only ModelAdmin, and the intermediate page of an
+admin action that needs input first (a reason, a quantity). These import nothing of shopbus's own, so
+any app's admin module can use them (docs/architecture.md, "Layout")."""
 
 from __future__ import annotations
 
@@ -30,3 +32,16 @@ def action_form_page(
         "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
     }
     return TemplateResponse(request, "admin/action_form.html", context)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Records that only the system writes (events, payments, audit): staff may look, never edit."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -1,0 +1,253 @@
+"""The transactional outbox: recording events with the state change, and relaying them to EventBridge.
+
+A service records events on an EventedModel and saves it inside `transaction.atomic()`; the post-save
+hook turns them into OutboxEvent rows in that same transaction. The relay publishes due rows with
+PutEvents and is woken on commit, by an in-process relay thread in a worker or by a Celery task
+elsewhere, and also runs periodically (docs/architecture.md, "Publishing").
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+from django.conf import settings
+from django.db import close_old_connections, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from . import aws, topology
+from .event_types import EventType
+from .events import build_detail, dumps_detail
+from .models import EventedModel, OutboxEvent
+
+logger = logging.getLogger(__name__)
+
+MAX_ENTRIES_PER_PUT = 10
+MAX_BYTES_PER_PUT = 256 * 1024
+CLAIM_LEASE = timedelta(seconds=60)
+# PutEvents per-entry error codes that a later attempt can succeed with; any other code is final.
+RETRYABLE_ERROR_CODES = {"InternalFailure", "InternalException", "ThrottlingException", "ServiceUnavailable"}
+
+
+class EventTooLarge(ValueError):
+    pass
+
+
+def entry_size(*, source: str, detail_type: str, detail_json: str) -> int:
+    """Size of one PutEvents entry as EventBridge counts it (the 14 bytes are for Time)."""
+    return 14 + len(source.encode()) + len(detail_type.encode()) + len(detail_json.encode())
+
+
+def _build_outbox_row(*, event_type: EventType, data: dict[str, Any], correlation_id: str) -> OutboxEvent:
+    event_id = uuid.uuid4()
+    occurred_at = timezone.now()
+    detail = build_detail(
+        event_type=event_type, event_id=event_id, occurred_at=occurred_at, correlation_id=correlation_id, data=data
+    )
+    size = entry_size(source=event_type.source, detail_type=event_type.detail_type, detail_json=dumps_detail(detail))
+    if size > MAX_BYTES_PER_PUT:
+        raise EventTooLarge(f"{event_type}: {size} bytes is over EventBridge's {MAX_BYTES_PER_PUT} byte limit")
+    return OutboxEvent(
+        id=event_id,
+        source=event_type.source,
+        detail_type=event_type.detail_type,
+        detail=detail,
+        correlation_id=correlation_id,
+        created_at=occurred_at,
+        next_attempt_at=occurred_at,
+    )
+
+
+def write_recorded_events(*, instance: EventedModel) -> None:
+    """Post-save hook of evented models: the recorded events become outbox rows in the same transaction."""
+    recorded = instance.pop_recorded_events()
+    if not recorded:
+        return
+    using = instance._state.db
+    rows = [
+        _build_outbox_row(event_type=event.event_type, data=event.data, correlation_id=event.correlation_id)
+        for event in recorded
+    ]
+    OutboxEvent.objects.using(using).bulk_create(rows)
+    transaction.on_commit(wake_relay, using=using, robust=True)
+
+
+# --- waking the relay ---------------------------------------------------------------------------
+# Two ways to wake it, registered from outside so that this module imports no task module: a worker
+# registers its own relay thread (an in-process signal), and eventbus.tasks registers the Celery task
+# that the web process and beat use. A broker message per commit from a worker would put as many
+# extra SQS round trips on the bus as the events themselves.
+
+Waker = Callable[[], None]
+_in_process_waker: Waker | None = None
+_task_waker: Waker | None = None
+
+
+def set_in_process_relay_waker(waker: Waker | None) -> None:
+    global _in_process_waker
+    _in_process_waker = waker
+
+
+def set_task_relay_waker(waker: Waker | None) -> None:
+    global _task_waker
+    _task_waker = waker
+
+
+def wake_relay() -> None:
+    """Relay now. Best effort: beat runs the relay periodically anyway."""
+    waker = _in_process_waker or _task_waker
+    if waker is not None:
+        waker()
+
+
+@dataclass
+class RelayReport:
+    published: int = 0
+    retrying: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def relay_pending(*, limit: int = 500) -> RelayReport:
+    """Publish due PENDING outbox rows with PutEvents, in batches of at most 10 entries and 256 KB."""
+    report = RelayReport()
+    rows = _claim_due_rows(limit=limit)
+    for batch in _batches(rows):
+        _publish_batch(batch, report)
+    if rows:
+        logger.info(
+            "outbox relay: published=%d retrying=%d failed=%d", report.published, report.retrying, report.failed
+        )
+    return report
+
+
+def _claim_due_rows(*, limit: int) -> list[OutboxEvent]:
+    # Claim in a short transaction and publish outside it: no row lock or SQLite write lock is held
+    # across a network call. skip_locked keeps concurrent relays off each other's rows on PostgreSQL;
+    # on SQLite the IMMEDIATE transaction serialises the claim instead.
+    now = timezone.now()
+    with transaction.atomic():
+        rows = list(
+            OutboxEvent.objects.select_for_update(skip_locked=True)
+            .filter(status=OutboxEvent.Status.PENDING, next_attempt_at__lte=now)
+            .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+            .order_by("created_at", "id")[:limit]
+        )
+        for row in rows:
+            row.claimed_until = now + CLAIM_LEASE
+        OutboxEvent.objects.bulk_update(rows, ["claimed_until"])
+    return rows
+
+
+def _batches(rows: list[OutboxEvent]) -> Iterator[list[tuple[OutboxEvent, dict[str, Any]]]]:
+    batch: list[tuple[OutboxEvent, dict[str, Any]]] = []
+    batch_bytes = 0
+    bus = topology.bus_name()
+    for row in rows:
+        detail_json = dumps_detail(row.detail)
+        size = entry_size(source=row.source, detail_type=row.detail_type, detail_json=detail_json)
+        if batch and (len(batch) == MAX_ENTRIES_PER_PUT or batch_bytes + size > MAX_BYTES_PER_PUT):
+            yield batch
+            batch, batch_bytes = [], 0
+        entry = {
+            "Source": row.source,
+            "DetailType": row.detail_type,
+            "Detail": detail_json,
+            "EventBusName": bus,
+            "Time": row.created_at,
+        }
+        batch.append((row, entry))
+        batch_bytes += size
+    if batch:
+        yield batch
+
+
+def _publish_batch(batch: list[tuple[OutboxEvent, dict[str, Any]]], report: RelayReport) -> None:
+    rows = [row for row, _ in batch]
+    now = timezone.now()
+    try:
+        response = aws.client("events").put_events(Entries=[entry for _, entry in batch])
+        results = response["Entries"]
+    except (BotoCoreError, ClientError) as exc:
+        error = f"PutEvents failed: {exc}"
+        report.errors.append(error)
+        logger.warning("outbox relay: %s (%d events will be retried)", error, len(rows))
+        results = [{"ErrorCode": "CallFailed", "ErrorMessage": str(exc)} for _ in rows]
+    for row, result in zip(rows, results, strict=True):
+        row.attempts += 1
+        row.claimed_until = None
+        if result.get("EventId"):
+            row.status = OutboxEvent.Status.PUBLISHED
+            row.event_bridge_id = result["EventId"]
+            row.published_at = now
+            row.last_error = ""
+            report.published += 1
+            continue
+        code = result.get("ErrorCode", "Unknown")
+        row.last_error = f"{code}: {result.get('ErrorMessage', '')}".strip()
+        if code in RETRYABLE_ERROR_CODES or code == "CallFailed":
+            row.next_attempt_at = now + _backoff(row.attempts)
+            report.retrying += 1
+        else:
+            row.status = OutboxEvent.Status.FAILED
+            report.failed += 1
+            logger.error("outbox relay: event %s %s rejected for good: %s", row.id, row.detail_type, row.last_error)
+    OutboxEvent.objects.bulk_update(
+        rows,
+        ["attempts", "claimed_until", "status", "event_bridge_id", "published_at", "last_error", "next_attempt_at"],
+    )
+
+
+def _backoff(attempts: int) -> timedelta:
+    ceiling = min(settings.OUTBOX_MAX_BACKOFF_SECONDS, 2 ** min(attempts, 20))
+    return timedelta(seconds=random.uniform(ceiling / 2, ceiling))  # jitter spreads a thundering herd
+
+
+def requeue_failed_events(*, event_ids: list[str]) -> int:
+    """Send FAILED rows round again (after whatever made EventBridge reject them is fixed)."""
+    with transaction.atomic():
+        rows = list(OutboxEvent.objects.select_for_update().filter(pk__in=event_ids, status=OutboxEvent.Status.FAILED))
+        for row in rows:
+            row.status = OutboxEvent.Status.PENDING
+            row.next_attempt_at = timezone.now()
+        OutboxEvent.objects.bulk_update(rows, ["status", "next_attempt_at"])
+    if rows:
+        transaction.on_commit(wake_relay, robust=True)
+    return len(rows)
+
+
+class RelayThread(threading.Thread):
+    """Publishes the outbox as soon as a handler in this process commits an event, and at least every
+    OUTBOX_RELAY_INTERVAL_SECONDS. Wake-ups that arrive while it publishes coalesce into one more pass."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        super().__init__(name="outbox-relay", daemon=True)
+        self.stop_event = stop
+        self.wake = threading.Event()
+
+    def run(self) -> None:
+        set_in_process_relay_waker(self.wake.set)
+        try:
+            while not self.stop_event.is_set():
+                self.wake.wait(timeout=settings.OUTBOX_RELAY_INTERVAL_SECONDS)
+                self.wake.clear()
+                if self.stop_event.is_set():
+                    break
+                try:
+                    relay_pending()
+                except Exception:
+                    # The thread must survive a bad pass; the rows stay PENDING for the next one.
+                    logger.exception("outbox relay pass failed; retrying")
+                    self.stop_event.wait(1)
+                finally:
+                    close_old_connections()
+        finally:
+            set_in_process_relay_waker(None)

@@ -1,0 +1,44 @@
+"""Helpers the tests share: reading real queues, and waiting on them instead of sleeping."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from eventbus import aws, selectors
+
+T = TypeVar("T")
+
+
+def drain(queue_name: str, *, wait_seconds: int = 0) -> list[dict]:
+    """Receive and delete every message on a queue; returns the parsed envelopes."""
+    sqs = aws.client("sqs")
+    url = sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
+    envelopes = []
+    while True:
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=wait_seconds).get(
+            "Messages", []
+        )
+        if not messages:
+            return envelopes
+        for message in messages:
+            envelopes.append(json.loads(message["Body"]))
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def queue_depth(queue_name: str) -> int:
+    """Every message on the queue, visible or in flight."""
+    return sum(selectors.message_counts(queue_name))
+
+
+def wait_for(predicate: Callable[[], T], *, timeout: float = 30, interval: float = 0.1, what: str = "condition") -> T:
+    """Poll until predicate() is truthy; the end-to-end tests wait on real queues, never on sleeps."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
