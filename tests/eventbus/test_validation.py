@@ -9,7 +9,7 @@ from django.db import transaction
 from eventbus import event_types
 from eventbus.events import MalformedEvent, parse_envelope
 from eventbus.models import OutboxEvent
-from eventbus.validation import SchemaViolation, supported_versions, validate_detail
+from eventbus.validation import SCHEMA_DIR, SchemaViolation, supported_versions, validate_detail
 from inventory.models import StockItem
 from tests.events import detail, envelope
 from tests.factories import ProductFactory
@@ -85,3 +85,17 @@ def test_the_consumer_reads_the_producer_s_event_id_not_the_envelope_id():
     event = parse_envelope(envelope(event_types.LOW_STOCK_ALERT, detail_value=sent, id="e-1"))
     assert str(event.event_id) == sent["metadata"]["eventId"]
     assert event.envelope_id == "e-1"
+
+
+@pytest.mark.parametrize(
+    ("event_type", "codes"),
+    [
+        (event_types.ORDER_CANCELLED, event_types.CancellationReason),
+        (event_types.RESERVATION_FAILED, event_types.ReservationFailure),
+        (event_types.STOCK_UPDATED, event_types.StockChange),
+    ],
+    ids=str,
+)
+def test_the_reason_code_enums_are_the_values_the_schemas_admit(event_type, codes):
+    schema = json.loads((SCHEMA_DIR / f"{event_type.schema_name}.v1.json").read_text())
+    assert schema["properties"]["reasonCode"]["enum"] == [code.value for code in codes]

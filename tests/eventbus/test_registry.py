@@ -1,0 +1,97 @@
+"""Handler ids are the consumer's dedupe key in ProcessedEvent. Changing one makes every event that
+handler already processed look new, so a replay or redrive would run it again. These are pinned: if a
+test here fails, the change needs a data migration of ProcessedEvent.handler, not an update here."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from eventbus import event_types, registry
+
+# (service, detail-type or "*" for every ecommerce.* event) -> the id ProcessedEvent stores.
+PINNED_HANDLER_IDS = {
+    ("orders", "Inventory Reserved"): "orders.stock_reserved",
+    ("orders", "Reservation Failed"): "orders.reservation_failed",
+    ("orders", "Payment Processed"): "orders.payment_processed",
+    ("orders", "Payment Failed"): "orders.payment_failed",
+    ("orders", "Payment Refunded"): "orders.payment_refunded",
+    ("inventory", "Order Placed"): "inventory.reserve_stock",
+    ("inventory", "Order Cancelled"): "inventory.release_stock",
+    ("inventory", "Order Confirmed"): "inventory.commit_stock",
+    ("payments", "Order Placed"): "payments.remember_order",
+    ("payments", "Inventory Reserved"): "payments.charge_reserved_order",
+    ("payments", "Order Cancelled"): "payments.settle_cancelled_order",
+    ("notifications", "Order Confirmed"): "notifications.order_confirmed",
+    ("notifications", "Order Cancelled"): "notifications.order_cancelled",
+    ("notifications", "Order Shipped"): "notifications.order_shipped",
+    ("notifications", "Payment Failed"): "notifications.payment_failed",
+    ("notifications", "Payment Refunded"): "notifications.refund_issued",
+    ("notifications", "Low Stock Alert"): "notifications.low_stock_alert",
+    ("analytics", "*"): "analytics.count_event",
+    ("audit", "*"): "audit.record_envelope",
+}
+
+
+def test_every_handler_keeps_the_id_its_processed_events_are_stored_under():
+    declared = {
+        (subscription.service, subscription.event_type.detail_type if subscription.event_type else "*"): (
+            subscription.handler_id
+        )
+        for subscription in registry.subscriptions()
+    }
+    assert declared == PINNED_HANDLER_IDS
+
+
+def test_ids_are_unique_across_services():
+    ids = [subscription.handler_id for subscription in registry.subscriptions()]
+    handlers_per_id = {
+        handler_id: {s.handler for s in registry.subscriptions() if s.handler_id == handler_id} for handler_id in ids
+    }
+    assert all(len(handlers) == 1 for handlers in handlers_per_id.values())
+    registry.check_unique_handler_ids()
+
+
+@pytest.fixture
+def scratch_registry(monkeypatch):
+    """A registry of its own, so the declarations below never reach the project's routing."""
+    monkeypatch.setattr(registry, "_exact", {})
+    monkeypatch.setattr(registry, "_every_event", {})
+
+
+def _handler_in(module: str, name: str):
+    def handler(event):
+        return None
+
+    handler.__module__ = module
+    handler.__qualname__ = name
+    return handler
+
+
+def test_renaming_a_function_keeps_its_id(scratch_registry):
+    registry.handles(event_types.ORDER_PLACED, name="inventory.reserve_stock")(_handler_in("inventory.handlers", "a"))
+    subscription = registry.subscription_for("inventory", *event_types.ORDER_PLACED)
+    assert subscription.handler_id == "inventory.reserve_stock"
+    assert subscription.handler.__qualname__ == "a"
+
+
+def test_two_functions_under_one_id_are_refused_at_start_up(scratch_registry):
+    registry.handles(event_types.ORDER_PLACED, name="inventory.reserve_stock")(_handler_in("inventory.handlers", "a"))
+    registry.handles(event_types.ORDER_CANCELLED, name="inventory.reserve_stock")(
+        _handler_in("inventory.handlers", "b")
+    )
+    with pytest.raises(ImproperlyConfigured, match="'inventory.reserve_stock' is declared by both"):
+        registry.check_unique_handler_ids()
+
+
+def test_an_id_must_name_the_handler_s_own_service(scratch_registry):
+    with pytest.raises(ImproperlyConfigured, match="must be 'inventory.<name>'"):
+        registry.handles(event_types.ORDER_PLACED, name="payments.reserve_stock")(
+            _handler_in("inventory.handlers", "reserve_stock")
+        )
+
+
+def test_one_event_twice_in_one_service_is_refused(scratch_registry):
+    registry.handles(event_types.ORDER_PLACED, name="inventory.a")(_handler_in("inventory.handlers", "a"))
+    with pytest.raises(ImproperlyConfigured, match="already handles ecommerce.orders/Order Placed"):
+        registry.handles(event_types.ORDER_PLACED, name="inventory.b")(_handler_in("inventory.handlers", "b"))
