@@ -72,5 +72,72 @@ def order_placed_data(order_id: str | uuid.UUID, *, sku: str = "prod-1", quantit
         "items": [{"productId": sku, "name": "Thing", "unitPrice": "1.00", "quantity": quantity}],
         "totalAmount": f"{quantity:.2f}",
         "currency": "USD",
-        "shippingAddress": {"street": "1 Main St", "city": "Seattle", "state": "WA", "zipCode": "98101", "country": "US"},
+        "shippingAddress": {
+            "street": "1 Main St",
+            "city": "Seattle",
+            "state": "WA",
+            "zipCode": "98101",
+            "country": "US",
+        },
     }
+
+
+SAMPLE_ORDER_ID = "7ec30c52-e725-4413-a165-a2926038a6e5"
+# One valid `data` per detail-type, for tests that need any event of each type.
+SAMPLE_DATA = {
+    "Order Placed": order_placed_data(SAMPLE_ORDER_ID, quantity=1),
+    "Order Confirmed": {
+        "orderId": SAMPLE_ORDER_ID,
+        "customerId": "c-1",
+        "totalAmount": "999.99",
+    },
+    "Order Cancelled": {
+        "orderId": SAMPLE_ORDER_ID,
+        "customerId": "c-1",
+        "reasonCode": "STAFF",
+        "reason": "Duplicate",
+        "previousStatus": "PLACED",
+    },
+    "Order Shipped": {
+        "orderId": SAMPLE_ORDER_ID,
+        "customerId": "c-1",
+        "carrier": "UPS",
+        "trackingNumber": "1Z",
+    },
+    "Inventory Reserved": {
+        "orderId": SAMPLE_ORDER_ID,
+        "items": [{"productId": "prod-1", "quantity": 1}],
+    },
+    "Reservation Failed": {
+        "orderId": SAMPLE_ORDER_ID,
+        "reasonCode": "INSUFFICIENT_STOCK",
+        "productId": "prod-3",
+        "requested": 9,
+        "available": 5,
+    },
+    "Inventory Released": {
+        "orderId": SAMPLE_ORDER_ID,
+        "items": [{"productId": "prod-1", "quantity": 1}],
+    },
+    "Stock Updated": {
+        "productId": "prod-1",
+        "onHand": 5,
+        "reserved": 0,
+        "available": 5,
+        "change": 5,
+        "reasonCode": "RESTOCK",
+    },
+    "Low Stock Alert": {"productId": "prod-1", "productName": "Laptop", "available": 9, "threshold": 10},
+    "Payment Processed": {
+        "orderId": SAMPLE_ORDER_ID,
+        "paymentId": "6b1f6844-b06e-4f3d-9ab7-64de9a71e25e",
+        "amount": "999.99",
+        "currency": "USD",
+    },
+    "Payment Failed": {"orderId": SAMPLE_ORDER_ID, "reasonCode": "DECLINED", "amount": "999.99"},
+    "Payment Refunded": {
+        "orderId": SAMPLE_ORDER_ID,
+        "paymentId": "6b1f6844-b06e-4f3d-9ab7-64de9a71e25e",
+        "amount": "999.99",
+    },
+}

@@ -12,7 +12,7 @@ import pytest
 from analytics.models import HourlyEventCount, OrderTimeline
 from eventbus import event_types
 from eventbus.consuming import DeliveryResult, handle_message
-from tests.events import envelope, order_placed_data
+from tests.events import SAMPLE_DATA, envelope, order_placed_data
 
 pytestmark = pytest.mark.django_db
 
@@ -31,7 +31,7 @@ def test_events_are_counted_per_hour_and_detail_type():
     for minute in ("10:05", "10:59"):
         deliver(event_types.ORDER_PLACED, order_placed_data(uuid.uuid4()), at=f"2026-11-24T{minute}:00Z")
     deliver(event_types.ORDER_PLACED, order_placed_data(uuid.uuid4()), at="2026-11-24T11:00:00Z")
-    deliver(event_types.STOCK_UPDATED, STOCK_UPDATED, at="2026-11-24T10:30:00Z")
+    deliver(event_types.STOCK_UPDATED, SAMPLE_DATA["Stock Updated"], at="2026-11-24T10:30:00Z")
 
     assert counts() == {
         ("10:00", "Order Placed"): 2,
@@ -97,9 +97,6 @@ def test_a_cancellation_keeps_its_reason_and_a_refund_its_amount():
 
 def at(hour: int, minute: int, second: int) -> datetime:
     return datetime(2026, 11, 24, hour, minute, second, tzinfo=UTC)
-
-
-STOCK_UPDATED = {"productId": "prod-1", "onHand": 5, "reserved": 0, "available": 5, "change": 5, "reasonCode": "RESTOCK"}
 
 
 def reserved(order_id: uuid.UUID) -> dict:

@@ -12,41 +12,11 @@ from eventbus import event_types, outbox, registry, topology
 from eventbus.models import OutboxEvent
 from inventory.models import StockItem
 from orders import services as order_services
+from tests.events import SAMPLE_DATA
 from tests.factories import PlaceOrderRequestFactory, ProductFactory
 from tests.helpers import drain
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-SAMPLE_DATA = {
-    "Order Placed": {
-        "orderId": "7ec30c52-e725-4413-a165-a2926038a6e5", "customerId": "c-1",
-        "items": [{"productId": "prod-1", "name": "Laptop", "unitPrice": "999.99", "quantity": 1}],
-        "totalAmount": "999.99", "currency": "USD",
-        "shippingAddress": {"street": "1 Main St", "city": "Seattle", "state": "WA", "zipCode": "98101", "country": "US"},
-    },
-    "Order Confirmed": {"orderId": "7ec30c52-e725-4413-a165-a2926038a6e5", "customerId": "c-1", "totalAmount": "999.99"},
-    "Order Cancelled": {
-        "orderId": "7ec30c52-e725-4413-a165-a2926038a6e5", "customerId": "c-1", "reasonCode": "STAFF",
-        "reason": "Duplicate", "previousStatus": "PLACED",
-    },
-    "Order Shipped": {"orderId": "7ec30c52-e725-4413-a165-a2926038a6e5", "customerId": "c-1", "carrier": "UPS", "trackingNumber": "1Z"},
-    "Inventory Reserved": {"orderId": "7ec30c52-e725-4413-a165-a2926038a6e5", "items": [{"productId": "prod-1", "quantity": 1}]},
-    "Reservation Failed": {
-        "orderId": "7ec30c52-e725-4413-a165-a2926038a6e5", "reasonCode": "INSUFFICIENT_STOCK", "productId": "prod-3",
-        "requested": 9, "available": 5,
-    },
-    "Inventory Released": {"orderId": "7ec30c52-e725-4413-a165-a2926038a6e5", "items": [{"productId": "prod-1", "quantity": 1}]},
-    "Stock Updated": {"productId": "prod-1", "onHand": 5, "reserved": 0, "available": 5, "change": 5, "reasonCode": "RESTOCK"},
-    "Low Stock Alert": {"productId": "prod-1", "productName": "Laptop", "available": 9, "threshold": 10},
-    "Payment Processed": {
-        "orderId": "7ec30c52-e725-4413-a165-a2926038a6e5", "paymentId": "6b1f6844-b06e-4f3d-9ab7-64de9a71e25e",
-        "amount": "999.99", "currency": "USD",
-    },
-    "Payment Failed": {"orderId": "7ec30c52-e725-4413-a165-a2926038a6e5", "reasonCode": "DECLINED", "amount": "999.99"},
-    "Payment Refunded": {
-        "orderId": "7ec30c52-e725-4413-a165-a2926038a6e5", "paymentId": "6b1f6844-b06e-4f3d-9ab7-64de9a71e25e", "amount": "999.99",
-    },
-}  # fmt: skip
 
 
 def deliveries() -> dict[str, list[dict]]:
@@ -60,9 +30,13 @@ def deliveries() -> dict[str, list[dict]]:
 def test_order_placed_reaches_exactly_its_subscribers_queues(provisioned, catalogue):
     order = order_services.place_order(request=PlaceOrderRequestFactory())
     drain_everything = deliveries()
-    received = {service for service, envelopes in drain_everything.items() if any(
-        e["detail-type"] == "Order Placed" and e["detail"]["data"]["orderId"] == str(order.id) for e in envelopes
-    )}  # fmt: skip
+    received = {
+        service
+        for service, envelopes in drain_everything.items()
+        if any(
+            e["detail-type"] == "Order Placed" and e["detail"]["data"]["orderId"] == str(order.id) for e in envelopes
+        )
+    }
     assert {"inventory", "analytics", "audit"} <= received
     assert "orders" not in received
     assert received == {
