@@ -1,4 +1,4 @@
-"""Provision and tear down shopbus's AWS resources (design brief section 5).
+"""Provision and tear down shopbus's AWS resources (docs/architecture.md, "Topology and provisioning").
 
 Desired state is derived from `topology` (and so from the handler registry). Each resource is read,
 compared and changed only where it differs, so a second run reports no changes. With dry_run the
@@ -168,9 +168,9 @@ class Provisioner:
         current = {
             t["Key"]: t["Value"] for t in self.events.list_tags_for_resource(ResourceARN=self.names.bus_arn)["Tags"]
         }
-        if not self.tags.items() <= current.items():
-            if self._change(Action.UPDATE, "event bus", self.names.bus, "tags"):
-                self.events.tag_resource(ResourceARN=self.names.bus_arn, Tags=self._tag_list())
+        tags_missing = not self.tags.items() <= current.items()
+        if tags_missing and self._change(Action.UPDATE, "event bus", self.names.bus, "tags"):
+            self.events.tag_resource(ResourceARN=self.names.bus_arn, Tags=self._tag_list())
 
     def _tag_list(self) -> list[dict[str, str]]:
         return [{"Key": key, "Value": value} for key, value in sorted(self.tags.items())]
@@ -191,17 +191,15 @@ class Provisioner:
             return
         current = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
         drift = {key: value for key, value in attributes.items() if _canonical(current.get(key)) != _canonical(value)}
-        if drift:
-            if self._change(Action.UPDATE, "queue", name, ", ".join(sorted(drift))):
-                # Resend the policy with any change: moto's server drops a queue's policy when other
-                # attributes are set without it (AWS keeps it; resending is harmless there).
-                if "Policy" in attributes:
-                    drift["Policy"] = attributes["Policy"]
-                self.sqs.set_queue_attributes(QueueUrl=url, Attributes=drift)
+        if drift and self._change(Action.UPDATE, "queue", name, ", ".join(sorted(drift))):
+            # Resend the policy with any change: moto's server drops a queue's policy when other
+            # attributes are set without it (AWS keeps it; resending is harmless there).
+            if "Policy" in attributes:
+                drift["Policy"] = attributes["Policy"]
+            self.sqs.set_queue_attributes(QueueUrl=url, Attributes=drift)
         current_tags = self.sqs.list_queue_tags(QueueUrl=url).get("Tags", {})
-        if not self.tags.items() <= current_tags.items():
-            if self._change(Action.UPDATE, "queue", name, "tags"):
-                self.sqs.tag_queue(QueueUrl=url, Tags=self.tags)
+        if not self.tags.items() <= current_tags.items() and self._change(Action.UPDATE, "queue", name, "tags"):
+            self.sqs.tag_queue(QueueUrl=url, Tags=self.tags)
 
     def ensure_rule(self, queue: topology.ServiceQueue) -> None:
         pattern = registry.event_pattern(queue.service)

@@ -1,4 +1,4 @@
-"""Names and attributes of every AWS resource shopbus uses (design brief section 5).
+"""Names and attributes of every AWS resource shopbus uses (docs/architecture.md, "Topology and provisioning").
 
 Everything here is derived: queue attributes from the table below, rules from the handler registry,
 names from the configured prefix. Provisioning, teardown, the consumer and the DLQ tools all read it.

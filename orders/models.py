@@ -27,7 +27,7 @@ class Order(GuardedStatus, EventedModel):
         PAYMENT_FAILED = CancellationReason.PAYMENT_FAILED, "Payment failed"
         TIMEOUT = CancellationReason.TIMEOUT, "Timed out"
 
-    # The order saga (design brief section 4). Every status change goes through transition_to().
+    # The order saga (docs/architecture.md, "The saga"). Every status change goes through transition_to().
     TRANSITIONS = {
         Status.PLACED: frozenset({Status.RESERVED, Status.CANCELLED}),
         Status.RESERVED: frozenset({Status.CONFIRMED, Status.CANCELLED}),
@@ -126,3 +126,6 @@ class IdempotencyKey(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["api_key", "key"], name="idempotency_key_once_per_client")]
+
+    def __str__(self) -> str:
+        return f"Idempotency-Key {self.key} of {self.api_key_id}"
