@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test test-sqlite test-postgres bench clean
+.PHONY: run test test-sqlite test-postgres lint format bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,15 @@ test-sqlite: $(VENV)/.dev-installed
 
 test-postgres: $(VENV)/.dev-installed
 	$(PY) -m tests.postgres_server -- $(PY) -m pytest -m postgres
+
+## Lint and check formatting (ruff), as CI does before the tests. `make format` rewrites the tree.
+lint: $(VENV)/.dev-installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(VENV)/.dev-installed
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 ## Benchmark the whole flow against a local stack started the way `make run` starts it.
 bench: $(VENV)/.dev-installed

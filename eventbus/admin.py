@@ -20,9 +20,19 @@ class OutboxEventAdmin(ReadOnlyAdmin):
     date_hierarchy = "created_at"
     actions = ["requeue"]
     fields = (
-        "id", "source", "detail_type", "correlation_id", "status", "attempts", "next_attempt_at", "last_error",
-        "event_bridge_id", "created_at", "published_at", "pretty_detail",
-    )  # fmt: skip
+        "id",
+        "source",
+        "detail_type",
+        "correlation_id",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "last_error",
+        "event_bridge_id",
+        "created_at",
+        "published_at",
+        "pretty_detail",
+    )
     readonly_fields = fields
 
     @admin.display(description="Last error")

@@ -65,7 +65,9 @@ def handle_message(*, service: str, body: str) -> Outcome:
     subscription = registry.subscription_for(service, event.event_type.source, event.event_type.detail_type)
     if subscription is None:
         # Left for the DLQ rather than dropped: a rule ahead of its handler is a deploy to finish.
-        return Outcome(acknowledged=False, result=DeliveryResult.UNROUTABLE, event=event, note=f"{service} has no handler for it")
+        return Outcome(
+            acknowledged=False, result=DeliveryResult.UNROUTABLE, event=event, note=f"{service} has no handler for it"
+        )
     handler_id = subscription.handler_id
     try:
         with transaction.atomic():
@@ -89,7 +91,11 @@ def handle_message(*, service: str, body: str) -> Outcome:
         # Whatever the handler raised, the message stays on the queue for a retry and then the DLQ.
         logger.warning("handler %s failed on event %s", handler_id, event.event_id, exc_info=True)
         return Outcome(
-            acknowledged=False, result=DeliveryResult.FAILED, event=event, handler=handler_id, note=f"{type(exc).__name__}: {exc}"
+            acknowledged=False,
+            result=DeliveryResult.FAILED,
+            event=event,
+            handler=handler_id,
+            note=f"{type(exc).__name__}: {exc}",
         )
     return Outcome(acknowledged=True, result=DeliveryResult.PROCESSED, event=event, handler=handler_id, note=note)
 

@@ -28,11 +28,6 @@ class EventedModel(models.Model):
     class Meta:
         abstract = True
 
-    def record_event(self, event_type: EventType, data: dict[str, Any], *, correlation_id: Any) -> None:
-        self.__dict__.setdefault("_recorded_events", []).append(
-            RecordedEvent(event_type=event_type, data=data, correlation_id=str(correlation_id))
-        )
-
     def save(self, *args, **kwargs) -> None:
         if self.__dict__.get("_recorded_events"):
             using = kwargs.get("using") or router.db_for_write(type(self), instance=self)
@@ -43,6 +38,11 @@ class EventedModel(models.Model):
                     "they would not commit with the change"
                 )
         super().save(*args, **kwargs)
+
+    def record_event(self, event_type: EventType, data: dict[str, Any], *, correlation_id: Any) -> None:
+        self.__dict__.setdefault("_recorded_events", []).append(
+            RecordedEvent(event_type=event_type, data=data, correlation_id=str(correlation_id))
+        )
 
     def pop_recorded_events(self) -> list[RecordedEvent]:
         return self.__dict__.pop("_recorded_events", [])

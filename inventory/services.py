@@ -34,7 +34,9 @@ def _locked_stock(skus: list[str]) -> dict[str, StockItem]:
     return {row.product.sku: row for row in rows}
 
 
-def _stock_updated(item: StockItem, *, change: int, reason_code: StockChange, order_id: uuid.UUID | None = None) -> None:
+def _stock_updated(
+    item: StockItem, *, change: int, reason_code: StockChange, order_id: uuid.UUID | None = None
+) -> None:
     data = {
         "productId": item.product.sku,
         "onHand": item.on_hand,
@@ -76,7 +78,11 @@ def reserve_stock(*, order_id: uuid.UUID, items: list[RequestedItem]) -> Reserva
         row = stock.get(item.product_id)
         if row is None or not row.product.active:
             return _fail(
-                reservation, item, available=0, code=ReservationFailure.PRODUCT_NOT_FOUND, reason=f"Unknown product {item.product_id}"
+                reservation,
+                item,
+                available=0,
+                code=ReservationFailure.PRODUCT_NOT_FOUND,
+                reason=f"Unknown product {item.product_id}",
             )
         if row.available < item.quantity:
             return _fail(
@@ -84,7 +90,10 @@ def reserve_stock(*, order_id: uuid.UUID, items: list[RequestedItem]) -> Reserva
                 item,
                 available=row.available,
                 code=ReservationFailure.INSUFFICIENT_STOCK,
-                reason=f"Only {row.available} of {row.product.name} ({item.product_id}) available, {item.quantity} requested",
+                reason=(
+                    f"Only {row.available} of {row.product.name} ({item.product_id}) available, "
+                    f"{item.quantity} requested"
+                ),
             )
     for item in sorted(items, key=lambda i: stock[i.product_id].pk):
         row = stock[item.product_id]
@@ -113,7 +122,9 @@ def _merge_by_product(items: list[RequestedItem]) -> list[RequestedItem]:
     return [RequestedItem(product_id=sku, quantity=quantity) for sku, quantity in quantities.items()]
 
 
-def _fail(reservation: Reservation, item: RequestedItem, *, available: int, code: ReservationFailure, reason: str) -> Reservation:
+def _fail(
+    reservation: Reservation, item: RequestedItem, *, available: int, code: ReservationFailure, reason: str
+) -> Reservation:
     reservation.status = Reservation.Status.FAILED
     reservation.failure_reason_code = code
     reservation.failure_reason = reason

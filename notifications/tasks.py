@@ -16,4 +16,3 @@ def send_notification(self, notification_id: int) -> None:
         )
         if not final:
             raise self.retry(exc=exc, countdown=min(600, 5 * 2**self.request.retries)) from exc
-

@@ -80,11 +80,27 @@ class OrderAdmin(admin.ModelAdmin):
     inlines = [OrderLineInline]
     actions = ["cancel_orders", "mark_shipped"]
     readonly_fields = [
-        "id", "status", "customer_id", "email", "total_amount", "currency",
-        "shipping_street", "shipping_city", "shipping_state", "shipping_zip_code", "shipping_country",
-        "payment_token", "cancellation_reason_code", "cancellation_reason", "carrier", "tracking_number",
-        "refunded_at", "created_at", "status_changed_at", "updated_at",
-    ]  # fmt: skip
+        "id",
+        "status",
+        "customer_id",
+        "email",
+        "total_amount",
+        "currency",
+        "shipping_street",
+        "shipping_city",
+        "shipping_state",
+        "shipping_zip_code",
+        "shipping_country",
+        "payment_token",
+        "cancellation_reason_code",
+        "cancellation_reason",
+        "carrier",
+        "tracking_number",
+        "refunded_at",
+        "created_at",
+        "status_changed_at",
+        "updated_at",
+    ]
 
     def has_change_permission(self, request, obj=None):
         # Orders change only through the saga and the actions, never by editing fields.

@@ -7,7 +7,6 @@ skips, except under CI (CI=true), where .ci/run installs them and a skip would h
 
 from __future__ import annotations
 
-import glob
 import os
 import pwd
 import shutil
@@ -19,8 +18,8 @@ from pathlib import Path
 
 
 def _binary(name: str) -> str | None:
-    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), key=lambda p: int(p.split("/")[4]))
-    return candidates[-1] if candidates else shutil.which(name)
+    candidates = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), key=lambda p: int(p.parts[4]))
+    return str(candidates[-1]) if candidates else shutil.which(name)
 
 
 def _free_port() -> int:
@@ -41,7 +40,8 @@ def _skip_or_fail(reason: str) -> int:
         print(f"PostgreSQL tests cannot run: {reason}", file=sys.stderr)
         return 1
     print(
-        f"SKIPPED the PostgreSQL tests: {reason}. Install it with `apt-get install postgresql`, or set TEST_DATABASE_URL."
+        f"SKIPPED the PostgreSQL tests: {reason}. "
+        "Install it with `apt-get install postgresql`, or set TEST_DATABASE_URL."
     )
     return 0
 

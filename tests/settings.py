@@ -7,7 +7,7 @@ import os
 
 os.environ.setdefault("DEBUG", "true")
 
-from shopbus_site.settings import *  # noqa: E402,F403
+from shopbus_site.settings import *  # noqa: F403
 
 # moto's mock_aws intercepts botocore in this process; tests that need the real server say so.
 AWS_ENDPOINT_URL = None

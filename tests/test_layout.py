@@ -176,9 +176,7 @@ def project_edges() -> tuple[list[Import], list[str]]:
 
 def test_the_layout_is_what_the_architecture_document_says(project_edges):
     _, packages = project_edges
-    assert {"eventbus", "orders", "inventory", "payments", "notifications", "analytics", "audit", ROOT} <= set(
-        packages
-    )
+    assert {"eventbus", "orders", "inventory", "payments", "notifications", "analytics", "audit", ROOT} <= set(packages)
 
 
 def test_no_module_imports_itself_back(project_edges):
@@ -221,7 +219,9 @@ def test_an_import_only_for_type_checking_is_not_a_cycle(tmp_path):
     edges = _tree(
         tmp_path,
         {
-            "eventbus/registry.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .consumer import X\n",
+            "eventbus/registry.py": (
+                "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .consumer import X\n"
+            ),
             "eventbus/consumer.py": "from . import registry\n",
         },
     )

@@ -86,6 +86,9 @@ def test_the_admin_shows_a_record_but_cannot_add_change_or_delete_one(staff_clie
 
     assert staff_client.post(change_url, {"detail_type": "Tampered"}).status_code == 403
     assert staff_client.get(reverse("admin:audit_auditevent_add")).status_code == 403
-    assert staff_client.post(reverse("admin:audit_auditevent_delete", args=[record.pk]), {"post": "yes"}).status_code == 403
+    assert (
+        staff_client.post(reverse("admin:audit_auditevent_delete", args=[record.pk]), {"post": "yes"}).status_code
+        == 403
+    )
     record.refresh_from_db()
     assert (record.detail_type, record.envelope) == ("Order Placed", before)

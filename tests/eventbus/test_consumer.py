@@ -135,7 +135,9 @@ def test_a_failing_handler_rolls_back_its_work_and_its_processed_record(catalogu
 def test_a_redriven_message_is_processed(catalogue, quiet_relay, settings):
     orders_queue = topology.SERVICE_QUEUES["orders"]
     order = order_services.place_order(request=PlaceOrderRequestFactory(items=[OrderItemFactory(product_id="prod-2")]))
-    reserved = envelope(INVENTORY_RESERVED, {"orderId": str(order.pk), "items": [{"productId": "prod-2", "quantity": 1}]})
+    reserved = envelope(
+        INVENTORY_RESERVED, {"orderId": str(order.pk), "items": [{"productId": "prod-2", "quantity": 1}]}
+    )
     # The order row is missing (say, a botched restore), so the handler fails until it is back.
     Order.objects.filter(pk=order.pk).delete()
     send("orders", reserved)

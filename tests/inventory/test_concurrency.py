@@ -3,7 +3,6 @@ throwaway server (tests/postgres_server.py); SQLite serialises writers and would
 
 from __future__ import annotations
 
-import json
 import threading
 import uuid
 from collections.abc import Callable

@@ -99,8 +99,17 @@ def test_a_cancellation_after_payment_mentions_the_refund(django_capture_on_comm
 
 def test_a_payment_failure_is_told_once_not_twice(django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
-        deliver(event_types.PAYMENT_FAILED, {"orderId": ORDER_ID, "email": "c@example.com", "reasonCode": "DECLINED", "reason": "Your card was declined.",
-                                   "amount": "29.99", "currency": "USD"})  # fmt: skip
+        deliver(
+            event_types.PAYMENT_FAILED,
+            {
+                "orderId": ORDER_ID,
+                "email": "c@example.com",
+                "reasonCode": "DECLINED",
+                "reason": "Your card was declined.",
+                "amount": "29.99",
+                "currency": "USD",
+            },
+        )
         deliver(event_types.ORDER_CANCELLED, cancelled("PAYMENT_FAILED"))
     [email] = mail.outbox
     assert email.subject == "We could not take your payment"
@@ -109,8 +118,16 @@ def test_a_payment_failure_is_told_once_not_twice(django_capture_on_commit_callb
 
 def test_a_refund_is_confirmed_to_the_customer(django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
-        deliver(event_types.PAYMENT_REFUNDED, {"orderId": ORDER_ID, "email": "c@example.com", "paymentId": str(uuid.uuid4()), "amount": "29.99",
-                                     "currency": "USD"})  # fmt: skip
+        deliver(
+            event_types.PAYMENT_REFUNDED,
+            {
+                "orderId": ORDER_ID,
+                "email": "c@example.com",
+                "paymentId": str(uuid.uuid4()),
+                "amount": "29.99",
+                "currency": "USD",
+            },
+        )
     assert mail.outbox[0].subject == "Your refund is on its way"
 
 

@@ -72,12 +72,25 @@ def test_orders_are_searchable_by_id_customer_and_email(staff_client, catalogue)
 
 def test_staff_place_an_order_through_the_admin(staff_client, catalogue):
     form = {
-        "customer_id": "walk-in-1", "email": "walkin@example.com", "street": "1 Pike St", "city": "Seattle",
-        "state": "WA", "zip_code": "98101", "country": "US", "payment_token": "tok_visa",
-        "items-TOTAL_FORMS": "3", "items-INITIAL_FORMS": "0", "items-MIN_NUM_FORMS": "1", "items-MAX_NUM_FORMS": "1000",
-        "items-0-product_id": "prod-2", "items-0-quantity": "3",
-        "items-1-product_id": "", "items-1-quantity": "1", "items-2-product_id": "", "items-2-quantity": "1",
-    }  # fmt: skip
+        "customer_id": "walk-in-1",
+        "email": "walkin@example.com",
+        "street": "1 Pike St",
+        "city": "Seattle",
+        "state": "WA",
+        "zip_code": "98101",
+        "country": "US",
+        "payment_token": "tok_visa",
+        "items-TOTAL_FORMS": "3",
+        "items-INITIAL_FORMS": "0",
+        "items-MIN_NUM_FORMS": "1",
+        "items-MAX_NUM_FORMS": "1000",
+        "items-0-product_id": "prod-2",
+        "items-0-quantity": "3",
+        "items-1-product_id": "",
+        "items-1-quantity": "1",
+        "items-2-product_id": "",
+        "items-2-quantity": "1",
+    }
     response = staff_client.post("/admin/orders/order/add/", form)
 
     order = Order.objects.get(customer_id="walk-in-1")
@@ -88,11 +101,23 @@ def test_staff_place_an_order_through_the_admin(staff_client, catalogue):
 
 def test_the_admin_shows_service_validation_errors(staff_client, catalogue):
     form = {
-        "customer_id": "walk-in-1", "email": "walkin@example.com", "street": "1 Pike St", "city": "Seattle",
-        "state": "WA", "zip_code": "98101", "country": "US", "payment_token": "tok_visa",
-        "items-TOTAL_FORMS": "2", "items-INITIAL_FORMS": "0", "items-MIN_NUM_FORMS": "1", "items-MAX_NUM_FORMS": "1000",
-        "items-0-product_id": "prod-2", "items-0-quantity": "1", "items-1-product_id": "prod-2", "items-1-quantity": "1",
-    }  # fmt: skip
+        "customer_id": "walk-in-1",
+        "email": "walkin@example.com",
+        "street": "1 Pike St",
+        "city": "Seattle",
+        "state": "WA",
+        "zip_code": "98101",
+        "country": "US",
+        "payment_token": "tok_visa",
+        "items-TOTAL_FORMS": "2",
+        "items-INITIAL_FORMS": "0",
+        "items-MIN_NUM_FORMS": "1",
+        "items-MAX_NUM_FORMS": "1000",
+        "items-0-product_id": "prod-2",
+        "items-0-quantity": "1",
+        "items-1-product_id": "prod-2",
+        "items-1-quantity": "1",
+    }
     response = staff_client.post("/admin/orders/order/add/", form)
     assert response.status_code == 200
     assert b"already in the order" in response.content
@@ -138,8 +163,13 @@ def test_the_restock_action_publishes_stock_updated(staff_client, catalogue):
     assert keyboard.stock.on_hand == 25
     event = OutboxEvent.objects.filter(detail_type="Stock Updated", correlation_id="prod-3").latest("created_at")
     assert event.detail["data"] == {
-        "productId": "prod-3", "onHand": 25, "reserved": 0, "available": 25, "change": 20, "reasonCode": "RESTOCK",
-    }  # fmt: skip
+        "productId": "prod-3",
+        "onHand": 25,
+        "reserved": 0,
+        "available": 25,
+        "change": 20,
+        "reasonCode": "RESTOCK",
+    }
 
 
 def test_an_api_key_created_in_the_admin_is_shown_once(staff_client):

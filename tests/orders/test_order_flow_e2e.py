@@ -59,14 +59,24 @@ def test_complete_order_flow(live_stack):
     assert available("prod-1") == 49
 
     # 4. Cancel it.
-    assert client.post(f"/api/orders/{order_id}/cancel", data=json.dumps({"reason": "Customer requested cancellation"}),
-                       content_type="application/json").status_code == 200  # fmt: skip
+    assert (
+        client.post(
+            f"/api/orders/{order_id}/cancel",
+            data=json.dumps({"reason": "Customer requested cancellation"}),
+            content_type="application/json",
+        ).status_code
+        == 200
+    )
 
     # 5-6. Inventory releases the stock.
     wait_for(lambda: available("prod-1") == 50, what="the stock to come back")
     assert StockItem.objects.get(product__sku="prod-1").on_hand == 50
-    expected = {("inventory.reserve_stock", "Order Placed"), ("orders.stock_reserved", "Inventory Reserved"),
-                ("inventory.release_stock", "Order Cancelled"), ("audit.record_envelope", "Order Cancelled")}  # fmt: skip
+    expected = {
+        ("inventory.reserve_stock", "Order Placed"),
+        ("orders.stock_reserved", "Inventory Reserved"),
+        ("inventory.release_stock", "Order Cancelled"),
+        ("audit.record_envelope", "Order Cancelled"),
+    }
     wait_for(
         lambda: expected <= set(ProcessedEvent.objects.values_list("handler", "detail_type")), what="every handler"
     )
@@ -78,10 +88,18 @@ def test_an_order_for_more_than_is_in_stock_is_cancelled_as_out_of_stock(live_st
 
     order = place_order(
         request=PlaceOrderRequest(
-            customer_id="c-9", email="c9@example.com", items=[OrderItem(product_id="prod-3", quantity=6)],
-            shipping_address={"street": "1 Main St", "city": "Seattle", "state": "WA", "zipCode": "98101", "country": "US"},
+            customer_id="c-9",
+            email="c9@example.com",
+            items=[OrderItem(product_id="prod-3", quantity=6)],
+            shipping_address={
+                "street": "1 Main St",
+                "city": "Seattle",
+                "state": "WA",
+                "zipCode": "98101",
+                "country": "US",
+            },
         )
-    )  # fmt: skip
+    )
     wait_for(lambda: status_of(str(order.pk)) == "CANCELLED", what="the order to be cancelled")
     order.refresh_from_db()
     assert order.cancellation_reason_code == "OUT_OF_STOCK"

@@ -11,8 +11,14 @@ from tests.factories import PlaceOrderRequestFactory
 pytestmark = pytest.mark.django_db
 
 S = Order.Status
-ALLOWED = {(S.PLACED, S.RESERVED), (S.PLACED, S.CANCELLED), (S.RESERVED, S.CONFIRMED), (S.RESERVED, S.CANCELLED),
-           (S.CONFIRMED, S.SHIPPED), (S.CONFIRMED, S.CANCELLED)}  # fmt: skip
+ALLOWED = {
+    (S.PLACED, S.RESERVED),
+    (S.PLACED, S.CANCELLED),
+    (S.RESERVED, S.CONFIRMED),
+    (S.RESERVED, S.CANCELLED),
+    (S.CONFIRMED, S.SHIPPED),
+    (S.CONFIRMED, S.CANCELLED),
+}
 
 
 @pytest.mark.parametrize("current", S.values)

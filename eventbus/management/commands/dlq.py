@@ -38,7 +38,8 @@ class Command(BaseCommand):
         self.stdout.write(f"{'service':<14} {'queue':<28} {'visible':>8} {'in flight':>10} {'DLQ depth':>10}")
         for depth in depths:
             self.stdout.write(
-                f"{depth.service:<14} {depth.queue_name:<28} {depth.visible:>8} {depth.in_flight:>10} {depth.dlq_depth:>10}"
+                f"{depth.service:<14} {depth.queue_name:<28} "
+                f"{depth.visible:>8} {depth.in_flight:>10} {depth.dlq_depth:>10}"
             )
         self.stdout.write(
             f"{'(delivery)':<14} {topology.target_dlq_name():<28} {'':>8} {'':>10} {target_dlq_depth:>10}"

@@ -22,7 +22,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from eventbus import outbox
+from eventbus import outbox, topology
 from inventory import services as inventory_services
 from orders import services as order_services
 from orders.models import ApiKey
@@ -78,7 +78,8 @@ class Command(BaseCommand):
     def _start(self) -> None:
         bin_dir = Path(sys.executable).parent
         self.stdout.write(f"Starting moto's server on 127.0.0.1:{settings.LOCAL_AWS_PORT} …")
-        self.local_aws_log = open(settings.LOCAL_DIR / "local-aws.log", "ab")  # noqa: SIM115 - lives as long as the stack
+        # Open for as long as the stack runs.
+        self.local_aws_log = (settings.LOCAL_DIR / "local-aws.log").open("ab")
         self._spawn(
             "local-aws",
             [str(bin_dir / "moto_server"), "-H", "127.0.0.1", "-p", str(settings.LOCAL_AWS_PORT)],
@@ -114,7 +115,7 @@ class Command(BaseCommand):
                 "\nshopbus is running.\n"
                 f"  Admin:      {web}/admin/   login {login[0]} / {login[1]}\n"
                 f"  API:        {web}/api/     key  {key}\n"
-                f"  Local AWS:  {settings.AWS_ENDPOINT_URL}  (bus {settings.AWS_RESOURCE_PREFIX}{settings.EVENT_BUS_NAME})\n"
+                f"  Local AWS:  {settings.AWS_ENDPOINT_URL}  (bus {topology.bus_name()})\n"
                 f"  Try:        curl -s -H 'Authorization: Bearer {key}' {web}/api/products\n"
                 "Ctrl-C stops everything.\n"
             )
