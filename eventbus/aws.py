@@ -10,17 +10,19 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 
 _CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=40)
+# For probes that must answer within a load balancer's timeout: one attempt, short waits.
+_FAST_CONFIG = Config(retries={"mode": "standard", "max_attempts": 1}, connect_timeout=2, read_timeout=3)
 
 
 @cache
-def client(service_name: str):
+def client(service_name: str, *, fast: bool = False):
     from django.conf import settings
 
     return boto3.session.Session(**settings.LOCAL_AWS_CREDENTIALS).client(
         service_name,
         region_name=settings.AWS_REGION,
         endpoint_url=settings.AWS_ENDPOINT_URL,
-        config=_CONFIG,
+        config=_FAST_CONFIG if fast else _CONFIG,
     )
 
 

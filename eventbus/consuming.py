@@ -22,8 +22,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from django.db import IntegrityError, close_old_connections, transaction
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
-from . import aws, registry, topology
+from . import aws, metrics, registry, topology
 from .events import MalformedEvent, ReceivedEvent, caused_by, parse_envelope
 from .models import DeliveryFailure, ProcessedEvent
 from .outbox import RelayThread
@@ -54,6 +55,20 @@ class Outcome:
     @property
     def detail_type(self) -> str:
         return self.event.event_type.detail_type if self.event else ""
+
+    def end_to_end_ms(self) -> float | None:
+        """Milliseconds from the producer's occurredAt until now (just after the handler committed)."""
+        occurred_at = parse_datetime(self.event.occurred_at) if self.event else None
+        return (timezone.now() - occurred_at).total_seconds() * 1000 if occurred_at else None
+
+
+def trace_id_of(header: str) -> str:
+    """The X-Ray trace id in an AWSTraceHeader ("Root=1-…;Parent=…;Sampled=1"), or ""."""
+    for part in header.split(";"):
+        name, _, value = part.strip().partition("=")
+        if name == "Root":
+            return value
+    return ""
 
 
 def handle_message(*, service: str, body: str) -> Outcome:
@@ -149,9 +164,10 @@ class QueuePoller(threading.Thread):
             QueueUrl=self.queue_url,
             MaxNumberOfMessages=10,
             WaitTimeSeconds=min(settings.EVENT_CONSUMER_WAIT_SECONDS, 10),
-            MessageSystemAttributeNames=["ApproximateReceiveCount"],
+            MessageSystemAttributeNames=["ApproximateReceiveCount", "AWSTraceHeader"],
         )
         messages = response.get("Messages", [])
+        metrics.recorder.heartbeat(service=self.queue.service, received=len(messages))
         done = []
         for message in messages:
             if self.process(sqs, message):
@@ -170,7 +186,16 @@ class QueuePoller(threading.Thread):
     def process(self, sqs, message: dict[str, Any]) -> bool:
         started = time.monotonic()
         outcome = handle_message(service=self.queue.service, body=message.get("Body", ""))
-        receive_count = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+        processing_ms = (time.monotonic() - started) * 1000
+        attributes = message.get("Attributes", {})
+        receive_count = int(attributes.get("ApproximateReceiveCount", "1"))
+        metrics.record_delivery(
+            service=self.queue.service,
+            detail_type=outcome.detail_type,
+            result=outcome.result,
+            processing_ms=processing_ms,
+            end_to_end_ms=outcome.end_to_end_ms() if outcome.result == DeliveryResult.PROCESSED else None,
+        )
         log = {
             "queue": self.queue.name,
             "message_id": message["MessageId"],
@@ -178,15 +203,18 @@ class QueuePoller(threading.Thread):
             "detail_type": outcome.detail_type,
             "handler": outcome.handler,
             "outcome": outcome.result,
-            "duration_ms": round((time.monotonic() - started) * 1000, 1),
+            "duration_ms": round(processing_ms, 1),
         }
+        trace_id = trace_id_of(attributes.get("AWSTraceHeader", ""))
+        if trace_id:
+            log["trace_id"] = trace_id
         if outcome.acknowledged:
             if outcome.note:
                 log["note"] = outcome.note
-            logger.info("event %s", json.dumps(log))
+            logger.info("event %s", json.dumps(log), extra={"fields": log})
             return True
         log.update(reason=outcome.note, receive_count=receive_count)
-        logger.warning("event %s", json.dumps(log))
+        logger.warning("event %s", json.dumps(log), extra={"fields": log})
         record_failure(
             queue_name=self.queue.name, message_id=message["MessageId"], receive_count=receive_count, outcome=outcome
         )

@@ -91,6 +91,8 @@ class ProcessedEvent(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["handler", "event_id"], name="processed_event_once")]
+        # An order's timeline looks up who handled each of its events.
+        indexes = [models.Index(fields=["event_id"], name="processed_event_id_idx")]
 
     def __str__(self) -> str:
         return f"{self.handler} {self.event_id}"
@@ -101,7 +103,7 @@ class DeliveryFailure(models.Model):
 
     message_id = models.CharField(max_length=100, unique=True)
     queue_name = models.CharField(max_length=100)
-    event_id = models.CharField(max_length=100, blank=True)
+    event_id = models.CharField(max_length=100, blank=True, db_index=True)
     detail_type = models.CharField(max_length=100, blank=True)
     reason = models.TextField()
     receive_count = models.PositiveIntegerField(default=1)
@@ -113,3 +115,62 @@ class DeliveryFailure(models.Model):
 
     def __str__(self) -> str:
         return f"{self.queue_name} {self.message_id}"
+
+
+class MetricCount(models.Model):
+    """One metric's aggregate for one minute and one set of dimensions, summed over every process.
+    Written by the metrics flusher (eventbus.metrics), read by the event-flow dashboard."""
+
+    minute = models.DateTimeField()
+    metric = models.CharField(max_length=40)
+    service = models.CharField(max_length=40, blank=True)
+    event_type = models.CharField(max_length=100, blank=True)
+    result = models.CharField(max_length=20, blank=True)
+    count = models.BigIntegerField(default=0)
+    total = models.FloatField(default=0)
+    maximum = models.FloatField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["minute", "metric", "service", "event_type", "result"], name="one_metric_count_per_minute"
+            )
+        ]
+        indexes = [models.Index(fields=["metric", "minute"], name="metric_count_window_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.minute:%H:%M} {self.metric} {self.service} {self.event_type} {self.result}: {self.count}"
+
+
+class MetricBucket(models.Model):
+    """A latency histogram bucket (eventbus.metrics.BUCKET_BOUNDS) for one minute and service, so
+    percentiles over any window are a GROUP BY, whatever the volume."""
+
+    minute = models.DateTimeField()
+    metric = models.CharField(max_length=40)
+    service = models.CharField(max_length=40, blank=True)
+    bucket = models.PositiveSmallIntegerField()
+    count = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["minute", "metric", "service", "bucket"], name="one_bucket_per_minute")
+        ]
+        indexes = [models.Index(fields=["metric", "minute"], name="metric_bucket_window_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.minute:%H:%M} {self.metric} {self.service} bucket {self.bucket}: {self.count}"
+
+
+class ConsumerHeartbeat(models.Model):
+    """When a worker's poller for a service last polled its queue."""
+
+    service = models.CharField(max_length=40)
+    worker = models.CharField(max_length=200)
+    last_polled_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["service", "worker"], name="one_heartbeat_per_poller")]
+
+    def __str__(self) -> str:
+        return f"{self.service} on {self.worker}"

@@ -8,22 +8,23 @@ elsewhere, and also runs periodically (docs/architecture.md, "Publishing").
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from django.db import close_old_connections, transaction
-from django.db.models import Q
+from django.db.models import Min, Q
 from django.utils import timezone
 
-from . import aws, topology
+from . import aws, metrics, topology
 from .event_types import EventType
 from .events import build_detail, dumps_detail
 from .models import EventedModel, OutboxEvent
@@ -147,10 +148,28 @@ def _claim_due_rows(*, limit: int) -> list[OutboxEvent]:
     return rows
 
 
+def trace_header(*, correlation_id: str, started_at: datetime, event_id: uuid.UUID) -> str:
+    """An X-Ray trace header shared by every event of one correlation (one order): the trace id is the
+    time of the correlation's first event and a hash of its id; the parent is this event."""
+    digest = hashlib.sha256(correlation_id.encode()).hexdigest()[:24]
+    return f"Root=1-{int(started_at.timestamp()):08x}-{digest};Parent={event_id.hex[:16]};Sampled=1"
+
+
+def _first_event_times(rows: list[OutboxEvent]) -> dict[str, datetime]:
+    correlation_ids = {row.correlation_id for row in rows}
+    return dict(
+        OutboxEvent.objects.filter(correlation_id__in=correlation_ids)
+        .values("correlation_id")
+        .annotate(first=Min("created_at"))
+        .values_list("correlation_id", "first")
+    )
+
+
 def _batches(rows: list[OutboxEvent]) -> Iterator[list[tuple[OutboxEvent, dict[str, Any]]]]:
     batch: list[tuple[OutboxEvent, dict[str, Any]]] = []
     batch_bytes = 0
     bus = topology.bus_name()
+    started = _first_event_times(rows) if rows else {}
     for row in rows:
         detail_json = dumps_detail(row.detail)
         size = entry_size(source=row.source, detail_type=row.detail_type, detail_json=detail_json)
@@ -163,6 +182,11 @@ def _batches(rows: list[OutboxEvent]) -> Iterator[list[tuple[OutboxEvent, dict[s
             "Detail": detail_json,
             "EventBusName": bus,
             "Time": row.created_at,
+            "TraceHeader": trace_header(
+                correlation_id=row.correlation_id,
+                started_at=started.get(row.correlation_id, row.created_at),
+                event_id=row.id,
+            ),
         }
         batch.append((row, entry))
         batch_bytes += size
@@ -173,9 +197,11 @@ def _batches(rows: list[OutboxEvent]) -> Iterator[list[tuple[OutboxEvent, dict[s
 def _publish_batch(batch: list[tuple[OutboxEvent, dict[str, Any]]], report: RelayReport) -> None:
     rows = [row for row, _ in batch]
     now = timezone.now()
+    metrics.record_batch(size=len(rows))
     try:
         response = aws.client("events").put_events(Entries=[entry for _, entry in batch])
         results = response["Entries"]
+        now = timezone.now()
     except (BotoCoreError, ClientError) as exc:
         error = f"PutEvents failed: {exc}"
         report.errors.append(error)
@@ -190,15 +216,19 @@ def _publish_batch(batch: list[tuple[OutboxEvent, dict[str, Any]]], report: Rela
             row.published_at = now
             row.last_error = ""
             report.published += 1
+            lag_ms = (now - row.created_at).total_seconds() * 1000
+            metrics.record_publish(detail_type=row.detail_type, result="published", lag_ms=lag_ms)
             continue
         code = result.get("ErrorCode", "Unknown")
         row.last_error = f"{code}: {result.get('ErrorMessage', '')}".strip()
         if code in RETRYABLE_ERROR_CODES or code == "CallFailed":
             row.next_attempt_at = now + _backoff(row.attempts)
             report.retrying += 1
+            metrics.record_publish(detail_type=row.detail_type, result="retrying", lag_ms=None)
         else:
             row.status = OutboxEvent.Status.FAILED
             report.failed += 1
+            metrics.record_publish(detail_type=row.detail_type, result="failed", lag_ms=None)
             logger.error("outbox relay: event %s %s rejected for good: %s", row.id, row.detail_type, row.last_error)
     OutboxEvent.objects.bulk_update(
         rows,

@@ -11,12 +11,13 @@ import json
 import logging
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 from django.conf import settings
 
 from . import aws, registry, topology
+from .metrics import NAMESPACE, Metric
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +87,23 @@ class AwsResources:
         return self.arn("sqs", queue_name)
 
 
+class ProvisioningExtension(Protocol):
+    """AWS resources that another room owns (alarms, a state machine) but provisioning applies and
+    tears down with everything else. Registered at start-up, so the plumbing imports no room."""
+
+    def apply(self, provisioner: Provisioner) -> None: ...
+
+    def teardown(self, provisioner: Provisioner) -> None: ...
+
+
+_extensions: list[ProvisioningExtension] = []
+
+
+def register_extension(extension: ProvisioningExtension) -> None:
+    if extension not in _extensions:
+        _extensions.append(extension)
+
+
 class Provisioner:
     def __init__(self, *, dry_run: bool = False) -> None:
         self.dry_run = dry_run
@@ -96,7 +114,7 @@ class Provisioner:
         self.tags = dict(settings.RESOURCE_TAGS)
         self.changes: list[Change] = []
 
-    def _change(self, action: Action, kind: str, name: str, detail: str = "") -> bool:
+    def change(self, action: Action, kind: str, name: str, detail: str = "") -> bool:
         """Record a change; True when it should also be applied."""
         self.changes.append(Change(action, kind, name, detail))
         logger.debug("%s%s", "[dry run] " if self.dry_run else "", self.changes[-1])
@@ -117,6 +135,8 @@ class Provisioner:
         self.remove_stale_rules({queue.rule_name for queue in queues})
         self.ensure_archive()
         self.ensure_dashboard(queues)
+        for extension in _extensions:
+            extension.apply(self)
         return self.changes
 
     @property
@@ -162,14 +182,14 @@ class Provisioner:
         except ClientError as exc:
             if _error_code(exc) != "ResourceNotFoundException":
                 raise
-            if self._change(Action.CREATE, "event bus", self.names.bus):
+            if self.change(Action.CREATE, "event bus", self.names.bus):
                 self.events.create_event_bus(Name=self.names.bus, Tags=self._tag_list())
             return
         current = {
             t["Key"]: t["Value"] for t in self.events.list_tags_for_resource(ResourceARN=self.names.bus_arn)["Tags"]
         }
         tags_missing = not self.tags.items() <= current.items()
-        if tags_missing and self._change(Action.UPDATE, "event bus", self.names.bus, "tags"):
+        if tags_missing and self.change(Action.UPDATE, "event bus", self.names.bus, "tags"):
             self.events.tag_resource(ResourceARN=self.names.bus_arn, Tags=self._tag_list())
 
     def _tag_list(self) -> list[dict[str, str]]:
@@ -186,19 +206,19 @@ class Provisioner:
     def ensure_queue(self, name: str, attributes: dict[str, str]) -> None:
         url = self._queue_url(name)
         if url is None:
-            if self._change(Action.CREATE, "queue", name):
+            if self.change(Action.CREATE, "queue", name):
                 self.sqs.create_queue(QueueName=name, Attributes=attributes, tags=self.tags)
             return
         current = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
         drift = {key: value for key, value in attributes.items() if _canonical(current.get(key)) != _canonical(value)}
-        if drift and self._change(Action.UPDATE, "queue", name, ", ".join(sorted(drift))):
+        if drift and self.change(Action.UPDATE, "queue", name, ", ".join(sorted(drift))):
             # Resend the policy with any change: moto's server drops a queue's policy when other
             # attributes are set without it (AWS keeps it; resending is harmless there).
             if "Policy" in attributes:
                 drift["Policy"] = attributes["Policy"]
             self.sqs.set_queue_attributes(QueueUrl=url, Attributes=drift)
         current_tags = self.sqs.list_queue_tags(QueueUrl=url).get("Tags", {})
-        if not self.tags.items() <= current_tags.items() and self._change(Action.UPDATE, "queue", name, "tags"):
+        if not self.tags.items() <= current_tags.items() and self.change(Action.UPDATE, "queue", name, "tags"):
             self.sqs.tag_queue(QueueUrl=url, Tags=self.tags)
 
     def ensure_rule(self, queue: topology.ServiceQueue) -> None:
@@ -212,11 +232,11 @@ class Provisioner:
                 raise
             current = None
         if current is None:
-            if not self._change(Action.CREATE, "rule", queue.rule_name):
+            if not self.change(Action.CREATE, "rule", queue.rule_name):
                 return
         else:
             drift = [key for key, value in desired.items() if _canonical(current.get(key)) != _canonical(value)]
-            if not drift or not self._change(Action.UPDATE, "rule", queue.rule_name, ", ".join(drift)):
+            if not drift or not self.change(Action.UPDATE, "rule", queue.rule_name, ", ".join(drift)):
                 return
         self.events.put_rule(
             Name=queue.rule_name,
@@ -245,12 +265,12 @@ class Provisioner:
             current = []  # the rule is only planned (dry run)
         ours = next((t for t in current if t["Id"] == TARGET_ID), None)
         stale = [t["Id"] for t in current if t["Id"] != TARGET_ID]
-        if stale and self._change(Action.DELETE, "target", f"{queue.rule_name}/{','.join(stale)}"):
+        if stale and self.change(Action.DELETE, "target", f"{queue.rule_name}/{','.join(stale)}"):
             self.events.remove_targets(Rule=queue.rule_name, EventBusName=self.names.bus, Ids=stale)
         comparable = {key: ours.get(key) for key in desired} if ours else None
         if comparable is not None and _canonical(comparable) == _canonical(desired):
             return
-        if self._change(Action.CREATE if ours is None else "update", "target", f"{queue.rule_name}/{TARGET_ID}"):
+        if self.change(Action.CREATE if ours is None else "update", "target", f"{queue.rule_name}/{TARGET_ID}"):
             self.events.put_targets(Rule=queue.rule_name, EventBusName=self.names.bus, Targets=[desired])
 
     def _rules_on_bus(self) -> list[str]:
@@ -270,7 +290,7 @@ class Provisioner:
     def remove_stale_rules(self, wanted: set[str]) -> None:
         """A service that no longer handles any event loses its rule: routing follows the code."""
         for rule in self._our_rules_on_bus():
-            if rule not in wanted and self._change(Action.DELETE, "rule", rule, "no handler subscribes to it any more"):
+            if rule not in wanted and self.change(Action.DELETE, "rule", rule, "no handler subscribes to it any more"):
                 self._delete_rule(rule)
 
     def _delete_rule(self, rule: str) -> None:
@@ -293,7 +313,7 @@ class Provisioner:
         except ClientError as exc:
             if _error_code(exc) != "ResourceNotFoundException":
                 raise
-            if self._change(Action.CREATE, "archive", name):
+            if self.change(Action.CREATE, "archive", name):
                 self.events.create_archive(
                     ArchiveName=name,
                     EventSourceArn=self.names.bus_arn,
@@ -303,7 +323,7 @@ class Provisioner:
                 )
             return
         drift = [key for key, value in desired.items() if _canonical(current.get(key)) != _canonical(value)]
-        if drift and self._change(Action.UPDATE, "archive", name, ", ".join(drift)):
+        if drift and self.change(Action.UPDATE, "archive", name, ", ".join(drift)):
             self.events.update_archive(
                 ArchiveName=name,
                 EventPattern=json.dumps(desired["EventPattern"]),
@@ -357,6 +377,41 @@ class Provisioner:
                     [["AWS/SQS", "NumberOfMessagesDeleted", "QueueName", q.name] for q in queues],
                     "Sum",
                 ),
+                widget(
+                    "Processing time per service, p50 and p99 (ms)",
+                    [
+                        [NAMESPACE, Metric.PROCESSING_TIME, "ServiceName", q.service, {"stat": stat, "label": label}]
+                        for q in queues
+                        for stat, label in (("p50", f"{q.service} p50"), ("p99", f"{q.service} p99"))
+                    ],
+                    "p99",
+                ),
+                widget(
+                    "Deliveries by result",
+                    [
+                        [NAMESPACE, Metric.PROCESSING_RESULT, "ServiceName", q.service, "Result", result]
+                        for q in queues
+                        for result in ("processed", "duplicate", "failed", "malformed", "unroutable")
+                    ],
+                    "Sum",
+                ),
+                widget(
+                    "End-to-end latency per hop (occurredAt to handler commit), p50 and p99 (ms)",
+                    [
+                        [NAMESPACE, Metric.END_TO_END_LATENCY, "ServiceName", q.service, {"stat": stat, "label": label}]
+                        for q in queues
+                        for stat, label in (("p50", f"to {q.service} p50"), ("p99", f"to {q.service} p99"))
+                    ],
+                    "p99",
+                ),
+                widget(
+                    "Outbox: publish lag p99 (ms), backlog age (s)",
+                    [
+                        [NAMESPACE, Metric.PUBLISH_LAG, {"stat": "p99", "label": "publish lag p99"}],
+                        [NAMESPACE, Metric.OUTBOX_BACKLOG_AGE, {"stat": "Maximum", "label": "backlog age"}],
+                    ],
+                    "Maximum",
+                ),
             ]
         }
 
@@ -371,17 +426,19 @@ class Provisioner:
             current = None
         if current == desired:
             return
-        if self._change(Action.CREATE if current is None else "update", "dashboard", name):
+        if self.change(Action.CREATE if current is None else "update", "dashboard", name):
             self.cloudwatch.put_dashboard(DashboardName=name, DashboardBody=json.dumps(desired))
 
     # --- teardown -----------------------------------------------------------------------------
 
     def teardown(self) -> list[Change]:
         """Remove exactly what apply() creates: the resources named by the topology, on our bus."""
+        for extension in reversed(_extensions):
+            extension.teardown(self)
         name = topology.dashboard_name()
         try:
             self.cloudwatch.get_dashboard(DashboardName=name)
-            if self._change(Action.DELETE, "dashboard", name):
+            if self.change(Action.DELETE, "dashboard", name):
                 self.cloudwatch.delete_dashboards(DashboardNames=[name])
         except ClientError as exc:
             if _error_code(exc) not in {"ResourceNotFound", "ResourceNotFoundException"}:
@@ -389,13 +446,13 @@ class Provisioner:
         archive = topology.archive_name()
         try:
             self.events.describe_archive(ArchiveName=archive)
-            if self._change(Action.DELETE, "archive", archive):
+            if self.change(Action.DELETE, "archive", archive):
                 self.events.delete_archive(ArchiveName=archive)
         except ClientError as exc:
             if _error_code(exc) != "ResourceNotFoundException":
                 raise
         for rule in self._our_rules_on_bus():
-            if self._change(Action.DELETE, "rule", rule):
+            if self.change(Action.DELETE, "rule", rule):
                 self._delete_rule(rule)
         queue_names = [self.target_dlq_name]
         for queue in topology.SERVICE_QUEUES.values():
@@ -406,13 +463,13 @@ class Provisioner:
                 continue
             tags = self.sqs.list_queue_tags(QueueUrl=url).get("Tags", {})
             if tags.get("Project") != self.tags["Project"]:
-                self._change(Action.SKIP, "queue", name, f"not tagged Project={self.tags['Project']}; left alone")
+                self.change(Action.SKIP, "queue", name, f"not tagged Project={self.tags['Project']}; left alone")
                 continue
-            if self._change(Action.DELETE, "queue", name):
+            if self.change(Action.DELETE, "queue", name):
                 self.sqs.delete_queue(QueueUrl=url)
         try:
             self.events.describe_event_bus(Name=self.names.bus)
-            if self._change(Action.DELETE, "event bus", self.names.bus):
+            if self.change(Action.DELETE, "event bus", self.names.bus):
                 self.events.delete_event_bus(Name=self.names.bus)
         except ClientError as exc:
             if _error_code(exc) != "ResourceNotFoundException":

@@ -1,6 +1,6 @@
 from celery import shared_task
 
-from . import outbox
+from . import metrics, outbox
 
 
 @shared_task(ignore_result=True)
@@ -10,3 +10,8 @@ def relay_outbox() -> None:
 
 def wake_relay_by_task() -> None:
     relay_outbox.apply_async(retry=False)
+
+
+@shared_task(ignore_result=True)
+def prune_metrics() -> None:
+    metrics.prune()

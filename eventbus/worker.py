@@ -1,9 +1,10 @@
-"""The Celery worker bootstep that consumes the event queues. Kept import-light: it is loaded with the
-Celery app, before Django is set up."""
+"""The Celery worker bootstep that consumes the event queues and flushes the process's metrics. Kept
+import-light: it is loaded with the Celery app, before Django is set up."""
 
 from __future__ import annotations
 
 import logging
+import threading
 
 from celery import bootsteps
 
@@ -26,12 +27,19 @@ class EventConsumerStep(bootsteps.StartStopStep):
         super().__init__(worker, **options)
         self.option = event_consumers
         self.consumer = None
+        self.flusher = None
+        self.flusher_stop = threading.Event()
 
     def start(self, worker) -> None:
         from django.conf import settings
 
         from .consuming import EventConsumer
+        from .metrics import MetricsFlusher
 
+        # Every worker flushes metrics, consumers or not: its Celery tasks relay the outbox too.
+        self.flusher_stop.clear()
+        self.flusher = MetricsFlusher(self.flusher_stop)
+        self.flusher.start()
         services = choose_services(self.option, settings.EVENT_CONSUMERS)
         if services == []:
             logger.info("this worker consumes no event queue")
@@ -44,6 +52,10 @@ class EventConsumerStep(bootsteps.StartStopStep):
         if self.consumer is not None:
             self.consumer.stop()
             self.consumer = None
+        if self.flusher is not None:
+            self.flusher_stop.set()
+            self.flusher.join(10)
+            self.flusher = None
 
     # Celery calls terminate on a cold shutdown and shutdown at exit; the base class would only act
     # on `self.obj`, leaving the poller threads running.

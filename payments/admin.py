@@ -25,4 +25,5 @@ class PaymentAdmin(ReadOnlyAdmin):
 class RefundAdmin(ReadOnlyAdmin):
     list_display = ("payment", "amount", "gateway_reference", "created_at")
     list_select_related = ("payment",)
+    search_fields = ("payment__order_id", "gateway_reference")
     date_hierarchy = "created_at"

@@ -26,6 +26,9 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "te
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
+    # The composition root first, so its templates (the admin index) take precedence: it holds the
+    # dev-stack command and the admin helpers every app shares.
+    "shopbus_site",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -39,8 +42,7 @@ INSTALLED_APPS = [
     "notifications",
     "analytics",
     "audit",
-    # The composition root: the dev-stack command and the admin helpers every app shares.
-    "shopbus_site",
+    "observability",
 ]
 
 MIDDLEWARE = [
@@ -159,6 +161,21 @@ EVENT_CONSUMER_WAIT_SECONDS = env.int("EVENT_CONSUMER_WAIT_SECONDS", default=5)
 # visibility timeout, instead of always waiting out the whole timeout.
 EVENT_RETRY_BASE_SECONDS = env.int("EVENT_RETRY_BASE_SECONDS", default=2)
 
+# --- Metrics, alarms and tracing (docs/observability.md) -----------------------------------------
+# Each worker aggregates per-delivery metrics in memory and flushes them this often: to the database
+# (the event-flow dashboard) and, where enabled, to CloudWatch (ECommerce/EventDriven).
+METRICS_FLUSH_SECONDS = env.float("METRICS_FLUSH_SECONDS", default=10)
+METRICS_CLOUDWATCH = env.bool("METRICS_CLOUDWATCH", default=not USES_LOCAL_AWS)
+METRICS_RETENTION_DAYS = env.int("METRICS_RETENTION_DAYS", default=14)
+METRICS_HEARTBEAT_LOG_SECONDS = env.int("METRICS_HEARTBEAT_LOG_SECONDS", default=60)
+# Alarm thresholds: one definition drives CloudWatch on AWS and the dashboard's own evaluation.
+ALARM_DLQ_MESSAGES = env.int("ALARM_DLQ_MESSAGES", default=0)
+ALARM_QUEUE_AGE_SECONDS = env.int("ALARM_QUEUE_AGE_SECONDS", default=300)
+ALARM_OUTBOX_AGE_SECONDS = env.int("ALARM_OUTBOX_AGE_SECONDS", default=120)
+ALARM_FAILURE_RATE = env.float("ALARM_FAILURE_RATE", default=0.05)
+ALARM_PERIOD_SECONDS = env.int("ALARM_PERIOD_SECONDS", default=300)
+ALARM_SNS_TOPIC_ARN = env("ALARM_SNS_TOPIC_ARN", default="")
+
 # --- Shop ---------------------------------------------------------------------------------------
 SHOP_CURRENCY = env("SHOP_CURRENCY", default="USD")
 ORDER_MAX_ITEMS = env.int("ORDER_MAX_ITEMS", default=50)
@@ -214,18 +231,35 @@ CELERY_BEAT_SCHEDULE = {
     "relay-outbox": {"task": "eventbus.tasks.relay_outbox", "schedule": OUTBOX_RELAY_INTERVAL_SECONDS},
     "purge-idempotency-keys": {"task": "orders.tasks.purge_expired_idempotency_keys", "schedule": 3600},
     "cancel-stuck-orders": {"task": "orders.tasks.cancel_stuck_orders", "schedule": 60},
+    "prune-metrics": {"task": "eventbus.tasks.prune_metrics", "schedule": 3600},
 }
 
 # --- Logging ------------------------------------------------------------------------------------
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")
+# `json` writes one JSON object per line, for log shippers; `plain` is for people.
+LOG_FORMAT = env("LOG_FORMAT", default="plain")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "shopbus_site.logging.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "json" if LOG_FORMAT == "json" else "plain"}
+    },
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
         app: {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False}
-        for app in ("eventbus", "orders", "inventory", "payments", "notifications", "analytics", "audit")
+        for app in (
+            "eventbus",
+            "orders",
+            "inventory",
+            "payments",
+            "notifications",
+            "analytics",
+            "audit",
+            "observability",
+        )
     },
 }

@@ -3,7 +3,8 @@
 Every import counts, at module level or inside a function, except those under `if TYPE_CHECKING:`,
 which never run. The checks:
 - no import cycle between shopbus's modules;
-- the plumbing (eventbus) imports no service app;
+- the plumbing (eventbus) imports no service app and no other room;
+- the rooms built on the plumbing (observability) import no service app; services may use them;
 - the composition root (shopbus_site) is imported by nothing but Django's machinery, except that any
   app's admin module may use the shared admin helpers in shopbus_site.admin;
 - a service app reads another only through that app's selectors, and only where the architecture
@@ -23,6 +24,8 @@ from django.conf import settings
 
 ROOT = "shopbus_site"
 PLUMBING = {"eventbus"}
+# Rooms on top of the plumbing that any service may use, and that use no service themselves.
+SHARED_ROOMS = {"observability"}
 SHARED_ADMIN_HELPERS = "shopbus_site.admin"
 # (reader, owner): the reader may import the owner's selectors. Each is named, with its reason, in
 # docs/architecture.md.
@@ -146,7 +149,7 @@ def cycles(edges: list[Import]) -> list[list[str]]:
 
 
 def violations(edges: list[Import], packages: Iterable[str]) -> list[str]:
-    services = set(packages) - PLUMBING - {ROOT}
+    services = set(packages) - PLUMBING - SHARED_ROOMS - {ROOT}
     problems = []
     for edge in edges:
         source, target = edge.importer.split(".")[0], edge.imported.split(".")[0]
@@ -156,8 +159,10 @@ def violations(edges: list[Import], packages: Iterable[str]) -> list[str]:
         if target == ROOT:
             if not (edge.importer.endswith(".admin") and edge.imported in {ROOT, SHARED_ADMIN_HELPERS}):
                 problems.append(f"{where}: nothing imports the composition root but Django")
-        elif source in PLUMBING and target in services:
-            problems.append(f"{where}: the plumbing imports no service app")
+        elif source in PLUMBING and target not in PLUMBING:
+            problems.append(f"{where}: the plumbing imports no service app and no other room")
+        elif source in SHARED_ROOMS and target in services:
+            problems.append(f"{where}: a shared room imports no service app")
         elif source in services and target in services:
             reads_selectors = edge.imported in {target, f"{target}.selectors"}
             if not (reads_selectors and (source, target) in CROSS_SERVICE_READS):
@@ -235,17 +240,22 @@ def test_upward_and_sideways_imports_are_reported(tmp_path):
             "eventbus/devstack.py": "from orders import services\n",
             "orders/services.py": "from inventory.selectors import catalogue_entries\nfrom payments import models\n",
             "orders/admin.py": "from shopbus_site.admin import ReadOnlyAdmin\n",
-            "orders/views.py": "from shopbus_site import settings\n",
+            "orders/views.py": "from shopbus_site import settings\nfrom observability import timelines\n",
+            "observability/timelines.py": "from eventbus import models\nfrom orders import models\n",
+            "eventbus/models.py": "",
+            "orders/models.py": "",
             "inventory/selectors.py": "",
             "payments/models.py": "",
             "shopbus_site/admin.py": "",
             "shopbus_site/settings.py": "",
         },
     )
-    problems = violations(edges, ["eventbus", "orders", "inventory", "payments", ROOT])
+    problems = violations(edges, ["eventbus", "observability", "orders", "inventory", "payments", ROOT])
     assert sorted(problem.split(": ")[0] for problem in problems) == [
         "eventbus.devstack:1 imports orders",
         "eventbus.devstack:1 imports orders.services",
+        "observability.timelines:2 imports orders",
+        "observability.timelines:2 imports orders.models",
         "orders.services:2 imports payments",
         "orders.services:2 imports payments.models",
         "orders.views:1 imports shopbus_site",

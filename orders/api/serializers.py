@@ -4,6 +4,7 @@ from typing import Any
 
 from eventbus.event_types import money
 from inventory.selectors import CatalogueEntry
+from observability.timelines import TimelineEntry
 
 from ..models import Order
 
@@ -47,3 +48,33 @@ def catalogue_entry_json(entry: CatalogueEntry) -> dict[str, Any]:
         "unitPrice": money(entry.unit_price),
         "available": entry.available,
     }
+
+
+def _timestamp(moment) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def timeline_json(timeline: list[TimelineEntry]) -> list[dict[str, Any]]:
+    return [
+        {
+            "eventId": entry.event_id,
+            "detailType": entry.detail_type,
+            "source": entry.source,
+            "occurredAt": _timestamp(entry.occurred_at),
+            "causationId": entry.causation_id,
+            "publishedAt": _timestamp(entry.published_at) if entry.published_at else None,
+            "handledBy": [
+                {
+                    "service": handling.service,
+                    "handledAt": _timestamp(handling.handled_at),
+                    "latencyMs": round(handling.latency_ms),
+                }
+                for handling in entry.handled_by
+            ],
+            "deliveryFailures": [
+                {"queue": failure.queue_name, "reason": failure.reason, "receiveCount": failure.receive_count}
+                for failure in entry.failures
+            ],
+        }
+        for entry in timeline
+    ]

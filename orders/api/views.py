@@ -14,11 +14,12 @@ from django.views.decorators.csrf import csrf_exempt
 
 from eventbus.state_machine import IllegalTransition
 from inventory.selectors import catalogue_entries
+from observability.timelines import order_timeline
 
 from .. import selectors, services
 from ..models import Order
 from .parsing import FieldErrors, parse_cancel_request, parse_place_order_request
-from .serializers import catalogue_entry_json, order_json
+from .serializers import catalogue_entry_json, order_json, timeline_json
 
 View = Callable[..., JsonResponse]
 
@@ -102,6 +103,14 @@ def order_detail(request: HttpRequest, order_id: str) -> JsonResponse:
     if order is None:
         return error(404, f"No order {order_id}.")
     return JsonResponse(order_json(order))
+
+
+@api_endpoint("GET")
+def order_events(request: HttpRequest, order_id: str) -> JsonResponse:
+    order = _find_order(order_id)
+    if order is None:
+        return error(404, f"No order {order_id}.")
+    return JsonResponse({"orderId": str(order.id), "events": timeline_json(order_timeline(order_id=str(order.id)))})
 
 
 @api_endpoint("POST")

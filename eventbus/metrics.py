@@ -1,0 +1,402 @@
+"""Event-flow metrics: recorded per delivery in memory, aggregated per minute, flushed in batches.
+
+Recording is a dictionary update under a lock, made after the handler's transaction has committed,
+so it never adds a statement or a network call to a delivery. A background flusher (one per worker
+process) writes the minute's aggregates to the database, where the event-flow dashboard reads them,
+and, where enabled, to CloudWatch with PutMetricData (values and counts, many datums per call). A
+metrics outage loses metrics, never events, and is logged once until it recovers
+(docs/observability.md explains each metric).
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import math
+import os
+import socket
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+from django.conf import settings
+from django.db import DatabaseError, IntegrityError, close_old_connections, transaction
+from django.db.models import Count, F, Min
+from django.db.models.functions import Greatest
+from django.utils import timezone
+
+from . import aws
+
+logger = logging.getLogger(__name__)
+
+NAMESPACE = "ECommerce/EventDriven"
+
+
+class Metric(StrEnum):
+    PROCESSING_TIME = "EventProcessingTime"  # ms from receive to commit; ServiceName, EventType
+    PROCESSING_RESULT = "EventProcessingResult"  # deliveries; ServiceName, EventType, Result
+    END_TO_END_LATENCY = "EndToEndLatency"  # ms from the producer's occurredAt to the handler's commit
+    PUBLISH_LAG = "OutboxPublishLag"  # ms from the event's commit to PutEvents accepting it; EventType
+    PUBLISH_RESULT = "OutboxPublishResult"  # entries; EventType, Result (published, retrying, failed)
+    PUBLISH_BATCH_SIZE = "OutboxBatchSize"  # entries per PutEvents call
+    OUTBOX_BACKLOG = "OutboxBacklog"  # pending outbox rows (a gauge, sampled at each flush)
+    OUTBOX_BACKLOG_AGE = "OutboxBacklogAge"  # seconds the oldest pending row has waited (a gauge)
+
+
+UNITS = {
+    Metric.PROCESSING_TIME: "Milliseconds",
+    Metric.END_TO_END_LATENCY: "Milliseconds",
+    Metric.PUBLISH_LAG: "Milliseconds",
+    Metric.PROCESSING_RESULT: "Count",
+    Metric.PUBLISH_RESULT: "Count",
+    Metric.PUBLISH_BATCH_SIZE: "Count",
+    Metric.OUTBOX_BACKLOG: "Count",
+    Metric.OUTBOX_BACKLOG_AGE: "Seconds",
+}
+# Distributions keep a histogram, so percentiles can be merged across processes and minutes.
+DISTRIBUTIONS = {Metric.PROCESSING_TIME, Metric.END_TO_END_LATENCY, Metric.PUBLISH_LAG, Metric.PUBLISH_BATCH_SIZE}
+
+# Upper bounds of the histogram's buckets: about 1.5x apart, so a percentile read from the buckets is
+# within half a bucket of the true value. The last bucket holds everything above 10 minutes.
+BUCKET_BOUNDS: tuple[float, ...] = (
+    *(1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 70, 100, 150, 200, 300, 500, 700),
+    *(1_000, 1_500, 2_000, 3_000, 5_000, 7_000, 10_000, 15_000, 20_000, 30_000, 60_000, 120_000, 300_000, 600_000),
+    math.inf,
+)
+# CloudWatch limits: 1,000 datums per PutMetricData call, 150 distinct values per datum.
+MAX_DATUMS_PER_CALL = 1000
+
+
+def bucket_of(value: float) -> int:
+    return bisect.bisect_left(BUCKET_BOUNDS, value)
+
+
+def percentile(buckets: dict[int, int], fraction: float, *, maximum: float | None = None) -> float | None:
+    """The value below which `fraction` of the observations fall, interpolated within its bucket."""
+    total = sum(buckets.values())
+    if not total:
+        return None
+    rank = fraction * total
+    seen = 0
+    for index in sorted(buckets):
+        count = buckets[index]
+        if seen + count >= rank:
+            lower = BUCKET_BOUNDS[index - 1] if index else 0.0
+            upper = BUCKET_BOUNDS[index] if index < len(BUCKET_BOUNDS) - 1 else (maximum or lower * 2)
+            if maximum is not None:
+                upper = min(upper, maximum)
+            return lower + (upper - lower) * ((rank - seen) / count)
+        seen += count
+    return maximum
+
+
+@dataclass(frozen=True)
+class SeriesKey:
+    minute: datetime
+    metric: Metric
+    service: str = ""
+    event_type: str = ""
+    result: str = ""
+
+
+@dataclass
+class Series:
+    count: int = 0
+    total: float = 0.0
+    maximum: float = 0.0
+    buckets: Counter = field(default_factory=Counter)
+
+    def add(self, value: float, count: int = 1) -> None:
+        self.count += count
+        self.total += value * count
+        self.maximum = max(self.maximum, value)
+        self.buckets[bucket_of(value)] += count
+
+
+@dataclass
+class Heartbeat:
+    last_polled_at: datetime
+    polls: int = 0
+    received: int = 0
+
+
+class Recorder:
+    """The process's in-memory aggregates, drained by the flusher."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._series: dict[SeriesKey, Series] = {}
+        self._heartbeats: dict[str, Heartbeat] = {}
+
+    def observe(
+        self, metric: Metric, value: float, *, service: str = "", event_type: str = "", result: str = ""
+    ) -> None:
+        key = SeriesKey(_minute(timezone.now()), metric, service, event_type, result)
+        with self._lock:
+            series = self._series.get(key)
+            if series is None:
+                series = self._series[key] = Series()
+            if metric in DISTRIBUTIONS:
+                series.add(value)
+            else:
+                series.count += int(value)
+
+    def heartbeat(self, *, service: str, received: int) -> None:
+        now = timezone.now()
+        with self._lock:
+            beat = self._heartbeats.setdefault(service, Heartbeat(now))
+            beat.last_polled_at = now
+            beat.polls += 1
+            beat.received += received
+
+    def drain(self) -> tuple[dict[SeriesKey, Series], dict[str, Heartbeat]]:
+        with self._lock:
+            series, self._series = self._series, {}
+            heartbeats, self._heartbeats = self._heartbeats, {}
+        return series, heartbeats
+
+
+recorder = Recorder()
+
+
+def _minute(moment: datetime) -> datetime:
+    return moment.replace(second=0, microsecond=0)
+
+
+def record_delivery(
+    *, service: str, detail_type: str, result: str, processing_ms: float, end_to_end_ms: float | None
+) -> None:
+    """One delivery's figures, after its transaction committed (or rolled back)."""
+    recorder.observe(Metric.PROCESSING_RESULT, 1, service=service, event_type=detail_type, result=result)
+    recorder.observe(Metric.PROCESSING_TIME, processing_ms, service=service, event_type=detail_type)
+    if end_to_end_ms is not None:
+        recorder.observe(Metric.END_TO_END_LATENCY, max(0.0, end_to_end_ms), service=service, event_type=detail_type)
+
+
+def record_publish(*, detail_type: str, result: str, lag_ms: float | None) -> None:
+    recorder.observe(Metric.PUBLISH_RESULT, 1, event_type=detail_type, result=result)
+    if lag_ms is not None:
+        recorder.observe(Metric.PUBLISH_LAG, max(0.0, lag_ms), event_type=detail_type)
+
+
+def record_batch(*, size: int) -> None:
+    recorder.observe(Metric.PUBLISH_BATCH_SIZE, size)
+
+
+# --- flushing -------------------------------------------------------------------------------------
+
+
+class _OutageLog:
+    """Log a sink's outage once, and its recovery once, however many flushes fail in between."""
+
+    def __init__(self, sink: str) -> None:
+        self.sink = sink
+        self.failing = False
+
+    def failed(self, exc: Exception, dropped: int) -> None:
+        if not self.failing:
+            logger.warning(
+                "metrics: %s is unavailable (%s); dropping metrics until it recovers (%d series this time)",
+                self.sink,
+                aws.explain(exc),
+                dropped,
+            )
+        self.failing = True
+
+    def succeeded(self) -> None:
+        if self.failing:
+            logger.info("metrics: %s has recovered", self.sink)
+        self.failing = False
+
+
+_database_outage = _OutageLog("the metrics database")
+_cloudwatch_outage = _OutageLog("CloudWatch")
+_last_heartbeat_log: dict[str, float] = {}
+
+
+def flush() -> int:
+    """Write everything recorded since the last flush. Returns the number of series written."""
+    series, heartbeats = recorder.drain()
+    _log_heartbeats(heartbeats)
+    if series or heartbeats:
+        try:
+            _write_to_database(series, heartbeats)
+            _database_outage.succeeded()
+        except DatabaseError as exc:
+            _database_outage.failed(exc, len(series))
+    if settings.METRICS_CLOUDWATCH:
+        try:
+            _put_metric_data(_datums(series) + _backlog_datums())
+            _cloudwatch_outage.succeeded()
+        except (BotoCoreError, ClientError, DatabaseError) as exc:
+            _cloudwatch_outage.failed(exc, len(series))
+    return len(series)
+
+
+def _log_heartbeats(heartbeats: dict[str, Heartbeat]) -> None:
+    now = timezone.now().timestamp()
+    for service, beat in sorted(heartbeats.items()):
+        if now - _last_heartbeat_log.get(service, 0) >= settings.METRICS_HEARTBEAT_LOG_SECONDS:
+            _last_heartbeat_log[service] = now
+            logger.info(
+                "heartbeat %s: last poll %s, %d poll(s) and %d message(s) since the last flush",
+                service,
+                beat.last_polled_at.isoformat(timespec="seconds"),
+                beat.polls,
+                beat.received,
+            )
+
+
+def _write_to_database(series: dict[SeriesKey, Series], heartbeats: dict[str, Heartbeat]) -> None:
+    from .models import ConsumerHeartbeat, MetricBucket, MetricCount
+
+    bucket_totals: Counter = Counter()
+    with transaction.atomic():
+        for key, values in series.items():
+            identity = {
+                "minute": key.minute,
+                "metric": key.metric,
+                "service": key.service,
+                "event_type": key.event_type,
+                "result": key.result,
+            }
+            _upsert(
+                MetricCount,
+                identity,
+                count=F("count") + values.count,
+                total=F("total") + values.total,
+                maximum=Greatest(F("maximum"), values.maximum),
+                create={"count": values.count, "total": values.total, "maximum": values.maximum},
+            )
+            for bucket, count in values.buckets.items():
+                bucket_totals[(key.minute, key.metric, key.service, bucket)] += count
+        for (minute, metric, service, bucket), count in bucket_totals.items():
+            _upsert(
+                MetricBucket,
+                {"minute": minute, "metric": metric, "service": service, "bucket": bucket},
+                count=F("count") + count,
+                create={"count": count},
+            )
+        host = f"{socket.gethostname()}:{os.getpid()}"
+        for service, beat in heartbeats.items():
+            ConsumerHeartbeat.objects.update_or_create(
+                service=service, worker=host, defaults={"last_polled_at": beat.last_polled_at}
+            )
+
+
+def _upsert(model, identity: dict[str, Any], *, create: dict[str, Any], **increments: Any) -> None:
+    # These are plain (not evented) models: QuerySet.update is the atomic increment we want.
+    if model.objects.filter(**identity).update(**increments):
+        return
+    try:
+        with transaction.atomic():
+            model.objects.create(**identity, **create)
+    except IntegrityError:  # another process created it first
+        model.objects.filter(**identity).update(**increments)
+
+
+def _dimensions(key: SeriesKey) -> list[dict[str, str]]:
+    dimensions = []
+    if key.service:
+        dimensions.append({"Name": "ServiceName", "Value": key.service})
+    if key.event_type:
+        dimensions.append({"Name": "EventType", "Value": key.event_type})
+    if key.result:
+        dimensions.append({"Name": "Result", "Value": key.result})
+    return dimensions
+
+
+def _with_rollups(series: dict[SeriesKey, Series]) -> dict[SeriesKey, Series]:
+    """Each series, plus its total over every event type: CloudWatch does not add up across
+    dimensions, and the per-service widgets and the failure-rate alarm read the totals."""
+    combined = dict(series)
+    for key, values in series.items():
+        if not key.event_type:
+            continue
+        rollup_key = SeriesKey(key.minute, key.metric, key.service, "", key.result)
+        rollup = combined.get(rollup_key)
+        if rollup is None:
+            rollup = combined[rollup_key] = Series()
+        rollup.count += values.count
+        rollup.total += values.total
+        rollup.maximum = max(rollup.maximum, values.maximum)
+        rollup.buckets.update(values.buckets)
+    return combined
+
+
+def _datums(series: dict[SeriesKey, Series]) -> list[dict[str, Any]]:
+    datums = []
+    for key, values in _with_rollups(series).items():
+        datum: dict[str, Any] = {
+            "MetricName": str(key.metric),
+            "Dimensions": _dimensions(key),
+            "Timestamp": key.minute,
+            "Unit": UNITS[key.metric],
+            "StorageResolution": 60,
+        }
+        if key.metric in DISTRIBUTIONS:
+            # Each bucket's upper bound (the observed maximum for the open-ended last one) with its count.
+            values_and_counts = sorted(
+                (min(BUCKET_BOUNDS[bucket], values.maximum), count) for bucket, count in values.buckets.items()
+            )
+            datum["Values"] = [value for value, _ in values_and_counts]
+            datum["Counts"] = [float(count) for _, count in values_and_counts]
+        else:
+            datum["Value"] = float(values.count)
+        datums.append(datum)
+    return datums
+
+
+def _backlog_datums() -> list[dict[str, Any]]:
+    from .models import OutboxEvent
+
+    now = timezone.now()
+    backlog = OutboxEvent.objects.filter(status=OutboxEvent.Status.PENDING).aggregate(
+        rows=Count("id"), oldest=Min("created_at")
+    )
+    age = (now - backlog["oldest"]).total_seconds() if backlog["oldest"] else 0.0
+    return [
+        {"MetricName": str(Metric.OUTBOX_BACKLOG), "Timestamp": now, "Unit": "Count", "Value": float(backlog["rows"])},
+        {"MetricName": str(Metric.OUTBOX_BACKLOG_AGE), "Timestamp": now, "Unit": "Seconds", "Value": age},
+    ]
+
+
+def _put_metric_data(datums: list[dict[str, Any]]) -> None:
+    cloudwatch = aws.client("cloudwatch")
+    for start in range(0, len(datums), MAX_DATUMS_PER_CALL):
+        cloudwatch.put_metric_data(Namespace=NAMESPACE, MetricData=datums[start : start + MAX_DATUMS_PER_CALL])
+
+
+def prune(*, older_than: timedelta | None = None) -> int:
+    """Delete stored minutes past METRICS_RETENTION_DAYS; CloudWatch keeps its own history."""
+    from .models import MetricBucket, MetricCount
+
+    cutoff = timezone.now() - (older_than or timedelta(days=settings.METRICS_RETENTION_DAYS))
+    deleted = MetricCount.objects.filter(minute__lt=cutoff).delete()[0]
+    return deleted + MetricBucket.objects.filter(minute__lt=cutoff).delete()[0]
+
+
+class MetricsFlusher(threading.Thread):
+    """Flushes this process's metrics every METRICS_FLUSH_SECONDS, and once more when stopped."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        super().__init__(name="metrics-flusher", daemon=True)
+        self.stop_event = stop
+
+    def run(self) -> None:
+        while not self.stop_event.wait(settings.METRICS_FLUSH_SECONDS):
+            self._flush_once()
+        self._flush_once()
+
+    def _flush_once(self) -> None:
+        try:
+            flush()
+        except Exception:
+            # Metrics must never take a worker down; the next flush starts afresh.
+            logger.exception("metrics flush failed")
+        finally:
+            close_old_connections()
