@@ -91,11 +91,17 @@ def summary(*, window: str = "24h", now: datetime | None = None) -> Summary:
         .annotate(n=Count("id"))
         .order_by()
     )
-    hours = list(
-        HourlyEventCount.objects.filter(detail_type=event_types.ORDER_PLACED.detail_type, hour__gte=since)
+    first_hour = since.replace(minute=0, second=0, microsecond=0)
+    counted = dict(
+        HourlyEventCount.objects.filter(detail_type=event_types.ORDER_PLACED.detail_type, hour__gte=first_hour)
         .order_by("hour")
         .values_list("hour", "count")
     )
+    # Every hour of the window, quiet ones too, so a gap shows as a gap.
+    hours, hour = [], first_hour
+    while hour <= now:
+        hours.append((hour, counted.get(hour, 0)))
+        hour += timedelta(hours=1)
     sample = list(
         placed.order_by("-placed_at").values("placed_at", "reserved_at", "paid_at", "confirmed_at")[:LATENCY_SAMPLE]
     )

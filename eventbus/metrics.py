@@ -153,6 +153,13 @@ class Recorder:
             beat.polls += 1
             beat.received += received
 
+    def reset(self) -> None:
+        """Start empty, with a fresh lock: a forked child (Celery's prefork pool) must neither flush
+        its parent's aggregates again nor inherit a lock another thread held at the fork."""
+        self._lock = threading.Lock()
+        self._series = {}
+        self._heartbeats = {}
+
     def drain(self) -> tuple[dict[SeriesKey, Series], dict[str, Heartbeat]]:
         with self._lock:
             series, self._series = self._series, {}
@@ -161,6 +168,7 @@ class Recorder:
 
 
 recorder = Recorder()
+os.register_at_fork(after_in_child=recorder.reset)
 
 
 def _minute(moment: datetime) -> datetime:
@@ -229,10 +237,16 @@ def flush() -> int:
         except DatabaseError as exc:
             _database_outage.failed(exc, len(series))
     if settings.METRICS_CLOUDWATCH:
+        datums = _datums(series)
         try:
-            _put_metric_data(_datums(series) + _backlog_datums())
+            datums += _backlog_datums()
+        except DatabaseError as exc:
+            # The delivery metrics still go out: CloudWatch is most needed while the database is down.
+            _database_outage.failed(exc, 0)
+        try:
+            _put_metric_data(datums)
             _cloudwatch_outage.succeeded()
-        except (BotoCoreError, ClientError, DatabaseError) as exc:
+        except (BotoCoreError, ClientError) as exc:
             _cloudwatch_outage.failed(exc, len(series))
     return len(series)
 
@@ -255,8 +269,10 @@ def _write_to_database(series: dict[SeriesKey, Series], heartbeats: dict[str, He
     from .models import ConsumerHeartbeat, MetricBucket, MetricCount
 
     bucket_totals: Counter = Counter()
+    # One order for every process, so concurrent flushes lock the same rows in the same order and
+    # cannot deadlock each other on PostgreSQL.
     with transaction.atomic():
-        for key, values in series.items():
+        for key, values in sorted(series.items(), key=lambda item: _sort_key(item[0])):
             identity = {
                 "minute": key.minute,
                 "metric": key.metric,
@@ -274,7 +290,7 @@ def _write_to_database(series: dict[SeriesKey, Series], heartbeats: dict[str, He
             )
             for bucket, count in values.buckets.items():
                 bucket_totals[(key.minute, key.metric, key.service, bucket)] += count
-        for (minute, metric, service, bucket), count in bucket_totals.items():
+        for (minute, metric, service, bucket), count in sorted(bucket_totals.items()):
             _upsert(
                 MetricBucket,
                 {"minute": minute, "metric": metric, "service": service, "bucket": bucket},
@@ -282,10 +298,14 @@ def _write_to_database(series: dict[SeriesKey, Series], heartbeats: dict[str, He
                 create={"count": count},
             )
         host = f"{socket.gethostname()}:{os.getpid()}"
-        for service, beat in heartbeats.items():
+        for service, beat in sorted(heartbeats.items()):
             ConsumerHeartbeat.objects.update_or_create(
                 service=service, worker=host, defaults={"last_polled_at": beat.last_polled_at}
             )
+
+
+def _sort_key(key: SeriesKey) -> tuple:
+    return (key.minute, str(key.metric), key.service, key.event_type, key.result)
 
 
 def _upsert(model, identity: dict[str, Any], *, create: dict[str, Any], **increments: Any) -> None:

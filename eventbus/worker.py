@@ -7,8 +7,31 @@ import logging
 import threading
 
 from celery import bootsteps
+from celery.signals import worker_process_init, worker_process_shutdown
 
 logger = logging.getLogger(__name__)
+_child_flusher: tuple[threading.Event, threading.Thread] | None = None
+
+
+@worker_process_init.connect
+def _start_child_flusher(**kwargs) -> None:
+    """Celery's prefork children run tasks (the outbox relay among them) and record their metrics in
+    their own memory: each child flushes them itself."""
+    global _child_flusher
+    from .metrics import MetricsFlusher
+
+    stop = threading.Event()
+    flusher = MetricsFlusher(stop)
+    flusher.start()
+    _child_flusher = (stop, flusher)
+
+
+@worker_process_shutdown.connect
+def _stop_child_flusher(**kwargs) -> None:
+    if _child_flusher is not None:
+        stop, flusher = _child_flusher
+        stop.set()
+        flusher.join(5)
 
 
 def choose_services(option: str | None, configured: list[str]) -> list[str] | None:

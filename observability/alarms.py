@@ -201,6 +201,9 @@ def definitions() -> list[AlarmDefinition]:
             unit="s",
             metric={"Namespace": NAMESPACE, "MetricName": str(Metric.OUTBOX_BACKLOG_AGE), "Statistic": "Maximum"},
             local=lambda readings: readings.outbox_backlog_age,
+            # Every worker sends this gauge at each flush, even when it is 0: silence means no worker
+            # is relaying, which is the failure this alarm is for.
+            treat_missing_data="breaching",
             runbook="the-outbox-is-not-draining",
         )
     )

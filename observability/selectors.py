@@ -28,7 +28,10 @@ WINDOWS = {"15m": timedelta(minutes=15), "1h": timedelta(hours=1), "1d": timedel
 STEPS = {"15m": timedelta(minutes=1), "1h": timedelta(minutes=1), "1d": timedelta(minutes=30)}
 PERCENTILES = (0.5, 0.95, 0.99)
 # How far back the local queue-age reading looks for an unhandled delivery (the longest retention).
-QUEUE_AGE_HORIZON = timedelta(days=14)
+# How far back the local queue-age reading looks: far enough that a backlog past the alarm's threshold
+# shows, near enough that an event lost long ago (expired, sent to the delivery DLQ, published before
+# the service subscribed) stops counting. The reading is capped there; the alarm's state is not.
+MIN_QUEUE_AGE_LOOKBACK = timedelta(minutes=15)
 DEAD_LETTER_LOOKUP_LIMIT = 1000
 
 
@@ -87,17 +90,15 @@ def _step_index(minute: datetime, steps: list[datetime]) -> int:
 
 
 def flow_per_step(
-    *, window: str, metric: Metric, group_by: str, now: datetime | None = None
+    *, window: str, metric: Metric, group_by: str, result: str | None = None, now: datetime | None = None
 ) -> tuple[list[datetime], list[FlowSeries]]:
     """Counts of `metric` per time step, one series per value of `group_by` (service, event_type or
-    result), from one GROUP BY over the stored minutes."""
+    result), optionally of one result only, from one GROUP BY over the stored minutes."""
     steps = time_steps(window, now)
-    rows = (
-        MetricCount.objects.filter(metric=metric, minute__gte=steps[0])
-        .values("minute", group_by)
-        .annotate(n=Sum("count"))
-        .order_by()
-    )
+    rows = MetricCount.objects.filter(metric=metric, minute__gte=steps[0])
+    if result is not None:
+        rows = rows.filter(result=result)
+    rows = rows.values("minute", group_by).annotate(n=Sum("count")).order_by()
     series: dict[str, FlowSeries] = {}
     for row in rows:
         label = row[group_by] or "(none)"
@@ -116,13 +117,25 @@ def latency_percentiles(*, window: str, metric: Metric, now: datetime | None = N
         .annotate(n=Sum("count"))
         .order_by()
     )
+    # The largest value seen bounds the open-ended top bucket and the interpolation inside any bucket.
+    maxima = dict(
+        MetricCount.objects.filter(metric=metric, minute__gte=start)
+        .values("service")
+        .annotate(largest=Max("maximum"))
+        .order_by()
+        .values_list("service", "largest")
+    )
     by_service: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
     for row in rows:
         by_service[row["service"] or "all"][row["bucket"]] += row["n"]
         if row["service"]:
             by_service["all services"][row["bucket"]] += row["n"]
+    largest = {label or "all": value for label, value in maxima.items()}
+    largest["all services"] = max((value for label, value in maxima.items() if label), default=None)
     return [
-        Percentiles(label, sum(buckets.values()), *(percentile(buckets, q) for q in PERCENTILES))
+        Percentiles(
+            label, sum(buckets.values()), *(percentile(buckets, q, maximum=largest.get(label)) for q in PERCENTILES)
+        )
         for label, buckets in sorted(by_service.items(), key=lambda item: (item[0] == "all services", item[0]))
     ]
 
@@ -157,13 +170,20 @@ def outbox_backlog(now: datetime | None = None) -> OutboxBacklog:
     )
 
 
+def queue_age_lookback(service: str) -> timedelta:
+    retention = timedelta(seconds=topology.SERVICE_QUEUES[service].retention_seconds)
+    return min(retention, max(MIN_QUEUE_AGE_LOOKBACK, timedelta(seconds=3 * settings.ALARM_QUEUE_AGE_SECONDS)))
+
+
 def oldest_unhandled_age(*, service: str, now: datetime | None = None) -> float:
     """Seconds since the oldest event published for `service` that its handlers have not processed and
     that has not been dead-lettered: the local reading of SQS's ApproximateAgeOfOldestMessage (a
     message in flight counts in both)."""
     now = now or timezone.now()
     subscriptions = [s for s in registry.subscriptions() if s.service == service]
-    events = OutboxEvent.objects.filter(status=OutboxEvent.Status.PUBLISHED, created_at__gte=now - QUEUE_AGE_HORIZON)
+    events = OutboxEvent.objects.filter(
+        status=OutboxEvent.Status.PUBLISHED, created_at__gte=now - queue_age_lookback(service)
+    )
     if all(s.event_type is not None for s in subscriptions):
         events = events.filter(detail_type__in=[s.event_type.detail_type for s in subscriptions])
     handled = ProcessedEvent.objects.filter(handler__in={s.handler_id for s in subscriptions}, event_id=OuterRef("pk"))

@@ -3,6 +3,8 @@ and orchestrators)."""
 
 from __future__ import annotations
 
+import logging
+
 from botocore.exceptions import BotoCoreError, ClientError
 from django.contrib import admin
 from django.db import DatabaseError, connection
@@ -17,6 +19,8 @@ from eventbus.metrics import Metric
 
 from . import charts, selectors
 
+logger = logging.getLogger(__name__)
+
 
 def event_flow(request: HttpRequest) -> TemplateResponse:
     window = request.GET.get("window", "15m")
@@ -24,7 +28,7 @@ def event_flow(request: HttpRequest) -> TemplateResponse:
         window = "15m"
     now = timezone.now()
     steps, published = selectors.flow_per_step(
-        window=window, metric=Metric.PUBLISH_RESULT, group_by="event_type", now=now
+        window=window, metric=Metric.PUBLISH_RESULT, group_by="event_type", result="published", now=now
     )
     _, by_service = selectors.flow_per_step(window=window, metric=Metric.PROCESSING_RESULT, group_by="service", now=now)
     _, by_type = selectors.flow_per_step(window=window, metric=Metric.PROCESSING_RESULT, group_by="event_type", now=now)
@@ -77,16 +81,24 @@ def healthz(request: HttpRequest) -> JsonResponse:
 @require_GET
 def readyz(request: HttpRequest) -> JsonResponse:
     """Ready for traffic: the database and the event bus endpoint both answer."""
+    # The reasons are for whoever reads the probe, anonymous: what is down, not hosts or credentials.
+    # The details go to the log.
     problems = {}
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
-    except DatabaseError as exc:
-        problems["database"] = f"{type(exc).__name__}: {exc}"
+    except DatabaseError:
+        logger.warning("readyz: the database does not answer", exc_info=True)
+        problems["database"] = "the database does not answer"
     try:
         aws.client("events", fast=True).describe_event_bus(Name=topology.bus_name())
     except (BotoCoreError, ClientError) as exc:
-        problems["eventBus"] = aws.explain(exc)
+        logger.warning("readyz: the event bus does not answer: %s", aws.explain(exc))
+        problems["eventBus"] = (
+            "the event bus does not exist"
+            if isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException"
+            else "the event bus endpoint does not answer"
+        )
     if problems:
         return JsonResponse({"status": "unavailable", "reasons": problems}, status=503)
     return JsonResponse({"status": "ready"})

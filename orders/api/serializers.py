@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from eventbus import topology
 from eventbus.event_types import money
 from inventory.selectors import CatalogueEntry
 from observability.timelines import TimelineEntry
@@ -50,6 +51,13 @@ def catalogue_entry_json(entry: CatalogueEntry) -> dict[str, Any]:
     }
 
 
+def failure_service(queue_name: str) -> str:
+    try:
+        return topology.queue_for(queue_name).service
+    except LookupError:
+        return ""
+
+
 def _timestamp(moment) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
@@ -71,8 +79,14 @@ def timeline_json(timeline: list[TimelineEntry]) -> list[dict[str, Any]]:
                 }
                 for handling in entry.handled_by
             ],
+            # The outcome only: the reason text is for staff (it can hold hosts and database users).
             "deliveryFailures": [
-                {"queue": failure.queue_name, "reason": failure.reason, "receiveCount": failure.receive_count}
+                {
+                    "service": failure_service(failure.queue_name),
+                    "result": failure.reason.split(":", 1)[0],
+                    "receiveCount": failure.receive_count,
+                    "lastFailedAt": _timestamp(failure.last_failed_at),
+                }
                 for failure in entry.failures
             ],
         }

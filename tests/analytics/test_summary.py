@@ -45,7 +45,7 @@ def test_the_summary_reports_rates_money_and_stage_latencies():
     assert summary.cancelled_by_reason == {"OUT_OF_STOCK": 1, "PAYMENT_FAILED": 1, "CUSTOMER_REQUEST": 1}
     assert summary.confirmation_rate == pytest.approx(7 / 9)
     assert (summary.revenue, summary.refunds) == (Decimal("70.00"), Decimal("10.00"))
-    assert [count for _, count in summary.orders_per_hour] == [9]
+    assert [count for _, count in summary.orders_per_hour if count] == [9]
     stages = {stage.stage: stage for stage in summary.stage_latencies}
     assert stages["placed → reserved"].p50_ms == pytest.approx(100)
     assert stages["reserved → paid"].orders == 7
@@ -65,3 +65,14 @@ def test_staff_read_the_summary_in_the_admin_and_cannot_change_it(client):
     assert client.get("/admin/analytics/hourlyeventcount/").status_code == 200
     index = client.get("/admin/").content.decode()
     assert "/admin/event-flow/" in index and "/admin/analytics/ordertimeline/" in index
+
+
+def test_quiet_hours_show_as_zero_and_the_window_s_first_hour_counts():
+    now = timezone.now()
+    for hours_ago, count in ((23, 5), (1, 7)):
+        hour = (now - timedelta(hours=hours_ago)).replace(minute=0, second=0, microsecond=0)
+        HourlyEventCount.objects.create(hour=hour, detail_type="Order Placed", count=count)
+    hours = selectors.summary(window="24h", now=now).orders_per_hour
+    assert len(hours) in (24, 25)
+    assert sum(count for _, count in hours) == 12
+    assert [count for _, count in hours].count(0) == len(hours) - 2

@@ -190,3 +190,52 @@ def test_the_consumer_logs_the_trace_id_it_receives(catalogue, provisioned, capl
     [line] = [r for r in caplog.records if r.getMessage().startswith("event ")]
     assert line.fields["trace_id"] == root
     assert json.loads(line.getMessage().removeprefix("event "))["trace_id"] == root
+
+
+def test_cloudwatch_still_gets_the_delivery_metrics_while_the_database_is_down(catalogue, cloudwatch_calls, caplog):
+    from django.db import OperationalError, connection
+
+    metrics.record_delivery(
+        service="orders", detail_type="Order Placed", result="failed", processing_ms=2, end_to_end_ms=None
+    )
+
+    def refuse(execute, sql, params, many, context):
+        raise OperationalError("the database is down")
+
+    with caplog.at_level(logging.WARNING, logger="eventbus.metrics"), connection.execute_wrapper(refuse):
+        metrics.flush()
+    [request] = cloudwatch_calls
+    assert "EventProcessingResult" in {datum["MetricName"] for datum in request["MetricData"]}
+    assert "the metrics database is unavailable" in caplog.text
+    assert "CloudWatch is unavailable" not in caplog.text
+
+
+def test_a_forked_process_starts_with_empty_metrics_and_a_free_lock():
+    metrics.record_delivery(
+        service="audit", detail_type="Order Placed", result="processed", processing_ms=1, end_to_end_ms=1
+    )
+    metrics.recorder._lock.acquire()  # as if another thread held it at the fork
+    metrics.recorder.reset()  # what os.register_at_fork runs in the child
+    metrics.record_delivery(
+        service="audit", detail_type="Order Placed", result="processed", processing_ms=1, end_to_end_ms=1
+    )
+    series, _ = metrics.recorder.drain()
+    processed = [v for k, v in series.items() if k.metric == Metric.PROCESSING_RESULT]
+    assert [v.count for v in processed] == [1]
+
+
+def test_each_prefork_child_flushes_its_own_metrics(settings):
+    from eventbus import worker
+
+    settings.METRICS_FLUSH_SECONDS = 0.05
+    worker._start_child_flusher()
+    try:
+        stop, flusher = worker._child_flusher
+        assert flusher.is_alive()
+        metrics.record_publish(detail_type="Order Placed", result="published", lag_ms=5)
+        from tests.helpers import wait_for
+
+        wait_for(lambda: stored(metric=Metric.PUBLISH_RESULT) == 1, timeout=5, what="the child's flush")
+    finally:
+        worker._stop_child_flusher()
+    assert not flusher.is_alive()

@@ -67,3 +67,34 @@ def test_the_dashboard_makes_as_many_queries_at_500_orders_as_at_1(staff_client,
     metrics.flush()
     with_many = {window: render(staff_client, window)[1] for window in ("15m", "1h", "1d")}
     assert with_many == with_one
+
+
+def test_the_published_chart_counts_published_entries_only(provisioned):
+    from eventbus.metrics import Metric
+    from observability import selectors
+
+    metrics.recorder.drain()
+    for result in ("published", "retrying", "retrying", "failed"):
+        metrics.record_publish(detail_type="Order Placed", result=result, lag_ms=None)
+    metrics.flush()
+    _, lines = selectors.flow_per_step(
+        window="15m", metric=Metric.PUBLISH_RESULT, group_by="event_type", result="published"
+    )
+    assert [(line.label, line.total) for line in lines] == [("Order Placed", 1)]
+
+
+def test_percentiles_never_exceed_the_largest_value_seen(provisioned):
+    from eventbus.metrics import Metric
+    from observability import selectors
+
+    metrics.recorder.drain()
+    for _ in range(10):
+        metrics.record_delivery(
+            service="orders", detail_type="Order Placed", result="processed", processing_ms=0.2, end_to_end_ms=700_000
+        )
+    metrics.flush()
+    [orders, overall] = selectors.latency_percentiles(window="15m", metric=Metric.END_TO_END_LATENCY)
+    assert orders.label == "orders" and overall.label == "all services"
+    assert orders.p99 <= 700_000 and orders.p50 >= 600_000
+    [timing, _] = selectors.latency_percentiles(window="15m", metric=Metric.PROCESSING_TIME)
+    assert timing.p99 <= 0.2
