@@ -46,6 +46,18 @@ PAYMENT_PROCESSED = EventType(PAYMENTS, "Payment Processed")
 PAYMENT_FAILED = EventType(PAYMENTS, "Payment Failed")
 PAYMENT_REFUNDED = EventType(PAYMENTS, "Payment Refunded")
 
+# Commands of the orchestrated saga (ORDER_SAGA=stepfunctions). The state machine puts them on the bus
+# with a task token; the service that owns the step answers after its transaction commits. Their
+# source is outside ecommerce.*, so the catch-all subscribers (analytics, audit) and the archive see
+# only domain events, the same under either coordinator.
+SAGA = "shopbus.saga"
+RESERVE_STOCK = EventType(SAGA, "Reserve Stock")
+CHARGE_PAYMENT = EventType(SAGA, "Charge Payment")
+CONFIRM_ORDER = EventType(SAGA, "Confirm Order")
+RELEASE_STOCK = EventType(SAGA, "Release Stock")
+REFUND_PAYMENT = EventType(SAGA, "Refund Payment")
+CANCEL_ORDER = EventType(SAGA, "Cancel Order")
+
 ALL_EVENT_TYPES: tuple[EventType, ...] = (
     ORDER_PLACED,
     ORDER_CONFIRMED,
@@ -61,7 +73,16 @@ ALL_EVENT_TYPES: tuple[EventType, ...] = (
     PAYMENT_REFUNDED,
 )
 
-_BY_KEY = {(event_type.source, event_type.detail_type): event_type for event_type in ALL_EVENT_TYPES}
+SAGA_COMMANDS: tuple[EventType, ...] = (
+    RESERVE_STOCK,
+    CHARGE_PAYMENT,
+    CONFIRM_ORDER,
+    RELEASE_STOCK,
+    REFUND_PAYMENT,
+    CANCEL_ORDER,
+)
+
+_BY_KEY = {(t.source, t.detail_type): t for t in (*ALL_EVENT_TYPES, *SAGA_COMMANDS)}
 
 
 class CancellationReason(StrEnum):

@@ -6,6 +6,10 @@
 The consuming service is the handler's app. Provisioning derives each service's EventBridge rule from
 these declarations, so routing cannot drift from the code that handles the events.
 
+A handler that drives only one saga coordinator says which (`coordinator="choreography"` or
+`"stepfunctions"`); with ORDER_SAGA set to the other, it is not subscribed, so neither its rule nor
+its routing exist (docs/sagas.md).
+
 A handler's `name` is its identity: the consumer stores it with the event id in ProcessedEvent to
 detect duplicates. It is declared, never derived from the function, so renaming or moving a function
 cannot turn every event it already handled into a new one. Names are `<service>.<handler>` and unique;
@@ -17,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from .event_types import SOURCE_PREFIX, EventType
@@ -31,6 +36,11 @@ class Subscription:
     handler_id: str
     handler: Handler
     event_type: EventType | None  # None: every event whose source starts with SOURCE_PREFIX
+    coordinator: str | None = None  # None: under either saga coordinator
+
+    @property
+    def active(self) -> bool:
+        return self.coordinator is None or self.coordinator == settings.ORDER_SAGA
 
 
 _exact: dict[str, dict[tuple[str, str], Subscription]] = {}
@@ -46,7 +56,7 @@ def _service_of(handler: Handler, handler_id: str) -> str:
     return service
 
 
-def handles(*event_types: EventType, name: str) -> Callable[[Handler], Handler]:
+def handles(*event_types: EventType, name: str, coordinator: str | None = None) -> Callable[[Handler], Handler]:
     """Subscribe the decorated function to `event_types` under the stable id `name`."""
 
     def register(handler: Handler) -> Handler:
@@ -57,7 +67,9 @@ def handles(*event_types: EventType, name: str) -> Callable[[Handler], Handler]:
             existing = routes.get(key)
             if existing and existing.handler is not handler:
                 raise ImproperlyConfigured(f"{service} already handles {event_type} with {existing.handler_id}")
-            routes[key] = Subscription(service=service, handler_id=name, handler=handler, event_type=event_type)
+            routes[key] = Subscription(
+                service=service, handler_id=name, handler=handler, event_type=event_type, coordinator=coordinator
+            )
         return handler
 
     return register
@@ -74,11 +86,12 @@ def handles_every_event(*, name: str) -> Callable[[Handler], Handler]:
     return register
 
 
-def subscriptions() -> list[Subscription]:
+def subscriptions(*, active_only: bool = False) -> list[Subscription]:
+    """Every declared subscription, or only those in force under the configured saga coordinator."""
     every = [*_every_event.values()]
     for routes in _exact.values():
         every.extend(routes.values())
-    return every
+    return [subscription for subscription in every if subscription.active or not active_only]
 
 
 def check_unique_handler_ids() -> None:
@@ -96,12 +109,13 @@ def check_unique_handler_ids() -> None:
 
 
 def services() -> list[str]:
-    return sorted(set(_exact) | set(_every_event))
+    """The services that consume events under the configured coordinator."""
+    return sorted({subscription.service for subscription in subscriptions(active_only=True)})
 
 
 def subscription_for(service: str, source: str, detail_type: str) -> Subscription | None:
     exact = _exact.get(service, {}).get((source, detail_type))
-    if exact:
+    if exact and exact.active:
         return exact
     catch_all = _every_event.get(service)
     if catch_all and source.startswith(SOURCE_PREFIX):
@@ -114,8 +128,9 @@ def event_pattern(service: str) -> dict:
     if service in _every_event:
         return {"source": [{"prefix": SOURCE_PREFIX}]}
     by_source: dict[str, list[str]] = {}
-    for source, detail_type in _exact.get(service, {}):
-        by_source.setdefault(source, []).append(detail_type)
+    for (source, detail_type), subscription in _exact.get(service, {}).items():
+        if subscription.active:
+            by_source.setdefault(source, []).append(detail_type)
     if not by_source:
         raise LookupError(f"{service} subscribes to no event")
     branches = [

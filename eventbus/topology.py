@@ -45,6 +45,8 @@ SERVICE_QUEUES: dict[str, ServiceQueue] = {
         ServiceQueue("notifications", "notification-queue", 30, 4 * DAY),
         ServiceQueue("analytics", "analytics-queue", 120, 14 * DAY),
         ServiceQueue("audit", "audit-queue", 120, 14 * DAY),
+        # Consumed only with ORDER_SAGA=stepfunctions: Order Placed starts the order's execution.
+        ServiceQueue("sagas", "order-saga-queue", 60, 4 * DAY),
     )
 }
 DLQ_RETENTION_SECONDS = 14 * DAY
@@ -85,3 +87,11 @@ def queue_for(name_or_service: str) -> ServiceQueue:
 
 def dashboard_name() -> str:
     return prefixed("shopbus-events")
+
+
+def state_machine_name() -> str:
+    return prefixed("order-saga")
+
+
+def state_machine_role_name() -> str:
+    return prefixed("order-saga-role")

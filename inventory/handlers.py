@@ -1,19 +1,55 @@
 from eventbus import event_types
 from eventbus.events import ReceivedEvent
 from eventbus.registry import handles
+from sagas.definition import ORDER_CANCELLED, OUT_OF_STOCK
+from sagas.services import record_reply
 
 from . import services
+from .models import Reservation
 
 
-@handles(event_types.ORDER_PLACED, name="inventory.reserve_stock")
+def _requested(event: ReceivedEvent) -> list[services.RequestedItem]:
+    return [services.RequestedItem(product_id=i["productId"], quantity=i["quantity"]) for i in event.data["items"]]
+
+
+@handles(event_types.ORDER_PLACED, name="inventory.reserve_stock", coordinator="choreography")
 def reserve_stock(event: ReceivedEvent) -> str:
-    items = [services.RequestedItem(product_id=i["productId"], quantity=i["quantity"]) for i in event.data["items"]]
-    return services.reserve_stock(order_id=event.order_id, items=items).status
+    return services.reserve_stock(order_id=event.order_id, items=_requested(event)).status
+
+
+@handles(event_types.RESERVE_STOCK, name="inventory.reserve_stock_on_command", coordinator="stepfunctions")
+def reserve_stock_on_command(event: ReceivedEvent) -> str:
+    reservation = services.reserve_stock(order_id=event.order_id, items=_requested(event))
+    reserved = reservation.status in (Reservation.Status.RESERVED, Reservation.Status.COMMITTED)
+    failed = reservation.status == Reservation.Status.FAILED
+    record_reply(
+        task_token=event.data["taskToken"],
+        order_id=event.order_id,
+        command=event.event_type.detail_type,
+        succeeded=reserved,
+        output={"reservation": reservation.status},
+        error="" if reserved else OUT_OF_STOCK if failed else ORDER_CANCELLED,
+        cause=reservation.failure_reason if failed else f"the reservation is {reservation.status}",
+    )
+    return reservation.status
 
 
 @handles(event_types.ORDER_CANCELLED, name="inventory.release_stock")
 def release_stock(event: ReceivedEvent) -> str:
     return services.release_stock(order_id=event.order_id).status
+
+
+@handles(event_types.RELEASE_STOCK, name="inventory.release_stock_on_command", coordinator="stepfunctions")
+def release_stock_on_command(event: ReceivedEvent) -> str:
+    reservation = services.release_stock(order_id=event.order_id)
+    record_reply(
+        task_token=event.data["taskToken"],
+        order_id=event.order_id,
+        command=event.event_type.detail_type,
+        succeeded=True,
+        output={"reservation": reservation.status},
+    )
+    return reservation.status
 
 
 @handles(event_types.ORDER_CONFIRMED, name="inventory.commit_stock")

@@ -11,6 +11,7 @@ from django.urls import reverse
 from eventbus.state_machine import IllegalTransition
 from inventory.selectors import catalogue_entries
 from observability.timelines import order_timeline
+from sagas.selectors import execution_summary
 from shopbus_site.admin import action_form_page
 
 from . import services
@@ -110,7 +111,11 @@ class OrderAdmin(admin.ModelAdmin):
     def change_view(self, request, object_id, form_url="", extra_context=None):
         # The order's story: its events, who handled them and when, failures, and the records
         # other services keep for it (reached through their own admin pages, searched by order id).
-        extra_context = {**(extra_context or {}), "timeline": order_timeline(order_id=object_id)}
+        extra_context = {
+            **(extra_context or {}),
+            "timeline": order_timeline(order_id=object_id),
+            "saga": execution_summary(order_id=object_id),
+        }
         return super().change_view(request, object_id, form_url, extra_context)
 
     def has_delete_permission(self, request, obj=None):

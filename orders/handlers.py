@@ -1,8 +1,12 @@
 from eventbus import event_types
 from eventbus.events import ReceivedEvent
 from eventbus.registry import handles
+from eventbus.state_machine import IllegalTransition
+from sagas.definition import ORDER_CANCELLED
+from sagas.services import record_reply
 
 from . import services
+from .models import Order
 
 
 @handles(event_types.INVENTORY_RESERVED, name="orders.stock_reserved")
@@ -10,17 +14,17 @@ def mark_order_reserved(event: ReceivedEvent) -> str:
     return services.mark_order_reserved(order_id=event.order_id)
 
 
-@handles(event_types.RESERVATION_FAILED, name="orders.reservation_failed")
+@handles(event_types.RESERVATION_FAILED, name="orders.reservation_failed", coordinator="choreography")
 def cancel_for_missing_stock(event: ReceivedEvent) -> str:
     return services.cancel_for_missing_stock(order_id=event.order_id, reason=event.data.get("reason", ""))
 
 
-@handles(event_types.PAYMENT_PROCESSED, name="orders.payment_processed")
+@handles(event_types.PAYMENT_PROCESSED, name="orders.payment_processed", coordinator="choreography")
 def confirm_paid_order(event: ReceivedEvent) -> str:
     return services.confirm_paid_order(order_id=event.order_id)
 
 
-@handles(event_types.PAYMENT_FAILED, name="orders.payment_failed")
+@handles(event_types.PAYMENT_FAILED, name="orders.payment_failed", coordinator="choreography")
 def cancel_for_failed_payment(event: ReceivedEvent) -> str:
     return services.cancel_for_failed_payment(order_id=event.order_id, reason=event.data.get("reason", ""))
 
@@ -28,3 +32,35 @@ def cancel_for_failed_payment(event: ReceivedEvent) -> str:
 @handles(event_types.PAYMENT_REFUNDED, name="orders.payment_refunded")
 def note_order_refunded(event: ReceivedEvent) -> str:
     return services.note_order_refunded(order_id=event.order_id)
+
+
+@handles(event_types.CONFIRM_ORDER, name="orders.confirm_on_command", coordinator="stepfunctions")
+def confirm_on_command(event: ReceivedEvent) -> str:
+    reply = {"task_token": event.data["taskToken"], "order_id": event.order_id, "command": event.event_type.detail_type}
+    try:
+        status = services.confirm_order(order_id=event.order_id).status
+    except IllegalTransition as exc:
+        status = exc.current
+    if status in (Order.Status.CONFIRMED, Order.Status.SHIPPED):
+        record_reply(**reply, succeeded=True, output={"status": status})
+    else:
+        record_reply(**reply, succeeded=False, error=ORDER_CANCELLED, cause=f"the order is {status}")
+    return status
+
+
+@handles(event_types.CANCEL_ORDER, name="orders.cancel_on_command", coordinator="stepfunctions")
+def cancel_on_command(event: ReceivedEvent) -> str:
+    try:
+        status = services.cancel_order(
+            order_id=event.order_id, reason_code=event.data["reasonCode"], reason=event.data.get("reason", "")
+        ).status
+    except IllegalTransition as exc:
+        status = exc.current  # already cancelled (or shipped): nothing left to undo here
+    record_reply(
+        task_token=event.data["taskToken"],
+        order_id=event.order_id,
+        command=event.event_type.detail_type,
+        succeeded=True,
+        output={"status": status},
+    )
+    return status

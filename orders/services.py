@@ -282,6 +282,15 @@ def _confirm(order: Order) -> None:
     )
 
 
+@transaction.atomic
+def confirm_order(*, order_id: uuid.UUID) -> Order:
+    """The orchestrated saga's last step. Raises IllegalTransition unless PLACED or RESERVED."""
+    order = _lock(order_id)
+    _confirm(order)
+    order.save()
+    return order
+
+
 def confirm_paid_order(*, order_id: uuid.UUID) -> str:
     return _react(order_id, _confirm)
 
@@ -324,7 +333,12 @@ def ship_order(*, order_id: uuid.UUID, carrier: str, tracking_number: str) -> Or
 
 def cancel_stuck_orders(*, older_than: timedelta | None = None) -> list[uuid.UUID]:
     """Cancel orders left in PLACED or RESERVED too long (TIMEOUT); each in its own transaction, so
-    one order that moves on meanwhile does not stop the rest."""
+    one order that moves on meanwhile does not stop the rest.
+
+    With ORDER_SAGA=stepfunctions each step of the state machine times out and compensates instead,
+    so this sweep stands down rather than race the execution."""
+    if settings.ORDER_SAGA == "stepfunctions":
+        return []
     if older_than is None:
         older_than = timedelta(minutes=settings.ORDER_TIMEOUT_MINUTES)
     cutoff = timezone.now() - older_than

@@ -3,8 +3,12 @@ from decimal import Decimal
 from eventbus import event_types
 from eventbus.events import ReceivedEvent
 from eventbus.registry import handles
+from sagas.definition import ORDER_CANCELLED, PAYMENT_FAILED, TRANSIENT
+from sagas.services import record_reply
 
 from . import services
+from .gateways import GatewayError
+from .models import Payment
 
 
 @handles(event_types.ORDER_PLACED, name="payments.remember_order")
@@ -18,11 +22,48 @@ def remember_order(event: ReceivedEvent) -> str:
     ).status
 
 
-@handles(event_types.INVENTORY_RESERVED, name="payments.charge_reserved_order")
+@handles(event_types.INVENTORY_RESERVED, name="payments.charge_reserved_order", coordinator="choreography")
 def charge_reserved_order(event: ReceivedEvent) -> str:
     return services.charge_reserved_order(order_id=event.order_id).status
+
+
+@handles(event_types.CHARGE_PAYMENT, name="payments.charge_on_command", coordinator="stepfunctions")
+def charge_on_command(event: ReceivedEvent) -> str:
+    reply = {"task_token": event.data["taskToken"], "order_id": event.order_id, "command": event.event_type.detail_type}
+    try:
+        payment = services.charge_on_command(
+            order_id=event.order_id,
+            amount=Decimal(event.data["amount"]),
+            currency=event.data["currency"],
+            payment_token=event.data["paymentToken"],
+            email=event.data.get("email", ""),
+        )
+    except GatewayError as exc:
+        # The state machine retries the step; the payment is left as it was.
+        record_reply(**reply, succeeded=False, error=TRANSIENT, cause=str(exc))
+        return f"gateway error: {exc}"
+    if payment.status == Payment.Status.CHARGED:
+        record_reply(**reply, succeeded=True, output={"paymentId": str(payment.id)})
+    elif payment.status == Payment.Status.DECLINED:
+        record_reply(**reply, succeeded=False, error=PAYMENT_FAILED, cause=payment.failure_reason)
+    else:
+        record_reply(**reply, succeeded=False, error=ORDER_CANCELLED, cause=f"the payment is {payment.status}")
+    return payment.status
 
 
 @handles(event_types.ORDER_CANCELLED, name="payments.settle_cancelled_order")
 def settle_cancelled_order(event: ReceivedEvent) -> str:
     return services.settle_cancelled_order(order_id=event.order_id).status
+
+
+@handles(event_types.REFUND_PAYMENT, name="payments.settle_on_command", coordinator="stepfunctions")
+def settle_on_command(event: ReceivedEvent) -> str:
+    payment = services.settle_cancelled_order(order_id=event.order_id)
+    record_reply(
+        task_token=event.data["taskToken"],
+        order_id=event.order_id,
+        command=event.event_type.detail_type,
+        succeeded=True,
+        output={"payment": payment.status},
+    )
+    return payment.status

@@ -88,6 +88,26 @@ def charge_reserved_order(*, order_id: uuid.UUID) -> Payment:
 
 
 @transaction.atomic
+def charge_on_command(
+    *, order_id: uuid.UUID, amount: Decimal, currency: str, payment_token: str, email: str
+) -> Payment:
+    """The orchestrated saga's charge step: the command carries what to charge, and the state machine
+    only commands it once the stock is held. Never charges an order already cancelled."""
+    payment = _locked_payment(order_id)
+    if payment.amount is None:
+        payment.amount, payment.currency, payment.payment_token, payment.customer_email = (
+            amount,
+            currency,
+            payment_token,
+            email,
+        )
+    payment.stock_reserved = True
+    _charge_if_ready(payment)
+    payment.save()
+    return payment
+
+
+@transaction.atomic
 def settle_cancelled_order(*, order_id: uuid.UUID) -> Payment:
     """Order Cancelled: never charge it; refund it if it was charged."""
     payment = _locked_payment(order_id)

@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "analytics",
     "audit",
     "observability",
+    "sagas",
 ]
 
 MIDDLEWARE = [
@@ -163,6 +164,19 @@ EVENT_CONSUMER_WAIT_SECONDS = env.int("EVENT_CONSUMER_WAIT_SECONDS", default=5)
 # visibility timeout, instead of always waiting out the whole timeout.
 EVENT_RETRY_BASE_SECONDS = env.int("EVENT_RETRY_BASE_SECONDS", default=2)
 
+# --- The order saga's coordinator (docs/sagas.md) ------------------------------------------------
+# choreography: each service reacts to the others' events (orders is the process manager).
+# stepfunctions: the <prefix>order-saga state machine commands each step and compensates failures.
+ORDER_SAGA = env("ORDER_SAGA", default="choreography")
+if ORDER_SAGA not in {"choreography", "stepfunctions"}:
+    raise environ.ImproperlyConfigured(f"ORDER_SAGA must be choreography or stepfunctions, not {ORDER_SAGA!r}")
+# A step that gets no answer in this long fails with States.Timeout and the order is compensated
+# (TIMEOUT); this replaces the beat-driven stuck-order sweep in that mode.
+SAGA_STEP_TIMEOUT_SECONDS = env.int("SAGA_STEP_TIMEOUT_SECONDS", default=300)
+# Transient step failures (a gateway error, a failed PutEvents) are retried this many times.
+SAGA_STEP_RETRY_ATTEMPTS = env.int("SAGA_STEP_RETRY_ATTEMPTS", default=3)
+SAGA_STEP_RETRY_INTERVAL_SECONDS = env.int("SAGA_STEP_RETRY_INTERVAL_SECONDS", default=2)
+
 # --- Metrics, alarms and tracing (docs/observability.md) -----------------------------------------
 # Each worker aggregates per-delivery metrics in memory and flushes them this often: to the database
 # (the event-flow dashboard) and, where enabled, to CloudWatch (ECommerce/EventDriven).
@@ -234,6 +248,7 @@ CELERY_BEAT_SCHEDULE = {
     "purge-idempotency-keys": {"task": "orders.tasks.purge_expired_idempotency_keys", "schedule": 3600},
     "cancel-stuck-orders": {"task": "orders.tasks.cancel_stuck_orders", "schedule": 60},
     "prune-metrics": {"task": "eventbus.tasks.prune_metrics", "schedule": 3600},
+    "send-saga-replies": {"task": "sagas.tasks.send_saga_replies", "schedule": 15},
 }
 
 # --- Logging ------------------------------------------------------------------------------------
@@ -262,6 +277,7 @@ LOGGING = {
             "analytics",
             "audit",
             "observability",
+            "sagas",
         )
     },
 }

@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+import os
+from contextlib import ExitStack, contextmanager
+
 import pytest
+import requests
 from moto import mock_aws
 
 from eventbus import aws as aws_clients
@@ -53,10 +57,12 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture
-def live_stack(transactional_db, settings):
+@contextmanager
+def _running_stack(settings, *, coordinator: str = "choreography", consumers: list[str] | None = None):
     """moto's real server on a free port, provisioned, and a real Celery worker whose bootstep consumes
-    every service queue. Celery's own broker is in-memory; event delivery is all real SQS over HTTP."""
+    the service queues (all, or `consumers`). Celery's own broker is in-memory; event delivery is all
+    real SQS over HTTP, and Step Functions executes state machines (its callbacks reach the server
+    through MOTO_PORT)."""
     from celery.contrib.testing.worker import start_worker
     from moto.server import ThreadedMotoServer
 
@@ -65,7 +71,14 @@ def live_stack(transactional_db, settings):
     port = _free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
+    previous_moto_port = os.environ.get("MOTO_PORT")
+    os.environ["MOTO_PORT"] = str(port)
+    requests.post(
+        f"http://127.0.0.1:{port}/moto-api/config", json={"stepfunctions": {"execute_state_machine": True}}, timeout=5
+    )
     settings.AWS_ENDPOINT_URL = f"http://127.0.0.1:{port}"
+    settings.ORDER_SAGA = coordinator
+    settings.EVENT_CONSUMERS = consumers or []
     settings.CELERY_TASK_ALWAYS_EAGER = False
     app.conf.task_always_eager = False
     aws_clients.client.cache_clear()
@@ -76,4 +89,28 @@ def live_stack(transactional_db, settings):
     finally:
         app.conf.task_always_eager = True
         server.stop()
+        if previous_moto_port is None:
+            os.environ.pop("MOTO_PORT", None)
+        else:
+            os.environ["MOTO_PORT"] = previous_moto_port
         aws_clients.client.cache_clear()
+
+
+@pytest.fixture
+def live_stack(transactional_db, settings):
+    with _running_stack(settings):
+        yield
+
+
+@pytest.fixture
+def stepfunctions_stack(transactional_db, settings):
+    """The live stack with ORDER_SAGA=stepfunctions."""
+    with _running_stack(settings, coordinator="stepfunctions"):
+        yield
+
+
+@pytest.fixture
+def start_stack(transactional_db, settings):
+    """Start a live stack with chosen options inside the test: start_stack(coordinator=..., consumers=[...])."""
+    with ExitStack() as stack:
+        yield lambda **options: stack.enter_context(_running_stack(settings, **options))

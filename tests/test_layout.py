@@ -25,7 +25,7 @@ from django.conf import settings
 ROOT = "shopbus_site"
 PLUMBING = {"eventbus"}
 # Rooms on top of the plumbing that any service may use, and that use no service themselves.
-SHARED_ROOMS = {"observability"}
+SHARED_ROOMS = {"observability", "sagas"}
 SHARED_ADMIN_HELPERS = "shopbus_site.admin"
 # (reader, owner): the reader may import the owner's selectors. Each is named, with its reason, in
 # docs/architecture.md.

@@ -28,6 +28,13 @@ PINNED_HANDLER_IDS = {
     ("notifications", "Payment Failed"): "notifications.payment_failed",
     ("notifications", "Payment Refunded"): "notifications.refund_issued",
     ("notifications", "Low Stock Alert"): "notifications.low_stock_alert",
+    ("inventory", "Reserve Stock"): "inventory.reserve_stock_on_command",
+    ("inventory", "Release Stock"): "inventory.release_stock_on_command",
+    ("payments", "Charge Payment"): "payments.charge_on_command",
+    ("payments", "Refund Payment"): "payments.settle_on_command",
+    ("orders", "Confirm Order"): "orders.confirm_on_command",
+    ("orders", "Cancel Order"): "orders.cancel_on_command",
+    ("sagas", "Order Placed"): "sagas.start_execution",
     ("analytics", "*"): "analytics.count_event",
     ("audit", "*"): "audit.record_envelope",
 }

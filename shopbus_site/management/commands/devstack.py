@@ -7,6 +7,7 @@ runs the Celery worker (with the event consumers), beat and the web server until
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -47,6 +48,18 @@ def _wait_for_http(url: str, timeout: float) -> None:
     raise CommandError(f"{url} did not answer within {timeout:.0f}s")
 
 
+def _enable_state_machine_execution(endpoint: str) -> None:
+    """moto runs state machines only when told to (docs/sagas.md, "On the local stack")."""
+    request = urllib.request.Request(
+        f"{endpoint}/moto-api/config",
+        data=json.dumps({"stepfunctions": {"execute_state_machine": True}}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=5):
+        pass
+
+
 class Command(BaseCommand):
     help = "Run the whole local stack (local AWS, worker, beat, web) until Ctrl-C."
 
@@ -85,8 +98,11 @@ class Command(BaseCommand):
             [str(bin_dir / "moto_server"), "-H", "127.0.0.1", "-p", str(settings.LOCAL_AWS_PORT)],
             stdout=self.local_aws_log,
             stderr=subprocess.STDOUT,
+            # moto's Step Functions calls EventBridge back through this port (ORDER_SAGA=stepfunctions).
+            env={**os.environ, "MOTO_PORT": str(settings.LOCAL_AWS_PORT)},
         )
         _wait_for_http(f"{settings.AWS_ENDPOINT_URL}/moto-api/", timeout=30)
+        _enable_state_machine_execution(settings.AWS_ENDPOINT_URL)
         # Children resolve settings afresh; pin them to this endpoint whatever their environment says.
         os.environ["AWS_ENDPOINT_URL"] = settings.AWS_ENDPOINT_URL
         call_command("migrate", interactive=False, verbosity=0)
@@ -116,6 +132,7 @@ class Command(BaseCommand):
                 f"  Admin:      {web}/admin/   login {login[0]} / {login[1]}\n"
                 f"  API:        {web}/api/     key  {key}\n"
                 f"  Local AWS:  {settings.AWS_ENDPOINT_URL}  (bus {topology.bus_name()})\n"
+                f"  Saga:       {settings.ORDER_SAGA}\n"
                 f"  Try:        curl -s -H 'Authorization: Bearer {key}' {web}/api/products\n"
                 "Ctrl-C stops everything.\n"
             )

@@ -1,0 +1,124 @@
+"""The state machine and its execution role, applied and torn down with the rest of provision_aws."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from eventbus import topology
+from eventbus.provisioning import Action, Provisioner
+
+from .definition import definition
+
+TRUST_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Principal": {"Service": "states.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+}
+POLICY_NAME = "put-saga-commands"
+
+
+def _error_code(exc: ClientError) -> str:
+    return exc.response.get("Error", {}).get("Code", "")
+
+
+def role_policy(bus_arn: str) -> dict[str, Any]:
+    """The only thing the state machine does itself: put command events on the bus."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "events:PutEvents", "Resource": bus_arn}],
+    }
+
+
+class StateMachineProvisioning:
+    def _clients(self, provisioner: Provisioner):
+        from eventbus import aws
+
+        return aws.client("iam"), aws.client("stepfunctions")
+
+    def _role_arn(self, provisioner: Provisioner) -> str:
+        account, partition = provisioner.names.account, provisioner.names.partition
+        return f"arn:{partition}:iam::{account}:role/{topology.state_machine_role_name()}"
+
+    def _machine_arn(self, provisioner: Provisioner) -> str:
+        return provisioner.names.arn("states", f"stateMachine:{topology.state_machine_name()}")
+
+    def apply(self, provisioner: Provisioner) -> None:
+        iam, sfn = self._clients(provisioner)
+        role = topology.state_machine_role_name()
+        tags = [{"Key": key, "Value": value} for key, value in sorted(provisioner.tags.items())]
+        try:
+            current_role = iam.get_role(RoleName=role)["Role"]
+        except ClientError as exc:
+            if _error_code(exc) != "NoSuchEntity":
+                raise
+            current_role = None
+        if current_role is None and provisioner.change(Action.CREATE, "IAM role", role):
+            iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(TRUST_POLICY), Tags=tags)
+        policy = role_policy(provisioner.names.bus_arn)
+        try:
+            current_policy = iam.get_role_policy(RoleName=role, PolicyName=POLICY_NAME)["PolicyDocument"]
+            if isinstance(current_policy, str):
+                current_policy = json.loads(current_policy)
+        except ClientError as exc:
+            if _error_code(exc) != "NoSuchEntity":
+                raise
+            current_policy = None
+        if current_policy != policy:
+            action = Action.CREATE if current_policy is None else Action.UPDATE
+            if provisioner.change(action, "IAM role policy", f"{role}/{POLICY_NAME}"):
+                iam.put_role_policy(RoleName=role, PolicyName=POLICY_NAME, PolicyDocument=json.dumps(policy))
+
+        name, arn = topology.state_machine_name(), self._machine_arn(provisioner)
+        desired = definition()
+        try:
+            current = sfn.describe_state_machine(stateMachineArn=arn)
+        except ClientError as exc:
+            if _error_code(exc) != "StateMachineDoesNotExist":
+                raise
+            current = None
+        if current is None:
+            if provisioner.change(Action.CREATE, "state machine", name, "Standard"):
+                sfn.create_state_machine(
+                    name=name,
+                    definition=json.dumps(desired),
+                    roleArn=self._role_arn(provisioner),
+                    type="STANDARD",
+                    tags=[{"key": tag["Key"], "value": tag["Value"]} for tag in tags],
+                )
+            return
+        drift = []
+        if json.loads(current["definition"]) != desired:
+            drift.append("definition")
+        if current["roleArn"] != self._role_arn(provisioner):
+            drift.append("role")
+        if drift and provisioner.change(Action.UPDATE, "state machine", name, ", ".join(drift)):
+            sfn.update_state_machine(
+                stateMachineArn=arn, definition=json.dumps(desired), roleArn=self._role_arn(provisioner)
+            )
+
+    def teardown(self, provisioner: Provisioner) -> None:
+        iam, sfn = self._clients(provisioner)
+        name, arn = topology.state_machine_name(), self._machine_arn(provisioner)
+        try:
+            sfn.describe_state_machine(stateMachineArn=arn)
+            if provisioner.change(Action.DELETE, "state machine", name):
+                sfn.delete_state_machine(stateMachineArn=arn)
+        except ClientError as exc:
+            if _error_code(exc) != "StateMachineDoesNotExist":
+                raise
+        role = topology.state_machine_role_name()
+        try:
+            iam.get_role(RoleName=role)
+        except ClientError as exc:
+            if _error_code(exc) != "NoSuchEntity":
+                raise
+            return
+        if provisioner.change(Action.DELETE, "IAM role", role):
+            try:
+                iam.delete_role_policy(RoleName=role, PolicyName=POLICY_NAME)
+            except ClientError as exc:
+                if _error_code(exc) != "NoSuchEntity":
+                    raise
+            iam.delete_role(RoleName=role)

@@ -1,0 +1,110 @@
+"""The state machine is generated from code; these are the states and paths it must have."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from eventbus import aws, topology
+from eventbus.provisioning import Provisioner
+from sagas.definition import COMPENSATION_STEPS, FORWARD_STEPS, PUT_EVENTS_AND_WAIT, definition
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_forward_path_is_reserve_charge_confirm():
+    states = definition()["States"]
+    assert definition()["StartAt"] == "ReserveStock"
+    assert [states[step]["Next"] for step in FORWARD_STEPS] == ["ChargePayment", "ConfirmOrder", "Confirmed"]
+    assert states["Confirmed"] == {"Type": "Succeed"}
+
+
+def test_every_step_puts_a_command_with_its_task_token_and_waits(settings):
+    settings.SAGA_STEP_TIMEOUT_SECONDS = 42
+    states = definition()["States"]
+    expected = {
+        "ReserveStock": "Reserve Stock",
+        "ChargePayment": "Charge Payment",
+        "ConfirmOrder": "Confirm Order",
+        "RefundPayment": "Refund Payment",
+        "ReleaseStock": "Release Stock",
+        "CancelOrder": "Cancel Order",
+    }
+    for name, detail_type in expected.items():
+        state = states[name]
+        assert state["Resource"] == PUT_EVENTS_AND_WAIT
+        [entry] = state["Parameters"]["Entries"]
+        assert (entry["Source"], entry["DetailType"], entry["EventBusName"]) == (
+            "shopbus.saga",
+            detail_type,
+            topology.bus_name(),
+        )
+        assert entry["Detail"]["data"]["taskToken.$"] == "$$.Task.Token"
+        assert entry["Detail"]["metadata"]["eventId.$"] == "States.UUID()"
+    assert [states[step]["TimeoutSeconds"] for step in FORWARD_STEPS] == [42, 42, 42]
+
+
+@pytest.mark.parametrize(
+    ("step", "error", "reason_state", "reason_code"),
+    [
+        ("ReserveStock", "OUT_OF_STOCK", "OutOfStock", "OUT_OF_STOCK"),
+        ("ChargePayment", "PAYMENT_FAILED", "PaymentFailed", "PAYMENT_FAILED"),
+        ("ChargePayment", "TRANSIENT", "PaymentFailed", "PAYMENT_FAILED"),
+        ("ConfirmOrder", "ORDER_CANCELLED", "CancelledMeanwhile", "CUSTOMER_REQUEST"),
+        ("ChargePayment", "States.Timeout", "StepTimedOut", "TIMEOUT"),
+        ("ReserveStock", "States.HeartbeatTimeout", "StepTimedOut", "TIMEOUT"),
+    ],
+)
+def test_a_failure_at_any_step_compensates_in_reverse_with_its_reason(step, error, reason_state, reason_code):
+    states = definition()["States"]
+    catcher = next(c for c in states[step]["Catch"] if error in c["ErrorEquals"] or c["ErrorEquals"] == ["States.ALL"])
+    assert catcher["Next"] == reason_state
+    assert states[reason_state]["Result"]["reasonCode"] == reason_code
+    # refund (or void) the payment, release the stock, cancel the order, in that order
+    path, state = [], states[reason_state]["Next"]
+    while states[state]["Type"] == "Task":
+        path.append(state)
+        state = states[state]["Next"]
+    assert tuple(path) == COMPENSATION_STEPS
+    assert states[state]["Type"] == "Fail"
+
+
+def test_transient_errors_are_retried_before_compensating(settings):
+    settings.SAGA_STEP_RETRY_ATTEMPTS = 4
+    retry = definition()["States"]["ChargePayment"]["Retry"][0]
+    assert "TRANSIENT" in retry["ErrorEquals"] and retry["MaxAttempts"] == 4
+
+
+def test_provisioning_creates_the_state_machine_and_its_role_idempotently(provisioned):
+    sfn, iam = aws.client("stepfunctions"), aws.client("iam")
+    [machine] = sfn.list_state_machines()["stateMachines"]
+    assert machine["name"] == "order-saga"
+    described = sfn.describe_state_machine(stateMachineArn=machine["stateMachineArn"])
+    assert described["type"] == "STANDARD"
+    assert json.loads(described["definition"]) == definition()
+    assert described["roleArn"].endswith(":role/order-saga-role")
+    policy = iam.get_role_policy(RoleName="order-saga-role", PolicyName="put-saga-commands")["PolicyDocument"]
+    assert policy["Statement"][0]["Action"] == "events:PutEvents"
+    assert Provisioner().apply() == []
+
+
+def test_a_changed_definition_is_updated_and_teardown_removes_the_machine(provisioned, settings):
+    settings.SAGA_STEP_TIMEOUT_SECONDS = 17
+    changes = Provisioner().apply()
+    assert [(c.action, c.kind, c.detail) for c in changes if c.kind == "state machine"] == [
+        ("update", "state machine", "definition")
+    ]
+    planned = Provisioner(dry_run=True).teardown()
+    assert {(c.action, c.kind) for c in planned} >= {("delete", "state machine"), ("delete", "IAM role")}
+    Provisioner().teardown()
+    assert aws.client("stepfunctions").list_state_machines()["stateMachines"] == []
+
+
+def test_the_saga_queue_and_rule_exist_only_under_stepfunctions(settings, provisioned):
+    assert "sagas" not in [q.service for q in topology.consuming_queues()]
+    settings.ORDER_SAGA = "stepfunctions"
+    changes = {(c.action, c.kind, c.name) for c in Provisioner().apply()}
+    assert ("create", "queue", "order-saga-queue") in changes
+    assert ("create", "rule", "sagas-subscriptions") in changes
+    assert ("update", "rule", "inventory-subscriptions") in changes  # commands instead of Order Placed
