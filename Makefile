@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test test-sqlite test-postgres lint format bench clean
+.PHONY: run test test-sqlite test-postgres lint format bench bench-patterns clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ format: $(VENV)/.dev-installed
 ## Benchmark the whole flow against a local stack started the way `make run` starts it.
 bench: $(VENV)/.dev-installed
 	$(PY) bench/order_flow.py
+
+## How fast the offline pattern engine filters events (checks per second).
+bench-patterns: $(VENV)/.dev-installed
+	$(PY) bench/patterns.py
 
 clean:
 	rm -rf $(VENV) .local .pytest_cache

@@ -49,3 +49,11 @@ def _update_timeline(order_id: UUID, stage: str | None, when: datetime, detail_t
     elif detail_type == event_types.PAYMENT_REFUNDED.detail_type:
         timeline.refunded_amount = Decimal(data["amount"])
     timeline.save()
+
+
+def clear_window(start: datetime, end: datetime) -> None:
+    """Forget the aggregates a replay of [start, end) rebuilds: the hours of the window (whole hours:
+    call with an hour-aligned window) and the timelines of orders placed in it. Aggregates only, no
+    evented model, so QuerySet.delete is the right tool."""
+    HourlyEventCount.objects.filter(hour__gte=start, hour__lt=end).delete()
+    OrderTimeline.objects.filter(placed_at__gte=start, placed_at__lt=end).delete()

@@ -18,6 +18,7 @@ from django.conf import settings
 
 from . import aws, registry, topology
 from .metrics import NAMESPACE, Metric
+from .patterns import validate_pattern
 
 logger = logging.getLogger(__name__)
 
@@ -124,6 +125,10 @@ class Provisioner:
 
     def apply(self) -> list[Change]:
         queues = topology.consuming_queues()
+        # Refuse before touching AWS: EventBridge would reject an invalid pattern, and moto accepts it.
+        for queue in queues:
+            validate_pattern(registry.event_pattern(queue.service))
+        validate_pattern(self.archive_settings()["EventPattern"])
         self.ensure_bus()
         self.ensure_queue(self.target_dlq_name, self.target_dlq_attributes(queues))
         for queue in queues:

@@ -2,6 +2,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from django.core.management.base import BaseCommand, CommandError
 
 from eventbus import aws
+from eventbus.patterns import InvalidEventPattern
 from eventbus.provisioning import Provisioner
 
 
@@ -16,6 +17,8 @@ class Command(BaseCommand):
             changes = Provisioner(dry_run=dry_run).apply()
         except (BotoCoreError, ClientError) as exc:
             raise CommandError(aws.explain(exc)) from None
+        except InvalidEventPattern as exc:
+            raise CommandError(f"refusing to provision: {exc}") from None
         for change in changes:
             self.stdout.write(("would " if dry_run else "") + str(change))
         if not changes:
