@@ -346,6 +346,19 @@ class Provisioner:
                 "properties": {"title": title, "region": region, "stat": stat, "period": 60, "metrics": metrics},
             }
 
+        def p50_and_p99(metric: Metric, label: str) -> list[list[Any]]:
+            return [
+                [
+                    NAMESPACE,
+                    metric,
+                    "ServiceName",
+                    q.service,
+                    {"stat": stat, "label": label.format(service=q.service, stat=stat)},
+                ]
+                for q in queues
+                for stat in ("p50", "p99")
+            ]
+
         return {
             "widgets": [
                 widget(
@@ -384,11 +397,7 @@ class Provisioner:
                 ),
                 widget(
                     "Processing time per service, p50 and p99 (ms)",
-                    [
-                        [NAMESPACE, Metric.PROCESSING_TIME, "ServiceName", q.service, {"stat": stat, "label": label}]
-                        for q in queues
-                        for stat, label in (("p50", f"{q.service} p50"), ("p99", f"{q.service} p99"))
-                    ],
+                    p50_and_p99(Metric.PROCESSING_TIME, "{service} {stat}"),
                     "p99",
                 ),
                 widget(
@@ -402,11 +411,7 @@ class Provisioner:
                 ),
                 widget(
                     "End-to-end latency per hop (occurredAt to handler commit), p50 and p99 (ms)",
-                    [
-                        [NAMESPACE, Metric.END_TO_END_LATENCY, "ServiceName", q.service, {"stat": stat, "label": label}]
-                        for q in queues
-                        for stat, label in (("p50", f"to {q.service} p50"), ("p99", f"to {q.service} p99"))
-                    ],
+                    p50_and_p99(Metric.END_TO_END_LATENCY, "to {service} {stat}"),
                     "p99",
                 ),
                 widget(

@@ -2,7 +2,7 @@ from eventbus import event_types
 from eventbus.events import ReceivedEvent
 from eventbus.registry import handles
 from sagas.definition import ORDER_CANCELLED, OUT_OF_STOCK
-from sagas.services import record_reply
+from sagas.services import answer
 
 from . import services
 from .models import Reservation
@@ -22,10 +22,8 @@ def reserve_stock_on_command(event: ReceivedEvent) -> str:
     reservation = services.reserve_stock(order_id=event.order_id, items=_requested(event))
     reserved = reservation.status in (Reservation.Status.RESERVED, Reservation.Status.COMMITTED)
     failed = reservation.status == Reservation.Status.FAILED
-    record_reply(
-        task_token=event.data["taskToken"],
-        order_id=event.order_id,
-        command=event.event_type.detail_type,
+    answer(
+        event,
         succeeded=reserved,
         output={"reservation": reservation.status},
         error="" if reserved else OUT_OF_STOCK if failed else ORDER_CANCELLED,
@@ -42,13 +40,7 @@ def release_stock(event: ReceivedEvent) -> str:
 @handles(event_types.RELEASE_STOCK, name="inventory.release_stock_on_command", coordinator="stepfunctions")
 def release_stock_on_command(event: ReceivedEvent) -> str:
     reservation = services.release_stock(order_id=event.order_id)
-    record_reply(
-        task_token=event.data["taskToken"],
-        order_id=event.order_id,
-        command=event.event_type.detail_type,
-        succeeded=True,
-        output={"reservation": reservation.status},
-    )
+    answer(event, succeeded=True, output={"reservation": reservation.status})
     return reservation.status
 
 

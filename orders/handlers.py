@@ -3,7 +3,7 @@ from eventbus.events import ReceivedEvent
 from eventbus.registry import handles
 from eventbus.state_machine import IllegalTransition
 from sagas.definition import ORDER_CANCELLED
-from sagas.services import record_reply
+from sagas.services import answer
 
 from . import services
 from .models import Order
@@ -36,15 +36,14 @@ def note_order_refunded(event: ReceivedEvent) -> str:
 
 @handles(event_types.CONFIRM_ORDER, name="orders.confirm_on_command", coordinator="stepfunctions")
 def confirm_on_command(event: ReceivedEvent) -> str:
-    reply = {"task_token": event.data["taskToken"], "order_id": event.order_id, "command": event.event_type.detail_type}
     try:
         status = services.confirm_order(order_id=event.order_id).status
     except IllegalTransition as exc:
         status = exc.current
     if status in (Order.Status.CONFIRMED, Order.Status.SHIPPED):
-        record_reply(**reply, succeeded=True, output={"status": status})
+        answer(event, succeeded=True, output={"status": status})
     else:
-        record_reply(**reply, succeeded=False, error=ORDER_CANCELLED, cause=f"the order is {status}")
+        answer(event, succeeded=False, error=ORDER_CANCELLED, cause=f"the order is {status}")
     return status
 
 
@@ -56,11 +55,5 @@ def cancel_on_command(event: ReceivedEvent) -> str:
         ).status
     except IllegalTransition as exc:
         status = exc.current  # already cancelled (or shipped): nothing left to undo here
-    record_reply(
-        task_token=event.data["taskToken"],
-        order_id=event.order_id,
-        command=event.event_type.detail_type,
-        succeeded=True,
-        output={"status": status},
-    )
+    answer(event, succeeded=True, output={"status": status})
     return status

@@ -4,7 +4,7 @@ from eventbus import event_types
 from eventbus.events import ReceivedEvent
 from eventbus.registry import handles
 from sagas.definition import ORDER_CANCELLED, PAYMENT_FAILED, TRANSIENT
-from sagas.services import record_reply
+from sagas.services import answer
 
 from . import services
 from .gateways import GatewayError
@@ -29,7 +29,6 @@ def charge_reserved_order(event: ReceivedEvent) -> str:
 
 @handles(event_types.CHARGE_PAYMENT, name="payments.charge_on_command", coordinator="stepfunctions")
 def charge_on_command(event: ReceivedEvent) -> str:
-    reply = {"task_token": event.data["taskToken"], "order_id": event.order_id, "command": event.event_type.detail_type}
     try:
         payment = services.charge_on_command(
             order_id=event.order_id,
@@ -40,14 +39,14 @@ def charge_on_command(event: ReceivedEvent) -> str:
         )
     except GatewayError as exc:
         # The state machine retries the step; the payment is left as it was.
-        record_reply(**reply, succeeded=False, error=TRANSIENT, cause=str(exc))
+        answer(event, succeeded=False, error=TRANSIENT, cause=str(exc))
         return f"gateway error: {exc}"
     if payment.status == Payment.Status.CHARGED:
-        record_reply(**reply, succeeded=True, output={"paymentId": str(payment.id)})
+        answer(event, succeeded=True, output={"paymentId": str(payment.id)})
     elif payment.status == Payment.Status.DECLINED:
-        record_reply(**reply, succeeded=False, error=PAYMENT_FAILED, cause=payment.failure_reason)
+        answer(event, succeeded=False, error=PAYMENT_FAILED, cause=payment.failure_reason)
     else:
-        record_reply(**reply, succeeded=False, error=ORDER_CANCELLED, cause=f"the payment is {payment.status}")
+        answer(event, succeeded=False, error=ORDER_CANCELLED, cause=f"the payment is {payment.status}")
     return payment.status
 
 
@@ -59,11 +58,5 @@ def settle_cancelled_order(event: ReceivedEvent) -> str:
 @handles(event_types.REFUND_PAYMENT, name="payments.settle_on_command", coordinator="stepfunctions")
 def settle_on_command(event: ReceivedEvent) -> str:
     payment = services.settle_cancelled_order(order_id=event.order_id)
-    record_reply(
-        task_token=event.data["taskToken"],
-        order_id=event.order_id,
-        command=event.event_type.detail_type,
-        succeeded=True,
-        output={"payment": payment.status},
-    )
+    answer(event, succeeded=True, output={"payment": payment.status})
     return payment.status

@@ -65,16 +65,17 @@ def _charge_if_ready(payment: Payment) -> None:
 def remember_order(*, order_id: uuid.UUID, amount: Decimal, currency: str, payment_token: str, email: str) -> Payment:
     """Order Placed: what to charge, and how."""
     payment = _locked_payment(order_id)
-    if payment.amount is None:
-        payment.amount, payment.currency, payment.payment_token, payment.customer_email = (
-            amount,
-            currency,
-            payment_token,
-            email,
-        )
+    _remember(payment, amount=amount, currency=currency, payment_token=payment_token, email=email)
     _charge_if_ready(payment)
     payment.save()
     return payment
+
+
+def _remember(payment: Payment, *, amount: Decimal, currency: str, payment_token: str, email: str) -> None:
+    """What to charge and how; the first to say wins (Order Placed, or the saga's charge command)."""
+    if payment.amount is None:
+        payment.amount, payment.currency = amount, currency
+        payment.payment_token, payment.customer_email = payment_token, email
 
 
 @transaction.atomic
@@ -94,13 +95,7 @@ def charge_on_command(
     """The orchestrated saga's charge step: the command carries what to charge, and the state machine
     only commands it once the stock is held. Never charges an order already cancelled."""
     payment = _locked_payment(order_id)
-    if payment.amount is None:
-        payment.amount, payment.currency, payment.payment_token, payment.customer_email = (
-            amount,
-            currency,
-            payment_token,
-            email,
-        )
+    _remember(payment, amount=amount, currency=currency, payment_token=payment_token, email=email)
     payment.stock_reserved = True
     _charge_if_ready(payment)
     payment.save()

@@ -23,6 +23,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from eventbus import aws, topology
+from eventbus.events import ReceivedEvent
 
 from .models import SagaReply
 
@@ -94,6 +95,21 @@ def record_reply(
     if created:
         transaction.on_commit(lambda: send_replies(reply_ids=[reply.pk]), robust=True)
     return reply
+
+
+def answer(
+    command: ReceivedEvent, *, succeeded: bool, output: dict[str, Any] | None = None, error: str = "", cause: str = ""
+) -> SagaReply:
+    """A service's answer to a command it handled, kept with the step's work (see record_reply)."""
+    return record_reply(
+        task_token=command.data["taskToken"],
+        order_id=command.order_id,
+        command=command.event_type.detail_type,
+        succeeded=succeeded,
+        output=output,
+        error=error,
+        cause=cause,
+    )
 
 
 def send_pending_replies(*, limit: int = 200) -> int:

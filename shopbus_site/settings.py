@@ -25,6 +25,18 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
+# shopbus's own apps: the plumbing, the services, and the rooms built on the plumbing.
+SHOPBUS_APPS = [
+    "eventbus",
+    "inventory",
+    "orders",
+    "payments",
+    "notifications",
+    "analytics",
+    "audit",
+    "observability",
+    "sagas",
+]
 INSTALLED_APPS = [
     # The composition root first, so its templates (the admin index) take precedence: it holds the
     # dev-stack command and the admin helpers every app shares.
@@ -35,15 +47,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
-    "eventbus",
-    "inventory",
-    "orders",
-    "payments",
-    "notifications",
-    "analytics",
-    "audit",
-    "observability",
-    "sagas",
+    *SHOPBUS_APPS,
 ]
 
 MIDDLEWARE = [
@@ -266,18 +270,5 @@ LOGGING = {
         "console": {"class": "logging.StreamHandler", "formatter": "json" if LOG_FORMAT == "json" else "plain"}
     },
     "root": {"handlers": ["console"], "level": "WARNING"},
-    "loggers": {
-        app: {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False}
-        for app in (
-            "eventbus",
-            "orders",
-            "inventory",
-            "payments",
-            "notifications",
-            "analytics",
-            "audit",
-            "observability",
-            "sagas",
-        )
-    },
+    "loggers": {app: {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False} for app in SHOPBUS_APPS},
 }

@@ -42,3 +42,17 @@ def wait_for(predicate: Callable[[], T], *, timeout: float = 30, interval: float
             return result
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def place_demo_order(token: str = "tok_visa", sku: str = "prod-1", quantity: int = 1):
+    """Place one order of a demo product (loading the demo catalogue if it is missing)."""
+    from inventory.services import load_demo_catalogue
+    from orders import services
+    from tests.factories import OrderItemFactory, PlaceOrderRequestFactory
+
+    load_demo_catalogue()
+    return services.place_order(
+        request=PlaceOrderRequestFactory(
+            items=[OrderItemFactory(product_id=sku, quantity=quantity)], payment_token=token
+        )
+    )

@@ -8,24 +8,14 @@ import pytest
 from django.core import mail
 
 from inventory.models import StockItem
-from inventory.services import load_demo_catalogue
 from notifications.models import Notification
 from orders import services
 from orders.models import Order
 from payments.models import Payment
-from tests.factories import OrderItemFactory, PlaceOrderRequestFactory
+from tests.helpers import place_demo_order as place
 from tests.helpers import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
-
-
-def place(token: str = "tok_visa", sku: str = "prod-1", quantity: int = 1) -> Order:
-    load_demo_catalogue()
-    return services.place_order(
-        request=PlaceOrderRequestFactory(
-            items=[OrderItemFactory(product_id=sku, quantity=quantity)], payment_token=token
-        )
-    )
 
 
 def reaches(order: Order, status: str) -> None:

@@ -12,26 +12,16 @@ from django.core.management import call_command
 from eventbus import aws
 from eventbus.consuming import EventConsumer
 from inventory.models import StockItem
-from inventory.services import load_demo_catalogue
 from notifications.models import Notification
 from orders import services
 from orders.models import Order
 from payments.models import Payment, Refund
 from sagas import services as saga_services
 from sagas.models import SagaReply
-from tests.factories import OrderItemFactory, PlaceOrderRequestFactory
+from tests.helpers import place_demo_order as place
 from tests.helpers import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
-
-
-def place(token: str = "tok_visa", sku: str = "prod-1", quantity: int = 1) -> Order:
-    load_demo_catalogue()
-    return services.place_order(
-        request=PlaceOrderRequestFactory(
-            items=[OrderItemFactory(product_id=sku, quantity=quantity)], payment_token=token
-        )
-    )
 
 
 def execution_status(order: Order) -> str:

@@ -1,0 +1,48 @@
+"""The saga's invariants, checked the same way for both coordinators once an order has settled."""
+
+from __future__ import annotations
+
+from eventbus.models import OutboxEvent
+from inventory.models import Reservation, StockItem
+from orders.models import Order
+from payments.models import Payment, Refund
+
+SETTLED_RESERVATIONS = (
+    Reservation.Status.RELEASED,
+    Reservation.Status.RETURNED,
+    Reservation.Status.FAILED,
+    Reservation.Status.VOIDED,
+)
+
+
+def assert_settled_consistently(order: Order, *, on_hand: int, reservation_may_be_missing: bool = False) -> None:
+    """The order is final and every service agrees with it; stock is conserved; at most one charge;
+    a refund exactly when a charge was followed by a cancel. In the choreography inventory always
+    records the order (a VOIDED tombstone at least); the orchestrated saga may compensate before
+    inventory ever saw it."""
+    line = order.lines.get()
+    stock = StockItem.objects.get(product__sku=line.product_id)
+    reservation = Reservation.objects.filter(order_id=order.pk).first()
+    payment = Payment.objects.get(order_id=order.pk)
+    charges = OutboxEvent.objects.filter(correlation_id=str(order.pk), detail_type="Payment Processed").count()
+    refunds = Refund.objects.filter(payment=payment).count()
+
+    assert order.status in (Order.Status.CONFIRMED, Order.Status.CANCELLED)
+    if order.status == Order.Status.CONFIRMED:
+        assert reservation is not None
+        assert reservation.status == Reservation.Status.COMMITTED
+        assert payment.status == Payment.Status.CHARGED
+    else:
+        if reservation is None:
+            assert reservation_may_be_missing
+        else:
+            assert reservation.status in SETTLED_RESERVATIONS
+        assert payment.status in (Payment.Status.VOIDED, Payment.Status.DECLINED, Payment.Status.REFUNDED)
+
+    # Nothing stays reserved, and only a confirmed order takes units away.
+    sold = line.quantity if order.status == Order.Status.CONFIRMED else 0
+    assert stock.reserved == 0
+    assert stock.on_hand == on_hand - sold
+
+    assert charges <= 1
+    assert refunds == (1 if charges and order.status == Order.Status.CANCELLED else 0)
