@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test test-sqlite test-postgres lint format bench bench-patterns clean
+.PHONY: run test test-sqlite test-postgres lint format bench bench-capacity bench-patterns clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,11 @@ format: $(VENV)/.dev-installed
 ## Benchmark the whole flow against a local stack started the way `make run` starts it.
 bench: $(VENV)/.dev-installed
 	$(PY) bench/order_flow.py
+
+## One worker process's handler capacity, AWS out of the picture: SQLite, then a throwaway PostgreSQL.
+bench-capacity: $(VENV)/.dev-installed
+	$(PY) bench/capacity.py
+	$(PY) -m tests.postgres_server -- $(PY) bench/capacity.py
 
 ## How fast the offline pattern engine filters events (checks per second).
 bench-patterns: $(VENV)/.dev-installed
