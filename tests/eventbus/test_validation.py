@@ -29,8 +29,8 @@ def test_a_valid_detail_passes():
 @pytest.mark.parametrize(
     ("data", "metadata", "complaint"),
     [
-        ({**LOW_STOCK, "available": "9"}, {}, "data.available: '9' is not of type 'integer'"),
-        ({k: v for k, v in LOW_STOCK.items() if k != "threshold"}, {}, "'threshold' is a required property"),
+        ({**LOW_STOCK, "available": "9"}, {}, 'data.available: "9" is not of type "integer"'),
+        ({k: v for k, v in LOW_STOCK.items() if k != "threshold"}, {}, '"threshold" is a required property'),
         (LOW_STOCK, {"eventId": "not-a-uuid"}, "metadata.eventId"),
         (LOW_STOCK, {"schemaVersion": 7}, "schemaVersion 7 is not supported"),
     ],
