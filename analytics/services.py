@@ -8,10 +8,10 @@ from typing import Any
 from uuid import UUID
 
 from django.db import transaction
-from django.db.models import F
 from django.utils.dateparse import parse_datetime
 
 from eventbus import event_types
+from eventbus.rows import insert_rows
 
 from .models import HourlyEventCount, OrderTimeline
 
@@ -26,29 +26,42 @@ _STAGES = {
 }
 
 
-@transaction.atomic
+# A delivery is two statements here: each aggregate is one INSERT … ON CONFLICT DO UPDATE, written in
+# SQL because the ORM's upsert can only copy the new row's values (no `count + 1`, no COALESCE).
+# The conflict clause serialises concurrent writers on the unique index, so no row lock is needed.
+# Handler-path services open no savepoint (docs/architecture.md, "Savepoints").
+@transaction.atomic(savepoint=False)
 def count_event(*, detail_type: str, occurred_at: str, data: dict[str, Any]) -> None:
     when = parse_datetime(occurred_at)
     hour = when.replace(minute=0, second=0, microsecond=0)
-    counter, _ = HourlyEventCount.objects.get_or_create(hour=hour, detail_type=detail_type)
-    HourlyEventCount.objects.filter(pk=counter.pk).update(count=F("count") + 1)
+    insert_rows(
+        HourlyEventCount,
+        [{"hour": hour, "detail_type": detail_type, "count": 1}],
+        conflict=["hour", "detail_type"],
+        update={"count": "{table}.{column} + 1"},
+    )
     stage = _STAGES.get(detail_type)
     if stage or detail_type == event_types.PAYMENT_REFUNDED.detail_type:
         _update_timeline(UUID(data["orderId"]), stage, when, detail_type, data)
 
 
 def _update_timeline(order_id: UUID, stage: str | None, when: datetime, detail_type: str, data: dict[str, Any]) -> None:
-    timeline, _ = OrderTimeline.objects.select_for_update().get_or_create(order_id=order_id)
-    if stage and getattr(timeline, stage) is None:
-        setattr(timeline, stage, when)
+    values: dict[str, Any] = {"order_id": order_id, "cancellation_reason_code": "", "currency": ""}
+    # The first occurrence of a stage wins, so a duplicate or a late replay changes nothing.
+    assignments = {}
+    if stage:
+        values[stage] = when
+        assignments[stage] = "COALESCE({table}.{column}, excluded.{column})"
     if detail_type == event_types.ORDER_PLACED.detail_type:
-        timeline.total_amount = Decimal(data["totalAmount"])
-        timeline.currency = data["currency"]
+        values["total_amount"], values["currency"] = Decimal(data["totalAmount"]), data["currency"]
+        assignments["total_amount"] = assignments["currency"] = "excluded.{column}"
     elif detail_type == event_types.ORDER_CANCELLED.detail_type:
-        timeline.cancellation_reason_code = data["reasonCode"]
+        values["cancellation_reason_code"] = data["reasonCode"]
+        assignments["cancellation_reason_code"] = "excluded.{column}"
     elif detail_type == event_types.PAYMENT_REFUNDED.detail_type:
-        timeline.refunded_amount = Decimal(data["amount"])
-    timeline.save()
+        values["refunded_amount"] = Decimal(data["amount"])
+        assignments["refunded_amount"] = "excluded.{column}"
+    insert_rows(OrderTimeline, [values], conflict=["order_id"], update=assignments)
 
 
 def clear_window(start: datetime, end: datetime) -> None:

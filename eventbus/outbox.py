@@ -28,6 +28,7 @@ from . import aws, metrics, topology
 from .event_types import EventType
 from .events import build_detail, dumps_detail
 from .models import EventedModel, OutboxEvent
+from .rows import insert_rows
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ def entry_size(*, source: str, detail_type: str, detail_json: str) -> int:
     return 14 + len(source.encode()) + len(detail_type.encode()) + len(detail_json.encode())
 
 
-def _build_outbox_row(*, event_type: EventType, data: dict[str, Any], correlation_id: str) -> OutboxEvent:
+def _outbox_row(*, event_type: EventType, data: dict[str, Any], correlation_id: str) -> dict[str, Any]:
     event_id = uuid.uuid4()
     occurred_at = timezone.now()
     detail = build_detail(
@@ -56,15 +57,21 @@ def _build_outbox_row(*, event_type: EventType, data: dict[str, Any], correlatio
     size = entry_size(source=event_type.source, detail_type=event_type.detail_type, detail_json=dumps_detail(detail))
     if size > MAX_BYTES_PER_PUT:
         raise EventTooLarge(f"{event_type}: {size} bytes is over EventBridge's {MAX_BYTES_PER_PUT} byte limit")
-    return OutboxEvent(
-        id=event_id,
-        source=event_type.source,
-        detail_type=event_type.detail_type,
-        detail=detail,
-        correlation_id=correlation_id,
-        created_at=occurred_at,
-        next_attempt_at=occurred_at,
-    )
+    return {
+        "id": event_id,
+        "source": event_type.source,
+        "detail_type": event_type.detail_type,
+        "detail": detail,
+        "correlation_id": correlation_id,
+        "status": OutboxEvent.Status.PENDING,
+        "attempts": 0,
+        "next_attempt_at": occurred_at,
+        "claimed_until": None,
+        "last_error": "",
+        "event_bridge_id": "",
+        "created_at": occurred_at,
+        "published_at": None,
+    }
 
 
 def write_recorded_events(*, instance: EventedModel) -> None:
@@ -73,11 +80,14 @@ def write_recorded_events(*, instance: EventedModel) -> None:
     if not recorded:
         return
     using = instance._state.db
-    rows = [
-        _build_outbox_row(event_type=event.event_type, data=event.data, correlation_id=event.correlation_id)
-        for event in recorded
-    ]
-    OutboxEvent.objects.using(using).bulk_create(rows)
+    insert_rows(
+        OutboxEvent,
+        [
+            _outbox_row(event_type=event.event_type, data=event.data, correlation_id=event.correlation_id)
+            for event in recorded
+        ],
+        using=using,
+    )
     transaction.on_commit(wake_relay, using=using, robust=True)
 
 

@@ -65,7 +65,8 @@ def _alert_if_crossed_low_threshold(item: StockItem, *, available_before: int) -
         )
 
 
-@transaction.atomic
+# Handler-path services open no savepoint (docs/architecture.md, "Savepoints").
+@transaction.atomic(savepoint=False)
 def reserve_stock(*, order_id: uuid.UUID, items: list[RequestedItem]) -> Reservation:
     """Reserve every item or none. Idempotent per order: a second call returns the first outcome."""
     existing = Reservation.objects.select_for_update().filter(order_id=order_id).first()
@@ -145,7 +146,7 @@ def _fail(
     return reservation
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def release_stock(*, order_id: uuid.UUID) -> Reservation:
     """Give back what an order holds: reserved stock returns to the pool, committed stock to on_hand.
 
@@ -182,7 +183,7 @@ def release_stock(*, order_id: uuid.UUID) -> Reservation:
     return reservation
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def commit_stock(*, order_id: uuid.UUID) -> Reservation | None:
     """The order is confirmed: its reserved units leave the warehouse (on_hand and reserved both drop)."""
     reservation = Reservation.objects.select_for_update().filter(order_id=order_id).first()

@@ -242,10 +242,11 @@ def cancel_order(*, order_id: uuid.UUID, reason_code: str, reason: str) -> Order
     return order
 
 
+# Handler-path services open no savepoint (docs/architecture.md, "Savepoints").
 def _react(order_id: uuid.UUID, change: Callable[[Order], None]) -> str:
     """Apply a saga step. A late or out-of-order event for an order that has moved on is ignored:
     the handler still records it as processed, and says why in its note."""
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         order = _lock(order_id)
         try:
             change(order)
@@ -304,7 +305,7 @@ def cancel_for_failed_payment(*, order_id: uuid.UUID, reason: str) -> str:
     )
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def note_order_refunded(*, order_id: uuid.UUID) -> str:
     order = _lock(order_id)
     if order.refunded_at is None:

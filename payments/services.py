@@ -61,7 +61,8 @@ def _charge_if_ready(payment: Payment) -> None:
         logger.info("order %s payment declined: %s", payment.order_id, result.decline_code)
 
 
-@transaction.atomic
+# Handler-path services open no savepoint (docs/architecture.md, "Savepoints").
+@transaction.atomic(savepoint=False)
 def remember_order(*, order_id: uuid.UUID, amount: Decimal, currency: str, payment_token: str, email: str) -> Payment:
     """Order Placed: what to charge, and how."""
     payment = _locked_payment(order_id)
@@ -78,7 +79,7 @@ def _remember(payment: Payment, *, amount: Decimal, currency: str, payment_token
         payment.payment_token, payment.customer_email = payment_token, email
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def charge_reserved_order(*, order_id: uuid.UUID) -> Payment:
     """Inventory Reserved: the stock is held, so take the money (once the amount is known)."""
     payment = _locked_payment(order_id)
@@ -102,7 +103,7 @@ def charge_on_command(
     return payment
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def settle_cancelled_order(*, order_id: uuid.UUID) -> Payment:
     """Order Cancelled: never charge it; refund it if it was charged."""
     payment = _locked_payment(order_id)
