@@ -20,7 +20,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
-from django.db import IntegrityError, close_old_connections, transaction
+from django.db import close_old_connections, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -28,6 +28,7 @@ from . import aws, metrics, registry, topology
 from .events import MalformedEvent, ReceivedEvent, caused_by, parse_envelope
 from .models import DeliveryFailure, ProcessedEvent
 from .outbox import RelayThread
+from .rows import insert_rows
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,8 @@ class Outcome:
     event: ReceivedEvent | None = None
     handler: str = ""
     note: str = ""
+    # The handler's own time; a batch's commit comes on top.
+    duration_ms: float = 0.0
 
     @property
     def event_id(self) -> str:
@@ -72,7 +75,47 @@ def trace_id_of(header: str) -> str:
 
 
 def handle_message(*, service: str, body: str) -> Outcome:
-    """Parse, dedupe and dispatch one message. Never raises: the outcome says whether to delete it."""
+    """Parse, dedupe and dispatch one message in its own transaction. Never raises: the outcome says
+    whether to delete it."""
+    return handle_batch(service=service, bodies=[body])[0]
+
+
+def handle_batch(*, service: str, bodies: list[str]) -> list[Outcome]:
+    """Handle one receive's messages for a service: one outcome per body, in order. Never raises.
+
+    The batch is first tried as one transaction, with no savepoints: one BEGIN and one COMMIT for up
+    to ten messages, where a transaction (or a savepoint) per message would cost two more round trips
+    each (docs/performance.md). If any message fails, or the commit does, that attempt is rolled back
+    whole and every message is handled again in a transaction of its own, in the same poll: each
+    message still succeeds or fails on its own, and a poisoned one holds back no other. The good
+    messages' work is done twice then, once rolled back, which at-least-once delivery already
+    requires handlers to tolerate.
+    """
+    outcomes: dict[int, Outcome] = {}
+    routed: list[tuple[int, ReceivedEvent, registry.Subscription]] = []
+    for index, body in enumerate(bodies):
+        route = _route(service=service, body=body)
+        if isinstance(route, Outcome):
+            outcomes[index] = route
+        else:
+            routed.append((index, *route))
+    if len(routed) > 1:
+        try:
+            with transaction.atomic():
+                together = {
+                    index: _handle(event=event, subscription=subscription) for index, event, subscription in routed
+                }
+        except Exception as exc:  # noqa: BLE001 - each message is retried alone below, which logs its failure
+            logger.info("%s: a batch of %d failed (%s); handling its messages one by one", service, len(routed), exc)
+        else:
+            outcomes.update(together)
+            routed = []
+    for index, event, subscription in routed:
+        outcomes[index] = _handle_alone(event=event, subscription=subscription)
+    return [outcomes[index] for index in range(len(bodies))]
+
+
+def _route(*, service: str, body: str) -> Outcome | tuple[ReceivedEvent, registry.Subscription]:
     try:
         event = parse_envelope(body)
     except MalformedEvent as exc:
@@ -83,36 +126,77 @@ def handle_message(*, service: str, body: str) -> Outcome:
         return Outcome(
             acknowledged=False, result=DeliveryResult.UNROUTABLE, event=event, note=f"{service} has no handler for it"
         )
-    handler_id = subscription.handler_id
+    return event, subscription
+
+
+def _handle_alone(*, event: ReceivedEvent, subscription: registry.Subscription) -> Outcome:
+    started = time.monotonic()
     try:
         with transaction.atomic():
-            try:
-                with transaction.atomic():
-                    processed = ProcessedEvent.objects.create(
-                        handler=handler_id,
-                        event_id=event.event_id,
-                        detail_type=event.event_type.detail_type,
-                        envelope_id=event.envelope_id,
-                        replay_name=event.replay_name,
-                    )
-            except IntegrityError:
-                return Outcome(acknowledged=True, result=DeliveryResult.DUPLICATE, event=event, handler=handler_id)
-            with caused_by(event.event_id):
-                note = subscription.handler(event) or ""
-            if note:
-                processed.note = note[:300]
-                processed.save(update_fields=["note"])
+            return _handle(event=event, subscription=subscription)
     except Exception as exc:
         # Whatever the handler raised, the message stays on the queue for a retry and then the DLQ.
-        logger.warning("handler %s failed on event %s", handler_id, event.event_id, exc_info=True)
+        logger.warning("handler %s failed on event %s", subscription.handler_id, event.event_id, exc_info=True)
         return Outcome(
             acknowledged=False,
             result=DeliveryResult.FAILED,
             event=event,
-            handler=handler_id,
+            handler=subscription.handler_id,
             note=f"{type(exc).__name__}: {exc}",
+            duration_ms=(time.monotonic() - started) * 1000,
         )
-    return Outcome(acknowledged=True, result=DeliveryResult.PROCESSED, event=event, handler=handler_id, note=note)
+
+
+def _handle(*, event: ReceivedEvent, subscription: registry.Subscription) -> Outcome:
+    """Dedupe and run the handler, in the caller's transaction; raises whatever the handler raises."""
+    started = time.monotonic()
+    handler_id = subscription.handler_id
+    result, note = DeliveryResult.DUPLICATE, ""
+    if _mark_processed(handler_id=handler_id, event=event):
+        result = DeliveryResult.PROCESSED
+        with caused_by(event.event_id):
+            note = subscription.handler(event) or ""
+        if note:
+            _note_processed(handler_id=handler_id, event=event, note=note)
+    return Outcome(
+        acknowledged=True,
+        result=result,
+        event=event,
+        handler=handler_id,
+        note=note,
+        duration_ms=(time.monotonic() - started) * 1000,
+    )
+
+
+def _mark_processed(*, handler_id: str, event: ReceivedEvent) -> bool:
+    """Record that `handler_id` handled the event; False if it already had. One INSERT … ON CONFLICT DO
+    NOTHING answers "duplicate?": catching an IntegrityError instead would need a savepoint around
+    it, two more round trips on every delivery. A concurrent delivery of the same event waits on the
+    unique index and then finds the row, so only one of them runs the handler."""
+    row = {
+        "handler": handler_id,
+        "event_id": event.event_id,
+        "detail_type": event.event_type.detail_type,
+        "envelope_id": event.envelope_id,
+        "replay_name": event.replay_name,
+        "note": "",
+        "processed_at": timezone.now(),
+    }
+    return insert_rows(ProcessedEvent, [row], conflict=["handler", "event_id"]) == 1
+
+
+def _note_processed(*, handler_id: str, event: ReceivedEvent, note: str) -> None:
+    """What the handler said it did, for the order timeline."""
+    connection = transaction.get_connection()
+    meta = ProcessedEvent._meta
+    quote = connection.ops.quote_name
+    event_id = meta.get_field("event_id").get_db_prep_save(event.event_id, connection)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {quote(meta.db_table)} SET {quote('note')} = %s "
+            f"WHERE {quote('handler')} = %s AND {quote('event_id')} = %s",
+            [note[:300], handler_id, event_id],
+        )
 
 
 def record_failure(*, queue_name: str, message_id: str, receive_count: int, outcome: Outcome) -> None:
@@ -168,32 +252,32 @@ class QueuePoller(threading.Thread):
         )
         messages = response.get("Messages", [])
         metrics.recorder.heartbeat(service=self.queue.service, received=len(messages))
-        done = []
-        for message in messages:
-            if self.process(sqs, message):
-                done.append(message)
-        for start in range(0, len(done), 10):
-            chunk = done[start : start + 10]
+        if not messages:
+            return 0
+        outcomes = handle_batch(service=self.queue.service, bodies=[message.get("Body", "") for message in messages])
+        done = [
+            message for message, outcome in zip(messages, outcomes, strict=True) if self.settle(sqs, message, outcome)
+        ]
+        if done:
             result = sqs.delete_message_batch(
                 QueueUrl=self.queue_url,
-                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)],
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)],
             )
             for failure in result.get("Failed", []):
                 # The message comes back and is skipped as a duplicate: harmless, worth a line.
                 logger.warning("queue %s: delete failed: %s", self.queue.name, failure)
         return len(messages)
 
-    def process(self, sqs, message: dict[str, Any]) -> bool:
-        started = time.monotonic()
-        outcome = handle_message(service=self.queue.service, body=message.get("Body", ""))
-        processing_ms = (time.monotonic() - started) * 1000
+    def settle(self, sqs, message: dict[str, Any], outcome: Outcome) -> bool:
+        """Metrics and a log line for one handled message, and its failure recorded; True if it is to be
+        deleted."""
         attributes = message.get("Attributes", {})
         receive_count = int(attributes.get("ApproximateReceiveCount", "1"))
         metrics.record_delivery(
             service=self.queue.service,
             detail_type=outcome.detail_type,
             result=outcome.result,
-            processing_ms=processing_ms,
+            processing_ms=outcome.duration_ms,
             end_to_end_ms=outcome.end_to_end_ms() if outcome.result == DeliveryResult.PROCESSED else None,
         )
         log = {
@@ -203,7 +287,7 @@ class QueuePoller(threading.Thread):
             "detail_type": outcome.detail_type,
             "handler": outcome.handler,
             "outcome": outcome.result,
-            "duration_ms": round(processing_ms, 1),
+            "duration_ms": round(outcome.duration_ms, 1),
         }
         trace_id = trace_id_of(attributes.get("AWSTraceHeader", ""))
         if trace_id:
