@@ -1,14 +1,22 @@
 """One worker process's handler capacity, with AWS out of the picture.
 
 Real messages go through the real path (parse, validate, dedupe, handler, outbox) of
-`eventbus.consuming.handle_message`, fed from memory: the whole choreographed saga of N orders, every
-published event delivered to every service that subscribes to it. In the same run, on the same
-database, it measures the bare rate of one-row INSERT-and-COMMIT transactions from one connection and
-prints the ratio of deliveries/s to it. Prints figures; asserts nothing.
+`eventbus.consuming`, fed from memory: the whole choreographed saga of N orders, every published event
+delivered to every service that subscribes to it, wave by wave. Three runs on one database:
 
-    .venv/bin/python bench/capacity.py [--orders 300]                       # SQLite
+1. one message per transaction (`handle_message`), timed and counted per (service, detail-type):
+   data statements per delivery (BEGIN, SAVEPOINT and RELEASE are counted apart) and milliseconds;
+2. as a worker consuming one queue at a time receives them: batches of up to 10 per service through
+   `handle_batch`, one thread;
+3. as a worker consuming every queue: the same, with a thread per service queue at once.
+
+In the same run it measures the bare rate of one-row INSERT-and-COMMIT transactions from one
+connection, and prints the ratio of run 2's deliveries/s to it as `capacity ratio (<database>): X`.
+Prints figures; asserts nothing.
+
+    .venv/bin/python bench/capacity.py [--orders 300] [--show-sql]                 # SQLite
     .venv/bin/python -m tests.postgres_server -- .venv/bin/python bench/capacity.py   # PostgreSQL
-    make bench-capacity                                                     # both
+    make bench-capacity                                                             # both
 """
 
 from __future__ import annotations
@@ -17,8 +25,10 @@ import argparse
 import os
 import sys
 import tempfile
+import threading
 import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -32,10 +42,10 @@ import django
 django.setup()
 
 from django.conf import settings  # noqa: E402
-from django.db import connection, transaction  # noqa: E402
+from django.db import connection, connections, transaction  # noqa: E402
 
 from eventbus import outbox, registry  # noqa: E402
-from eventbus.consuming import handle_message  # noqa: E402
+from eventbus.consuming import handle_batch, handle_message  # noqa: E402
 from eventbus.models import OutboxEvent  # noqa: E402
 
 
@@ -51,21 +61,32 @@ def bare_transaction_rate(seconds: float) -> float:
     return done / (time.perf_counter() - started)
 
 
-def run_saga(orders: int) -> dict:
-    from inventory.services import load_demo_catalogue
-    from notifications import services as notification_services
+TRANSACTION_CONTROL = ("BEGIN", "SAVEPOINT", "RELEASE", "ROLLBACK", "COMMIT")
+
+
+class StatementCounter:
+    """Counts what reaches the database, telling data statements from transaction control (on
+    PostgreSQL, BEGIN and COMMIT never pass through Django's cursor; on SQLite, BEGIN does)."""
+
+    def __init__(self) -> None:
+        self.data = self.control = 0
+        self.sql: list[str] = []
+
+    def __call__(self, execute, sql, params, many, context):
+        if sql.lstrip().upper().startswith(TRANSACTION_CONTROL):
+            self.control += 1
+        else:
+            self.data += 1
+        self.sql.append(sql)
+        return execute(sql, params, many, context)
+
+
+def place_orders(orders: int) -> None:
+    from inventory.models import StockItem
     from orders import services as order_services
-    from tests.events import delivery_of
     from tests.factories import OrderItemFactory, PlaceOrderRequestFactory
 
-    # Nothing leaves the process: no relay task, no email task.
-    outbox.set_task_relay_waker(None)
-    outbox.set_in_process_relay_waker(lambda: None)
-    notification_services.set_sender(lambda notification_id: None)
-    load_demo_catalogue()
     for sku in ("prod-1", "prod-2"):
-        from inventory.models import StockItem
-
         item = StockItem.objects.get(product__sku=sku)
         with transaction.atomic():
             item.on_hand += orders
@@ -75,54 +96,115 @@ def run_saga(orders: int) -> dict:
             request=PlaceOrderRequestFactory(items=[OrderItemFactory(product_id=f"prod-{1 + n % 2}")])
         )
 
-    statements: dict[tuple[str, str], int] = defaultdict(int)
-    seconds: dict[tuple[str, str], float] = defaultdict(float)
-    deliveries: dict[tuple[str, str], int] = defaultdict(int)
-    current = {"count": 0}
 
-    def count(execute, sql, params, many, context):
-        current["count"] += 1
-        return execute(sql, params, many, context)
+def published_waves():
+    """The outbox, wave by wave: each wave is what the last one's handlers published."""
+    from tests.events import delivery_of
 
-    events = 0
-    handling = 0.0
     while True:
         rows = list(OutboxEvent.objects.filter(status=OutboxEvent.Status.PENDING).order_by("created_at"))
         if not rows:
-            break
+            return
         OutboxEvent.objects.filter(pk__in=[row.pk for row in rows]).update(status=OutboxEvent.Status.PUBLISHED)
-        events += len(rows)
-        for row in rows:
-            body = delivery_of(row)
-            for service in registry.services():
-                if not registry.subscription_for(service, row.source, row.detail_type):
-                    continue
-                key = (service, row.detail_type)
-                current["count"] = 0
+        yield [(row, delivery_of(row)) for row in rows]
+
+
+def subscribers(row: OutboxEvent) -> list[str]:
+    return [
+        service for service in registry.services() if registry.subscription_for(service, row.source, row.detail_type)
+    ]
+
+
+def one_at_a_time(orders: int, *, show_sql: bool) -> dict:
+    """Each delivery in a transaction of its own, timed and counted per (service, detail-type)."""
+    place_orders(orders)
+    per_key: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0, 0, 0.0])
+    deliveries, seconds = 0, 0.0
+    for wave in published_waves():
+        for row, body in wave:
+            for service in subscribers(row):
+                counter = StatementCounter()
                 started = time.perf_counter()
-                with connection.execute_wrapper(count):
+                with connection.execute_wrapper(counter):
                     outcome = handle_message(service=service, body=body)
                 elapsed = time.perf_counter() - started
                 if not outcome.acknowledged:
                     raise SystemExit(f"{service} failed {row.detail_type}: {outcome.note}")
-                handling += elapsed
-                seconds[key] += elapsed
-                statements[key] += current["count"]
-                deliveries[key] += 1
+                figures = per_key[(service, row.detail_type)]
+                if show_sql and not figures[0]:
+                    print(f"--- {service} · {row.detail_type}", *(f"    {sql[:150]}" for sql in counter.sql), sep="\n")
+                figures[0] += 1
+                figures[1] += counter.data
+                figures[2] += elapsed
+                deliveries += 1
+                seconds += elapsed
+    return {"orders": orders, "deliveries": deliveries, "seconds": seconds, "per_key": dict(per_key)}
+
+
+def as_received(orders: int, *, threads: int) -> dict:
+    """What a worker process does: each service's deliveries in batches of up to 10 as one receive
+    returns them, through handle_batch (one transaction per batch, a savepoint per message). With
+    `threads` = the number of services, a thread per service queue runs at once, as EventConsumer
+    does; with 1, the queues take turns. A wave's events are all delivered before the next wave, so
+    every handler sees what the saga published before it."""
+    place_orders(orders)
+    services = registry.services()
+    totals = {"data": 0, "control": 0}
+    lock = threading.Lock()
+
+    def consume(service: str, bodies: list[str]) -> None:
+        counter = StatementCounter()
+        with connection.execute_wrapper(counter):
+            for start in range(0, len(bodies), 10):
+                outcomes = handle_batch(service=service, bodies=bodies[start : start + 10])
+                failed = [outcome for outcome in outcomes if not outcome.acknowledged]
+                if failed:
+                    raise SystemExit(f"{service} failed {failed[0].detail_type}: {failed[0].note}")
+        with lock:
+            totals["data"] += counter.data
+            totals["control"] += counter.control
+
+    events = deliveries = 0
+    seconds = 0.0
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="events") as pollers:
+        for wave in published_waves():
+            events += len(wave)
+            queues = {service: [body for row, body in wave if service in subscribers(row)] for service in services}
+            deliveries += sum(len(bodies) for bodies in queues.values())
+            started = time.perf_counter()
+            for future in [pollers.submit(consume, service, bodies) for service, bodies in queues.items() if bodies]:
+                future.result()
+            seconds += time.perf_counter() - started
+        # Each thread closes its own connection; the barrier makes every thread take one close.
+        barrier = threading.Barrier(threads)
+
+        def close_connection() -> None:
+            barrier.wait()
+            connections.close_all()
+
+        for future in [pollers.submit(close_connection) for _ in range(threads)]:
+            future.result()
     return {
         "orders": orders,
+        "threads": threads,
         "events": events,
-        "deliveries": sum(deliveries.values()),
-        "seconds": handling,
-        "per_key": {key: (deliveries[key], statements[key], seconds[key]) for key in deliveries},
+        "deliveries": deliveries,
+        "seconds": seconds,
+        "data_statements": totals["data"],
+        "control_statements": totals["control"],
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--orders", type=int, default=300)
+    parser.add_argument("--orders", type=int, default=300, help="orders for the throughput run, batched as received")
+    parser.add_argument("--profile-orders", type=int, default=100, help="orders for the one-at-a-time run")
     parser.add_argument("--bare-seconds", type=float, default=3.0)
+    parser.add_argument("--show-sql", action="store_true", help="print the statements of each kind's first delivery")
     args = parser.parse_args()
+
+    from inventory.services import load_demo_catalogue
+    from notifications import services as notification_services
 
     vendor = connection.vendor
     if vendor == "sqlite":
@@ -130,21 +212,45 @@ def main() -> None:
         settings.DATABASES["default"]["TEST"]["NAME"] = str(Path(tempfile.mkdtemp()) / "capacity.sqlite3")
     test_name = connection.creation.create_test_db(verbosity=0, autoclobber=True)
     try:
+        # Nothing leaves the process: no relay task, no email task.
+        outbox.set_task_relay_waker(None)
+        outbox.set_in_process_relay_waker(lambda: None)
+        notification_services.set_sender(lambda notification_id: None)
+        load_demo_catalogue()
         bare = bare_transaction_rate(args.bare_seconds)
-        figures = run_saga(args.orders)
+        alone = one_at_a_time(args.profile_orders, show_sql=args.show_sql)
+        batched = as_received(args.orders, threads=1)
+        concurrent = as_received(args.orders, threads=len(registry.services()))
     finally:
         connection.creation.destroy_test_db(test_name, verbosity=0)
 
-    seconds = figures["seconds"]
-    rate = figures["deliveries"] / seconds
-    print(f"database: {vendor} · orders: {figures['orders']} · handler time: {seconds:.2f} s")
-    events_rate, orders_rate = figures["events"] / seconds, figures["orders"] / seconds
-    print(f"deliveries/s: {rate:,.0f} · events/s: {events_rate:,.0f} · orders/s: {orders_rate:,.1f}")
-    print(f"bare one-row INSERT+COMMIT transactions/s: {bare:,.0f}")
+    print(f"database: {vendor} · bare one-row INSERT+COMMIT transactions/s: {bare:,.0f}")
+    print(f"\none message per transaction ({alone['orders']} orders), per (service, detail-type):")
     print(f"{'service':<14} {'detail-type':<20} {'deliveries':>10} {'SQL/delivery':>13} {'ms/delivery':>12}")
-    for (service, detail_type), (count, statements, spent) in sorted(figures["per_key"].items()):
+    for (service, detail_type), (count, statements, spent) in sorted(alone["per_key"].items()):
         print(f"{service:<14} {detail_type:<20} {count:>10} {statements / count:>13.1f} {1000 * spent / count:>12.2f}")
-    print(f"capacity ratio ({'postgresql' if vendor == 'postgresql' else vendor}): {rate / bare:.2f}")
+    alone_rate = alone["deliveries"] / alone["seconds"]
+    print(f"deliveries/s: {alone_rate:,.0f}  (SQL/delivery counts data statements; BEGIN/SAVEPOINT/RELEASE are apart)")
+
+    rate = report(batched, "one thread, the queues taking turns (as with --event-consumers <one service>)")
+    report(concurrent, f"a thread per service queue, {concurrent['threads']} at once (a worker consuming every queue)")
+    print(f"\ncapacity ratio ({vendor}): {rate / bare:.2f}")
+
+
+def report(figures: dict, title: str) -> float:
+    seconds, deliveries = figures["seconds"], figures["deliveries"]
+    rate = deliveries / seconds
+    print(f"\n{title}, batches of up to 10 ({figures['orders']} orders):")
+    print(f"handler time: {seconds:.2f} s for {deliveries:,} deliveries of {figures['events']:,} events")
+    print(
+        f"deliveries/s: {rate:,.0f} · events/s: {figures['events'] / seconds:,.0f} · "
+        f"orders/s: {figures['orders'] / seconds:,.1f}"
+    )
+    print(
+        f"statements per delivery: {figures['data_statements'] / deliveries:.1f} data, "
+        f"{figures['control_statements'] / deliveries:.1f} transaction control"
+    )
+    return rate
 
 
 if __name__ == "__main__":
