@@ -67,7 +67,9 @@ def _running_stack(settings, *, coordinator: str = "choreography", consumers: li
     from moto.server import ThreadedMotoServer
 
     from shopbus_site.celery import app
+    from shopbus_site.local_aws import speed_up_moto
 
+    speed_up_moto()  # as `make run` starts moto
     port = _free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()

@@ -15,7 +15,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -89,13 +88,12 @@ class Command(BaseCommand):
     # --- start-up -----------------------------------------------------------------------------
 
     def _start(self) -> None:
-        bin_dir = Path(sys.executable).parent
         self.stdout.write(f"Starting moto's server on 127.0.0.1:{settings.LOCAL_AWS_PORT} …")
         # Open for as long as the stack runs.
         self.local_aws_log = (settings.LOCAL_DIR / "local-aws.log").open("ab")
         self._spawn(
             "local-aws",
-            [str(bin_dir / "moto_server"), "-H", "127.0.0.1", "-p", str(settings.LOCAL_AWS_PORT)],
+            [sys.executable, "-m", "shopbus_site.local_aws", "-H", "127.0.0.1", "-p", str(settings.LOCAL_AWS_PORT)],
             stdout=self.local_aws_log,
             stderr=subprocess.STDOUT,
             # moto's Step Functions calls EventBridge back through this port (ORDER_SAGA=stepfunctions).
@@ -112,6 +110,9 @@ class Command(BaseCommand):
         key = self._fresh_api_key()
         outbox.relay_pending()  # anything committed while the stack was down goes out now
         celery = [sys.executable, "-m", "celery", "-A", "shopbus_site"]
+        # DEBUG is for the web process's error pages; in the worker and beat it would only keep a query
+        # log of every statement, CPU spent on every delivery (docs/performance.md).
+        background = {**os.environ, "DEBUG": "false", "SECRET_KEY": settings.SECRET_KEY}
         self._spawn(
             "worker",
             celery
@@ -123,8 +124,13 @@ class Command(BaseCommand):
                 "--without-mingle",
                 "--without-gossip",
             ],
+            env=background,
         )
-        self._spawn("beat", celery + ["beat", "--loglevel=INFO", "--schedule", settings.CELERY_BEAT_SCHEDULE_FILENAME])
+        self._spawn(
+            "beat",
+            celery + ["beat", "--loglevel=INFO", "--schedule", settings.CELERY_BEAT_SCHEDULE_FILENAME],
+            env=background,
+        )
         web = f"http://127.0.0.1:{settings.WEB_PORT}"
         self.stdout.write(
             self.style.SUCCESS(

@@ -1,0 +1,47 @@
+"""moto's server as the local AWS endpoint (`manage.py devstack` runs `python -m shopbus_site.local_aws`
+with moto_server's arguments), with two things moto repeats on every request done once instead
+(profiled with py-spy under `make bench`; docs/performance.md):
+
+- for every event it delivers to a rule target, it parses the same eight JSONPath expressions of its
+  default input template with jsonpath_ng, about 1 ms each: tens of milliseconds of CPU per event;
+- to route every request, it lists its own package directory (`list_of_moto_modules`, ~150 isdir
+  calls), under a lock that serialises requests: about 15% of the server's CPU.
+
+Both are pure functions of values that never change while the server runs (a parsed expression is
+only read by `find`; moto's modules are fixed at install), so memoising them changes nothing but the
+time.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+
+
+def speed_up_moto() -> None:
+    import jsonpath_ng.ext
+
+    # moto imports `parse` from jsonpath_ng.ext inside the function that uses it, so the module
+    # attribute is what it finds.
+    from moto import backends
+
+    if not hasattr(jsonpath_ng.ext.parse, "cache_info"):
+        jsonpath_ng.ext.parse = functools.lru_cache(maxsize=512)(jsonpath_ng.ext.parse)
+    if not hasattr(backends.list_of_moto_modules, "cache_info"):
+        # A tuple, not moto's generator, so that it can be iterated again.
+        modules = tuple(backends.list_of_moto_modules())
+        backends.list_of_moto_modules = functools.cache(lambda: modules)
+
+
+def main() -> int:
+    from moto.server import main as moto_server
+
+    speed_up_moto()
+    # One access-log line per request costs moto CPU and tells a developer nothing; errors still show.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    return moto_server()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
