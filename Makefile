@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test test-sqlite test-postgres lint format bench bench-capacity bench-patterns clean
+.PHONY: run test test-sqlite test-postgres lint format bench bench-capacity bench-admin bench-patterns clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,10 @@ bench: $(VENV)/.dev-installed
 bench-capacity: $(VENV)/.dev-installed
 	$(PY) bench/capacity.py
 	$(PY) -m tests.postgres_server -- $(PY) bench/capacity.py
+
+## The admin's busiest pages at 1,000 and at 100,000 orders, on a throwaway PostgreSQL: time and queries.
+bench-admin: $(VENV)/.dev-installed
+	$(PY) -m tests.postgres_server -- $(PY) bench/admin_volume.py
 
 ## How fast the offline pattern engine filters events (checks per second).
 bench-patterns: $(VENV)/.dev-installed

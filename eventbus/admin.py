@@ -6,18 +6,30 @@ from botocore.exceptions import BotoCoreError, ClientError
 from django.contrib import admin
 from django.utils.html import format_html
 
-from shopbus_site.admin import ReadOnlyAdmin
+from shopbus_site.admin import ReadOnlyAdmin, known_values_filter
 
-from . import aws, outbox, selectors, topology
+from . import aws, event_types, outbox, registry, selectors, topology
 from .models import DeliveryFailure, OutboxEvent, ProcessedEvent
+
+# Every detail-type the bus carries: the domain events and the saga's commands.
+DETAIL_TYPE_FILTER = known_values_filter(
+    "detail_type",
+    "detail-type",
+    lambda: (t.detail_type for t in (*event_types.ALL_EVENT_TYPES, *event_types.SAGA_COMMANDS)),
+)
 
 
 @admin.register(OutboxEvent)
 class OutboxEventAdmin(ReadOnlyAdmin):
     list_display = ("created_at", "detail_type", "correlation_id", "status", "attempts", "short_error", "published_at")
-    list_filter = ("status", "source", "detail_type")
-    search_fields = ("id", "correlation_id", "event_bridge_id")
-    date_hierarchy = "created_at"
+    list_filter = (
+        "status",
+        known_values_filter("source", "source", lambda: (t.source for t in event_types.ALL_EVENT_TYPES)),
+        DETAIL_TYPE_FILTER,
+        ("created_at", admin.DateFieldListFilter),
+    )
+    search_fields = ("=id", "=correlation_id", "=event_bridge_id")
+    show_full_result_count = False
     actions = ["requeue"]
     fields = (
         "id",
@@ -52,9 +64,13 @@ class OutboxEventAdmin(ReadOnlyAdmin):
 @admin.register(ProcessedEvent)
 class ProcessedEventAdmin(ReadOnlyAdmin):
     list_display = ("processed_at", "handler", "detail_type", "event_id", "replay_name", "note")
-    list_filter = ("handler", "detail_type")
-    search_fields = ("event_id", "envelope_id")
-    date_hierarchy = "processed_at"
+    list_filter = (
+        known_values_filter("handler", "handler", lambda: (s.handler_id for s in registry.subscriptions())),
+        DETAIL_TYPE_FILTER,
+        ("processed_at", admin.DateFieldListFilter),
+    )
+    search_fields = ("=event_id", "=envelope_id")
+    show_full_result_count = False
 
 
 @admin.register(DeliveryFailure)

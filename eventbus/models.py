@@ -66,7 +66,8 @@ class OutboxEvent(models.Model):
     # A relay that claimed the row holds it until then; a relay that died mid-publish loses the claim.
     claimed_until = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
-    event_bridge_id = models.CharField("EventBridge event id", max_length=100, blank=True)
+    # Indexed: operators search the outbox by the id EventBridge gave an event (a replay, a log line).
+    event_bridge_id = models.CharField("EventBridge event id", max_length=100, blank=True, db_index=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     published_at = models.DateTimeField(null=True, blank=True)
 

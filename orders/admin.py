@@ -77,8 +77,8 @@ class CancelOrdersForm(forms.Form):
 class OrderAdmin(admin.ModelAdmin):
     list_display = ("id", "customer_id", "email", "status", "total_amount", "currency", "created_at")
     list_filter = ("status", ("created_at", admin.DateFieldListFilter))
-    search_fields = ("id", "customer_id", "email")
-    date_hierarchy = "created_at"
+    search_fields = ("=id", "=customer_id", "email__iexact")
+    show_full_result_count = False
     inlines = [OrderLineInline]
     actions = ["cancel_orders", "mark_shipped"]
     readonly_fields = [

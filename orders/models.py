@@ -4,6 +4,7 @@ import uuid
 
 from django.core.validators import MinValueValidator
 from django.db import models
+from django.db.models.functions import Upper
 from django.utils import timezone
 
 from eventbus.event_types import CancellationReason
@@ -57,7 +58,11 @@ class Order(GuardedStatus, EventedModel):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["status", "status_changed_at"], name="order_status_age_idx")]
+        indexes = [
+            models.Index(fields=["status", "status_changed_at"], name="order_status_age_idx"),
+            # Staff find a customer's orders by email, whatever its case (the admin's email__iexact).
+            models.Index(Upper("email"), name="order_email_upper_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"order {self.id}"

@@ -1,8 +1,11 @@
-"""Admin helpers shared by every app's admin: a read-only ModelAdmin, and the intermediate page of an
-admin action that needs input first (a reason, a quantity). These import nothing of shopbus's own, so
-any app's admin module can use them (docs/architecture.md, "Layout")."""
+"""Admin helpers shared by every app's admin: a read-only ModelAdmin, a list filter over known values,
+and the intermediate page of an admin action that needs input first (a reason, a quantity). These
+import nothing of shopbus's own, so any app's admin module can use them (docs/architecture.md,
+"Layout")."""
 
 from __future__ import annotations
+
+from collections.abc import Callable, Iterable
 
 from django import forms
 from django.contrib import admin
@@ -32,6 +35,27 @@ def action_form_page(
         "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
     }
     return TemplateResponse(request, "admin/action_form.html", context)
+
+
+def known_values_filter(field: str, title: str, values: Callable[[], Iterable[str]]) -> type[admin.SimpleListFilter]:
+    """A list filter on `field` offering the values shopbus knows (its event types, its handlers).
+
+    Django's default filter for a CharField without choices lists what the table holds, with a
+    SELECT DISTINCT over every row on every page load: a full scan once the table is large
+    (docs/performance.md, "The admin at volume")."""
+
+    class KnownValuesFilter(admin.SimpleListFilter):
+        parameter_name = field
+
+        def lookups(self, request, model_admin):
+            return [(value, value) for value in sorted(set(values()))]
+
+        def queryset(self, request, queryset):
+            return queryset.filter(**{field: self.value()}) if self.value() else queryset
+
+    KnownValuesFilter.title = title
+    KnownValuesFilter.__name__ = f"{field.title().replace('_', '')}Filter"
+    return KnownValuesFilter
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
