@@ -4,7 +4,7 @@ from eventbus.registry import handles_every_event
 from . import services
 
 
-@handles_every_event(name="audit.record_envelope")
+@handles_every_event(name="audit.record_envelope", batchable=True)
 def record_envelope(event: ReceivedEvent) -> None:
     services.record_envelope(
         event_id=event.event_id,

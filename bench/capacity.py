@@ -81,6 +81,17 @@ class StatementCounter:
         return execute(sql, params, many, context)
 
 
+def database_bytes() -> int:
+    """What the database holds on disk, tables and indexes, for the growth per order."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SELECT pg_database_size(current_database())")
+            return cursor.fetchone()[0]
+        cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        cursor.execute("SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()")
+        return cursor.fetchone()[0]
+
+
 def place_orders(orders: int) -> None:
     from inventory.models import StockItem
     from orders import services as order_services
@@ -218,9 +229,11 @@ def main() -> None:
         notification_services.set_sender(lambda notification_id: None)
         load_demo_catalogue()
         bare = bare_transaction_rate(args.bare_seconds)
+        size_before = database_bytes()
         alone = one_at_a_time(args.profile_orders, show_sql=args.show_sql)
         batched = as_received(args.orders, threads=1)
         concurrent = as_received(args.orders, threads=len(registry.services()))
+        bytes_per_order = (database_bytes() - size_before) / (alone["orders"] + 2 * args.orders)
     finally:
         connection.creation.destroy_test_db(test_name, verbosity=0)
 
@@ -234,6 +247,7 @@ def main() -> None:
 
     rate = report(batched, "one thread, the queues taking turns (as with --event-consumers <one service>)")
     report(concurrent, f"a thread per service queue, {concurrent['threads']} at once (a worker consuming every queue)")
+    print(f"\ndatabase growth per order, tables and indexes: {bytes_per_order / 1024:.1f} KiB")
     print(f"\ncapacity ratio ({vendor}): {rate / bare:.2f}")
 
 

@@ -6,7 +6,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from django.contrib import admin
 from django.utils.html import format_html
 
-from shopbus_site.admin import ReadOnlyAdmin, known_values_filter
+from shopbus_site.admin import IdentifierSearch, ReadOnlyAdmin, known_values_filter
 
 from . import aws, event_types, outbox, registry, selectors, topology
 from .models import DeliveryFailure, OutboxEvent, ProcessedEvent
@@ -20,7 +20,7 @@ DETAIL_TYPE_FILTER = known_values_filter(
 
 
 @admin.register(OutboxEvent)
-class OutboxEventAdmin(ReadOnlyAdmin):
+class OutboxEventAdmin(IdentifierSearch, ReadOnlyAdmin):
     list_display = ("created_at", "detail_type", "correlation_id", "status", "attempts", "short_error", "published_at")
     list_filter = (
         "status",
@@ -28,7 +28,8 @@ class OutboxEventAdmin(ReadOnlyAdmin):
         DETAIL_TYPE_FILTER,
         ("created_at", admin.DateFieldListFilter),
     )
-    search_fields = ("=id", "=correlation_id", "=event_bridge_id")
+    uuid_search_fields = ("id",)
+    text_search_fields = ("correlation_id", "event_bridge_id")
     show_full_result_count = False
     actions = ["requeue"]
     fields = (
@@ -62,14 +63,16 @@ class OutboxEventAdmin(ReadOnlyAdmin):
 
 
 @admin.register(ProcessedEvent)
-class ProcessedEventAdmin(ReadOnlyAdmin):
+class ProcessedEventAdmin(IdentifierSearch, ReadOnlyAdmin):
     list_display = ("processed_at", "handler", "detail_type", "event_id", "replay_name", "note")
     list_filter = (
         known_values_filter("handler", "handler", lambda: (s.handler_id for s in registry.subscriptions())),
         DETAIL_TYPE_FILTER,
         ("processed_at", admin.DateFieldListFilter),
     )
-    search_fields = ("=event_id", "=envelope_id")
+    # By the producer's event id, which is indexed. This is the largest table (a row per delivery), so
+    # the envelope id gets no index and no search of its own.
+    uuid_search_fields = ("event_id",)
     show_full_result_count = False
 
 

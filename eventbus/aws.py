@@ -9,7 +9,10 @@ from botocore.config import Config
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
-_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=40)
+# The pool is large enough for the concurrent reads of every queue at once (selectors.message_counts_of).
+_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=40, max_pool_connections=20
+)
 # For probes that must answer within a load balancer's timeout: one attempt, short waits.
 _FAST_CONFIG = Config(retries={"mode": "standard", "max_attempts": 1}, connect_timeout=2, read_timeout=3)
 

@@ -21,6 +21,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from django.db import close_old_connections, transaction
+from django.db.transaction import TransactionManagementError
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -83,13 +84,12 @@ def handle_message(*, service: str, body: str) -> Outcome:
 def handle_batch(*, service: str, bodies: list[str]) -> list[Outcome]:
     """Handle one receive's messages for a service: one outcome per body, in order. Never raises.
 
-    The batch is first tried as one transaction, with no savepoints: one BEGIN and one COMMIT for up
-    to ten messages, where a transaction (or a savepoint) per message would cost two more round trips
-    each (docs/performance.md). If any message fails, or the commit does, that attempt is rolled back
-    whole and every message is handled again in a transaction of its own, in the same poll: each
-    message still succeeds or fails on its own, and a poisoned one holds back no other. The good
-    messages' work is done twice then, once rolled back, which at-least-once delivery already
-    requires handlers to tolerate.
+    Each message gets a transaction of its own, unless every handler of the batch is `batchable`
+    (registry): then the batch is first tried as one transaction, with no savepoints, so up to ten
+    messages pay for one BEGIN and one COMMIT, where a transaction (or a savepoint) per message would
+    cost two more round trips each (docs/performance.md). If any of them fails, or the commit does,
+    that attempt is rolled back whole and each message is handled again alone, in the same poll: each
+    still succeeds or fails on its own, and a poisoned one holds back no other.
     """
     outcomes: dict[int, Outcome] = {}
     routed: list[tuple[int, ReceivedEvent, registry.Subscription]] = []
@@ -99,7 +99,8 @@ def handle_batch(*, service: str, bodies: list[str]) -> list[Outcome]:
             outcomes[index] = route
         else:
             routed.append((index, *route))
-    if len(routed) > 1:
+    if len(routed) > 1 and all(subscription.batchable for _, _, subscription in routed):
+        started = time.monotonic()
         try:
             with transaction.atomic():
                 together = {
@@ -108,6 +109,10 @@ def handle_batch(*, service: str, bodies: list[str]) -> list[Outcome]:
         except Exception as exc:  # noqa: BLE001 - each message is retried alone below, which logs its failure
             logger.info("%s: a batch of %d failed (%s); handling its messages one by one", service, len(routed), exc)
         else:
+            # Each message waited for the whole batch, commit included, before it was done.
+            batch_ms = (time.monotonic() - started) * 1000
+            for outcome in together.values():
+                outcome.duration_ms = batch_ms
             outcomes.update(together)
             routed = []
     for index, event, subscription in routed:
@@ -133,39 +138,36 @@ def _handle_alone(*, event: ReceivedEvent, subscription: registry.Subscription) 
     started = time.monotonic()
     try:
         with transaction.atomic():
-            return _handle(event=event, subscription=subscription)
+            outcome = _handle(event=event, subscription=subscription)
     except Exception as exc:
         # Whatever the handler raised, the message stays on the queue for a retry and then the DLQ.
         logger.warning("handler %s failed on event %s", subscription.handler_id, event.event_id, exc_info=True)
-        return Outcome(
+        outcome = Outcome(
             acknowledged=False,
             result=DeliveryResult.FAILED,
             event=event,
             handler=subscription.handler_id,
             note=f"{type(exc).__name__}: {exc}",
-            duration_ms=(time.monotonic() - started) * 1000,
         )
+    outcome.duration_ms = (time.monotonic() - started) * 1000  # the commit included
+    return outcome
 
 
 def _handle(*, event: ReceivedEvent, subscription: registry.Subscription) -> Outcome:
     """Dedupe and run the handler, in the caller's transaction; raises whatever the handler raises."""
-    started = time.monotonic()
     handler_id = subscription.handler_id
     result, note = DeliveryResult.DUPLICATE, ""
     if _mark_processed(handler_id=handler_id, event=event):
         result = DeliveryResult.PROCESSED
         with caused_by(event.event_id):
             note = subscription.handler(event) or ""
+        if transaction.get_connection().needs_rollback:
+            # The handler caught an error from a block that rolls back with the transaction (a service
+            # without a savepoint): its work is lost, so the message must not be acknowledged.
+            raise TransactionManagementError(f"{handler_id} swallowed an error; the delivery's work is rolled back")
         if note:
             _note_processed(handler_id=handler_id, event=event, note=note)
-    return Outcome(
-        acknowledged=True,
-        result=result,
-        event=event,
-        handler=handler_id,
-        note=note,
-        duration_ms=(time.monotonic() - started) * 1000,
-    )
+    return Outcome(acknowledged=True, result=result, event=event, handler=handler_id, note=note)
 
 
 def _mark_processed(*, handler_id: str, event: ReceivedEvent) -> bool:

@@ -66,14 +66,17 @@ class OutboxEvent(models.Model):
     # A relay that claimed the row holds it until then; a relay that died mid-publish loses the claim.
     claimed_until = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
-    # Indexed: operators search the outbox by the id EventBridge gave an event (a replay, a log line).
-    event_bridge_id = models.CharField("EventBridge event id", max_length=100, blank=True, db_index=True)
+    event_bridge_id = models.CharField("EventBridge event id", max_length=100, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     published_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["status", "next_attempt_at"], name="outbox_due_idx")]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"], name="outbox_due_idx"),
+            # Operators find an event by the id EventBridge gave it (a replay, a log line, a DLQ body).
+            models.Index(fields=["event_bridge_id"], name="outbox_event_bridge_id_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.detail_type} {self.id}"

@@ -10,6 +10,13 @@ A handler that drives only one saga coordinator says which (`coordinator="choreo
 `"stepfunctions"`); with ORDER_SAGA set to the other, it is not subscribed, so neither its rule nor
 its routing exist (docs/sagas.md).
 
+A handler that may share its transaction with the other messages of a receive says so
+(`batchable=True`): it takes no row lock another message could want in a different order (two
+workers' batches would deadlock on PostgreSQL), and it has no effect outside the database (a batch
+rolled back for another message's failure would repeat it). Audit's insert and the notifications'
+insert qualify; stock, orders, payments, analytics' shared counters and the saga's start do not
+(docs/architecture.md, "Consuming").
+
 A handler's `name` is its identity: the consumer stores it with the event id in ProcessedEvent to
 detect duplicates. It is declared, never derived from the function, so renaming or moving a function
 cannot turn every event it already handled into a new one. Names are `<service>.<handler>` and unique;
@@ -37,6 +44,7 @@ class Subscription:
     handler: Handler
     event_type: EventType | None  # None: every event whose source starts with SOURCE_PREFIX
     coordinator: str | None = None  # None: under either saga coordinator
+    batchable: bool = False  # may share a transaction with other messages of the same receive
 
     @property
     def active(self) -> bool:
@@ -56,7 +64,9 @@ def _service_of(handler: Handler, handler_id: str) -> str:
     return service
 
 
-def handles(*event_types: EventType, name: str, coordinator: str | None = None) -> Callable[[Handler], Handler]:
+def handles(
+    *event_types: EventType, name: str, coordinator: str | None = None, batchable: bool = False
+) -> Callable[[Handler], Handler]:
     """Subscribe the decorated function to `event_types` under the stable id `name`."""
 
     def register(handler: Handler) -> Handler:
@@ -68,19 +78,26 @@ def handles(*event_types: EventType, name: str, coordinator: str | None = None) 
             if existing and existing.handler is not handler:
                 raise ImproperlyConfigured(f"{service} already handles {event_type} with {existing.handler_id}")
             routes[key] = Subscription(
-                service=service, handler_id=name, handler=handler, event_type=event_type, coordinator=coordinator
+                service=service,
+                handler_id=name,
+                handler=handler,
+                event_type=event_type,
+                coordinator=coordinator,
+                batchable=batchable,
             )
         return handler
 
     return register
 
 
-def handles_every_event(*, name: str) -> Callable[[Handler], Handler]:
+def handles_every_event(*, name: str, batchable: bool = False) -> Callable[[Handler], Handler]:
     """Subscribe the decorated function to every `ecommerce.*` event under the stable id `name`."""
 
     def register(handler: Handler) -> Handler:
         service = _service_of(handler, name)
-        _every_event[service] = Subscription(service=service, handler_id=name, handler=handler, event_type=None)
+        _every_event[service] = Subscription(
+            service=service, handler_id=name, handler=handler, event_type=None, batchable=batchable
+        )
         return handler
 
     return register

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from . import aws, registry, topology
 from .models import DeliveryFailure
 
-MAX_CONCURRENT_CALLS = 16
+MAX_CONCURRENT_CALLS = 16  # within aws.client's connection pool
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,7 @@ def message_counts_of(queue_names: list[str]) -> dict[str, tuple[int, int]]:
     one queue's two round trips rather than for all thirty in a row (boto3 clients are thread-safe)."""
     if not queue_names:
         return {}
+    aws.client("sqs")  # made once here, not by each thread racing to the cold cache
     with ThreadPoolExecutor(max_workers=min(MAX_CONCURRENT_CALLS, len(queue_names))) as pool:
         return dict(zip(queue_names, pool.map(message_counts, queue_names), strict=True))
 

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema_rs
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 
 from .event_types import EventType
 
@@ -28,9 +30,19 @@ def _load(name: str) -> dict[str, Any]:
     return json.loads((SCHEMA_DIR / name).read_text())
 
 
+def _is_email(value: str) -> bool:
+    # Django's validator, the one the API and the admin apply to the address in the first place:
+    # jsonschema-rs's own refuses internationalised domains (kunde@exämple.de) that Django accepts.
+    try:
+        validate_email(value)
+    except ValidationError:
+        return False
+    return True
+
+
 def _compile(name: str) -> jsonschema_rs.Validator:
     # Formats (uuid, date-time, email) are checked, not just annotated; an invalid schema raises here.
-    return jsonschema_rs.validator_for(_load(name), validate_formats=True)
+    return jsonschema_rs.validator_for(_load(name), validate_formats=True, formats={"email": _is_email})
 
 
 @cache
@@ -52,8 +64,11 @@ def supported_versions(event_type: EventType) -> list[int]:
 
 def _problems(validator: jsonschema_rs.Validator, instance: Any) -> list[str]:
     # is_valid is the fast path every good event takes; only a bad one pays for the explanations.
-    if validator.is_valid(instance):
-        return []
+    try:
+        if validator.is_valid(instance):
+            return []
+    except ValueError as exc:  # a value JSON cannot carry (a UUID or datetime object, not its string)
+        return [f"<root>: not JSON data: {exc}"]
     # Messages quote the offending value; keep a huge one from flooding logs and DLQ reasons.
     return [
         f"{'.'.join(str(p) for p in error.instance_path) or '<root>'}: {error.message[:200]}"

@@ -21,12 +21,12 @@ def _to_customer(event: ReceivedEvent, kind: str, **context) -> None:
     )
 
 
-@handles(event_types.ORDER_CONFIRMED, name="notifications.order_confirmed")
+@handles(event_types.ORDER_CONFIRMED, name="notifications.order_confirmed", batchable=True)
 def email_confirmation(event: ReceivedEvent) -> None:
     _to_customer(event, Kind.ORDER_CONFIRMED)
 
 
-@handles(event_types.ORDER_CANCELLED, name="notifications.order_cancelled")
+@handles(event_types.ORDER_CANCELLED, name="notifications.order_cancelled", batchable=True)
 def email_cancellation(event: ReceivedEvent) -> str | None:
     reason = CancellationReason(event.data["reasonCode"])
     if reason == CancellationReason.PAYMENT_FAILED:
@@ -35,22 +35,22 @@ def email_cancellation(event: ReceivedEvent) -> str | None:
     return None
 
 
-@handles(event_types.ORDER_SHIPPED, name="notifications.order_shipped")
+@handles(event_types.ORDER_SHIPPED, name="notifications.order_shipped", batchable=True)
 def email_shipping_notice(event: ReceivedEvent) -> None:
     _to_customer(event, Kind.ORDER_SHIPPED)
 
 
-@handles(event_types.PAYMENT_FAILED, name="notifications.payment_failed")
+@handles(event_types.PAYMENT_FAILED, name="notifications.payment_failed", batchable=True)
 def email_payment_failure(event: ReceivedEvent) -> None:
     _to_customer(event, Kind.PAYMENT_FAILED)
 
 
-@handles(event_types.PAYMENT_REFUNDED, name="notifications.refund_issued")
+@handles(event_types.PAYMENT_REFUNDED, name="notifications.refund_issued", batchable=True)
 def email_refund_notice(event: ReceivedEvent) -> None:
     _to_customer(event, Kind.REFUND_ISSUED)
 
 
-@handles(event_types.LOW_STOCK_ALERT, name="notifications.low_stock_alert")
+@handles(event_types.LOW_STOCK_ALERT, name="notifications.low_stock_alert", batchable=True)
 def alert_staff_to_low_stock(event: ReceivedEvent) -> None:
     services.queue_notification(
         event_id=event.event_id,

@@ -12,7 +12,7 @@ from eventbus.state_machine import IllegalTransition
 from inventory.selectors import catalogue_entries
 from observability.timelines import order_timeline
 from sagas.selectors import execution_summary
-from shopbus_site.admin import action_form_page
+from shopbus_site.admin import IdentifierSearch, action_form_page
 
 from . import services
 from .models import ApiKey, Order, OrderLine
@@ -74,10 +74,12 @@ class CancelOrdersForm(forms.Form):
 
 
 @admin.register(Order)
-class OrderAdmin(admin.ModelAdmin):
+class OrderAdmin(IdentifierSearch, admin.ModelAdmin):
     list_display = ("id", "customer_id", "email", "status", "total_amount", "currency", "created_at")
     list_filter = ("status", ("created_at", admin.DateFieldListFilter))
-    search_fields = ("=id", "=customer_id", "email__iexact")
+    uuid_search_fields = ("id",)
+    text_search_fields = ("customer_id",)
+    email_search_fields = ("email",)
     show_full_result_count = False
     inlines = [OrderLineInline]
     actions = ["cancel_orders", "mark_shipped"]

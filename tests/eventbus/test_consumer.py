@@ -8,11 +8,9 @@ import uuid
 
 import pytest
 from django.core.management import call_command
-from django.db import connection
-from django.test.utils import CaptureQueriesContext
 
 from eventbus import aws, topology
-from eventbus.consuming import DeliveryResult, EventConsumer, QueuePoller, handle_batch
+from eventbus.consuming import EventConsumer, QueuePoller
 from eventbus.event_types import INVENTORY_RESERVED, ORDER_PLACED, PAYMENT_FAILED
 from eventbus.models import DeliveryFailure, OutboxEvent, ProcessedEvent
 from eventbus.worker import choose_services
@@ -135,9 +133,9 @@ def test_a_failing_handler_rolls_back_its_work_and_its_processed_record(catalogu
     assert queue_depth(topology.SERVICE_QUEUES["orders"].name) == 1
 
 
-def test_a_poisoned_message_in_a_received_batch_holds_back_no_other(catalogue, quiet_relay):
-    # One receive of three: the middle one fails inside the order service (Order.DoesNotExist). The
-    # batch's shared transaction is rolled back and each message handled alone, in the same poll.
+def test_a_failing_message_in_a_receive_holds_back_no_other(catalogue, quiet_relay):
+    # One receive of three: the middle one fails inside the order service (Order.DoesNotExist), whose
+    # services open no savepoint; the other two are committed and deleted in the same poll.
     first, second = (order_services.place_order(request=PlaceOrderRequestFactory()) for _ in range(2))
     unknown = uuid.uuid4()
     for order_id in (first.pk, unknown, second.pk):
@@ -151,22 +149,6 @@ def test_a_poisoned_message_in_a_received_batch_holds_back_no_other(catalogue, q
     assert ProcessedEvent.objects.count() == 2
     assert "DoesNotExist" in DeliveryFailure.objects.get().reason
     assert queue_depth(topology.SERVICE_QUEUES["orders"].name) == 1  # only the poison is left, for a retry
-
-
-def test_a_batch_of_good_messages_commits_in_one_transaction(catalogue, quiet_relay):
-    orders = [order_services.place_order(request=PlaceOrderRequestFactory()) for _ in range(3)]
-    bodies = [envelope(INVENTORY_RESERVED, reserved_items(order.pk)) for order in orders]
-
-    with CaptureQueriesContext(connection) as queries:
-        outcomes = handle_batch(service="orders", bodies=bodies)
-
-    assert [outcome.result for outcome in outcomes] == [DeliveryResult.PROCESSED] * 3
-    assert {order.status for order in Order.objects.filter(pk__in=[order.pk for order in orders])} == {
-        Order.Status.RESERVED
-    }
-    if connection.vendor == "sqlite":  # PostgreSQL's BEGIN does not pass through Django's cursor
-        assert [query["sql"] for query in queries if query["sql"].startswith("BEGIN")] == ["BEGIN IMMEDIATE"]
-    assert not [query["sql"] for query in queries if query["sql"].startswith("SAVEPOINT")]
 
 
 def test_a_redriven_message_is_processed(catalogue, quiet_relay, settings):

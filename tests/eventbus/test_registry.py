@@ -102,3 +102,18 @@ def test_one_event_twice_in_one_service_is_refused(scratch_registry):
     registry.handles(event_types.ORDER_PLACED, name="inventory.a")(_handler_in("inventory.handlers", "a"))
     with pytest.raises(ImproperlyConfigured, match="already handles ecommerce.orders/Order Placed"):
         registry.handles(event_types.ORDER_PLACED, name="inventory.b")(_handler_in("inventory.handlers", "b"))
+
+
+def test_only_handlers_without_shared_locks_or_outside_effects_share_a_batch_transaction():
+    # Stock, orders, payments, analytics' counters and the saga's start must each commit alone
+    # (eventbus/registry.py): this list changes only with a reason.
+    batchable = {s.handler_id for s in registry.subscriptions() if s.batchable}
+    assert batchable == {
+        "audit.record_envelope",
+        "notifications.order_confirmed",
+        "notifications.order_cancelled",
+        "notifications.order_shipped",
+        "notifications.payment_failed",
+        "notifications.refund_issued",
+        "notifications.low_stock_alert",
+    }

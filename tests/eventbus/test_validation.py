@@ -11,7 +11,7 @@ from eventbus.events import MalformedEvent, parse_envelope
 from eventbus.models import OutboxEvent
 from eventbus.validation import SCHEMA_DIR, SchemaViolation, supported_versions, validate_detail
 from inventory.models import StockItem
-from tests.events import detail, envelope
+from tests.events import detail, envelope, order_placed_data
 from tests.factories import ProductFactory
 
 LOW_STOCK = {"productId": "prod-1", "productName": "Laptop", "available": 9, "threshold": 10}
@@ -99,3 +99,17 @@ def test_the_consumer_reads_the_producer_s_event_id_not_the_envelope_id():
 def test_the_reason_code_enums_are_the_values_the_schemas_admit(event_type, codes):
     schema = json.loads((SCHEMA_DIR / f"{event_type.schema_name}.v1.json").read_text())
     assert schema["properties"]["reasonCode"]["enum"] == [code.value for code in codes]
+
+
+def test_an_address_django_accepts_is_a_valid_email_in_an_event():
+    # Internationalised domains pass the API's (Django's) check, so the event must carry them too.
+    data = {**order_placed_data(uuid.uuid4()), "email": "kunde@exämple.de"}
+    validate_detail(event_types.ORDER_PLACED, detail(data))
+    with pytest.raises(SchemaViolation, match="data.email"):
+        validate_detail(event_types.ORDER_PLACED, detail({**data, "email": "not an address"}))
+
+
+def test_a_value_json_cannot_carry_is_a_schema_violation_not_a_crash():
+    data = {**order_placed_data(uuid.uuid4()), "orderId": uuid.uuid4()}  # the UUID, not its string
+    with pytest.raises(SchemaViolation, match="not JSON data"):
+        validate_detail(event_types.ORDER_PLACED, detail(data))

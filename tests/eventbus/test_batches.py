@@ -1,0 +1,116 @@
+"""handle_batch: which receives share a transaction, and that a failure in one never costs another."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+
+import pytest
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+
+from audit.models import AuditEvent
+from eventbus import registry
+from eventbus.consuming import DeliveryResult, handle_batch
+from eventbus.event_types import INVENTORY_RESERVED, ORDER_PLACED
+from eventbus.models import ProcessedEvent
+from orders import services as order_services
+from tests.events import envelope, order_placed_data
+from tests.factories import PlaceOrderRequestFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def begins(queries) -> int:
+    return sum(query["sql"].startswith("BEGIN") for query in queries)
+
+
+def placed_events(count: int) -> list[str]:
+    return [envelope(ORDER_PLACED, order_placed_data(uuid.uuid4())) for _ in range(count)]
+
+
+@pytest.fixture
+def audit_handler(monkeypatch):
+    """Replace audit's handler for one test, keeping its id and its batchable declaration."""
+
+    def replace(handler):
+        real = registry.subscription_for("audit", ORDER_PLACED.source, ORDER_PLACED.detail_type)
+        monkeypatch.setitem(registry._every_event, "audit", dataclasses.replace(real, handler=handler))
+        return real.handler
+
+    return replace
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="PostgreSQL's BEGIN does not pass through Django's cursor")
+def test_a_batchable_service_commits_a_receive_in_one_transaction(db):
+    with CaptureQueriesContext(connection) as queries:
+        outcomes = handle_batch(service="audit", bodies=placed_events(3))
+
+    assert [outcome.result for outcome in outcomes] == [DeliveryResult.PROCESSED] * 3
+    assert AuditEvent.objects.count() == 3
+    assert begins(queries) == 1
+    assert not [query["sql"] for query in queries if query["sql"].startswith("SAVEPOINT")]
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="PostgreSQL's BEGIN does not pass through Django's cursor")
+def test_a_service_that_takes_shared_locks_commits_each_message_alone(catalogue):
+    # Batching orders would hold one order's row lock while taking the next: two workers' batches in
+    # opposite orders would deadlock.
+    orders = [order_services.place_order(request=PlaceOrderRequestFactory()) for _ in range(3)]
+    items = [{"productId": "prod-1", "quantity": 1}]
+    bodies = [envelope(INVENTORY_RESERVED, {"orderId": str(order.pk), "items": items}) for order in orders]
+
+    with CaptureQueriesContext(connection) as queries:
+        outcomes = handle_batch(service="orders", bodies=bodies)
+
+    assert [outcome.result for outcome in outcomes] == [DeliveryResult.PROCESSED] * 3
+    assert begins(queries) == 3
+
+
+def test_a_poisoned_message_in_a_batch_rolls_back_nothing_of_the_others(audit_handler):
+    poisoned_event = uuid.uuid4()
+    record = None
+
+    def fail_on_the_poisoned_one(event):
+        if event.event_id == poisoned_event:
+            raise ValueError("poisoned")
+        return record(event)
+
+    record = audit_handler(fail_on_the_poisoned_one)
+    first, second = placed_events(2)
+    poisoned = envelope(ORDER_PLACED, order_placed_data(uuid.uuid4()), event_id=poisoned_event)
+
+    outcomes = handle_batch(service="audit", bodies=[first, poisoned, second])
+
+    assert [outcome.result for outcome in outcomes] == [
+        DeliveryResult.PROCESSED,
+        DeliveryResult.FAILED,
+        DeliveryResult.PROCESSED,
+    ]
+    assert outcomes[1].note == "ValueError: poisoned"
+    # Each good message written once (a leak of the rolled-back attempt would show as a duplicate).
+    assert AuditEvent.objects.count() == ProcessedEvent.objects.count() == 2
+    assert not AuditEvent.objects.filter(event_id=poisoned_event).exists()
+
+
+def test_the_same_event_twice_in_one_batch_is_handled_once(db):
+    body = placed_events(1)[0]
+    outcomes = handle_batch(service="audit", bodies=[body, body])
+    assert [outcome.result for outcome in outcomes] == [DeliveryResult.PROCESSED, DeliveryResult.DUPLICATE]
+    assert AuditEvent.objects.count() == 1
+
+
+def test_a_handler_that_swallows_a_rolled_back_error_is_not_acknowledged(audit_handler):
+    def swallow(event):
+        try:
+            with transaction.atomic(savepoint=False):  # as a handler-path service opens
+                raise ValueError("lost")
+        except ValueError:
+            return "carried on"
+
+    audit_handler(swallow)
+    outcomes = handle_batch(service="audit", bodies=placed_events(2))
+
+    assert [outcome.result for outcome in outcomes] == [DeliveryResult.FAILED] * 2
+    assert all("swallowed an error" in outcome.note for outcome in outcomes)
+    assert not ProcessedEvent.objects.exists()
