@@ -154,7 +154,8 @@ def one_at_a_time(orders: int, *, show_sql: bool) -> dict:
 
 def as_received(orders: int, *, threads: int) -> dict:
     """What a worker process does: each service's deliveries in batches of up to 10 as one receive
-    returns them, through handle_batch (one transaction per batch, a savepoint per message). With
+    returns them, through handle_batch (one transaction per batch for batchable handlers, one per
+    message for the others). With
     `threads` = the number of services, a thread per service queue runs at once, as EventConsumer
     does; with 1, the queues take turns. A wave's events are all delivered before the next wave, so
     every handler sees what the saga published before it."""
