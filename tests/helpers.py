@@ -1,11 +1,15 @@
-"""Helpers the tests share: reading real queues, and waiting on them instead of sleeping."""
+"""Helpers the tests share: reading real queues, waiting on them instead of sleeping, and starting
+jobs at the same instant on their own database connections."""
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
 from typing import TypeVar
+
+from django.db import connection
 
 from eventbus import aws, selectors
 
@@ -56,3 +60,26 @@ def place_demo_order(token: str = "tok_visa", sku: str = "prod-1", quantity: int
             items=[OrderItemFactory(product_id=sku, quantity=quantity)], payment_token=token
         )
     )
+
+
+def run_together(jobs: list[Callable[[], object]]) -> list[object]:
+    """Start every job at the same instant, each on its own thread and database connection; a job's
+    exception is its result."""
+    barrier = threading.Barrier(len(jobs))
+    results: list[object] = [None] * len(jobs)
+
+    def run(index: int, job: Callable[[], object]) -> None:
+        try:
+            barrier.wait()
+            results[index] = job()
+        except Exception as exc:  # noqa: BLE001 - the caller's assertion reports it
+            results[index] = exc
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i, job)) for i, job in enumerate(jobs)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return results

@@ -17,6 +17,7 @@ from eventbus.models import ProcessedEvent
 from orders import services as order_services
 from tests.events import envelope, order_placed_data
 from tests.factories import PlaceOrderRequestFactory
+from tests.helpers import run_together
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -114,3 +115,27 @@ def test_a_handler_that_swallows_a_rolled_back_error_is_not_acknowledged(audit_h
     assert [outcome.result for outcome in outcomes] == [DeliveryResult.FAILED] * 2
     assert all("swallowed an error" in outcome.note for outcome in outcomes)
     assert not ProcessedEvent.objects.exists()
+
+
+@pytest.mark.postgres
+def test_two_workers_batching_the_same_events_in_opposite_orders_record_each_once():
+    # Their INSERTs take the same unique-index entries in opposite orders, so PostgreSQL may pick one
+    # batch as a deadlock victim: its messages are then handled alone and found to be duplicates.
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL: `make test` runs it against a throwaway server")
+    bodies = placed_events(10)
+
+    results = run_together(
+        [
+            lambda: handle_batch(service="audit", bodies=bodies),
+            lambda: handle_batch(service="audit", bodies=bodies[::-1]),
+        ]
+    )
+
+    for outcomes in results:
+        assert not isinstance(outcomes, Exception), outcomes
+        assert all(outcome.acknowledged for outcome in outcomes), [outcome.note for outcome in outcomes]
+    processed = [outcome.result for outcomes in results for outcome in outcomes]
+    assert processed.count(DeliveryResult.PROCESSED) == 10
+    assert processed.count(DeliveryResult.DUPLICATE) == 10
+    assert AuditEvent.objects.count() == ProcessedEvent.objects.count() == 10

@@ -3,7 +3,6 @@ throwaway server (tests/postgres_server.py); SQLite serialises writers and would
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Callable
 
@@ -17,6 +16,7 @@ from inventory import services
 from inventory.models import Reservation, StockItem
 from tests.events import envelope, order_placed_data
 from tests.factories import ProductFactory
+from tests.helpers import run_together
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -25,28 +25,6 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 def postgres_only():
     if connection.vendor != "postgresql":
         pytest.skip("needs PostgreSQL: `make test` runs it against a throwaway server")
-
-
-def run_together(jobs: list[Callable[[], object]]) -> list[object]:
-    """Start every job at the same instant, each on its own thread and database connection."""
-    barrier = threading.Barrier(len(jobs))
-    results: list[object] = [None] * len(jobs)
-
-    def run(index: int, job: Callable[[], object]) -> None:
-        try:
-            barrier.wait()
-            results[index] = job()
-        except Exception as exc:  # noqa: BLE001 - the assertion below reports it
-            results[index] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i, job)) for i, job in enumerate(jobs)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    return results
 
 
 def reserve(sku: str, quantity: int = 1, *more: tuple[str, int]) -> Callable[[], str]:
