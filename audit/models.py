@@ -8,7 +8,7 @@ class AuditEvent(models.Model):
     event_id = models.UUIDField(unique=True)
     source = models.CharField(max_length=100)
     detail_type = models.CharField(max_length=100, db_index=True)
-    correlation_id = models.CharField(max_length=100, db_index=True)
+    correlation_id = models.CharField(max_length=200, db_index=True)  # metadata.correlationId's maxLength
     occurred_at = models.DateTimeField(db_index=True)
     envelope = models.JSONField()
     received_at = models.DateTimeField(default=timezone.now)

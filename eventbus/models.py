@@ -59,7 +59,7 @@ class OutboxEvent(models.Model):
     source = models.CharField(max_length=100)
     detail_type = models.CharField(max_length=100)
     detail = models.JSONField()
-    correlation_id = models.CharField(max_length=100, db_index=True)
+    correlation_id = models.CharField(max_length=200, db_index=True)  # metadata.correlationId's maxLength
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(default=timezone.now)

@@ -20,7 +20,7 @@ class Notification(models.Model):
     kind = models.CharField(max_length=30, choices=Kind.choices)
     channel = models.CharField(max_length=10, default="email")
     recipient = models.EmailField()
-    correlation_id = models.CharField(max_length=100, db_index=True)
+    correlation_id = models.CharField(max_length=200, db_index=True)  # metadata.correlationId's maxLength
     context = models.JSONField(default=dict)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(default=0)

@@ -7,15 +7,18 @@ import uuid
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import connection
 from django.urls import reverse
 
 from audit import services
 from audit.models import AuditEvent
 from eventbus import event_types
 from eventbus.consuming import handle_message
-from tests.events import envelope, order_placed_data
+from tests.events import detail, envelope, order_placed_data
 
 pytestmark = pytest.mark.django_db
+
+LOW_STOCK = {"productId": "prod-1", "productName": "Laptop", "available": 9, "threshold": 10}
 
 
 def deliver(body: str) -> str:
@@ -92,3 +95,14 @@ def test_the_admin_shows_a_record_but_cannot_add_change_or_delete_one(staff_clie
     )
     record.refresh_from_db()
     assert (record.detail_type, record.envelope) == ("Order Placed", before)
+
+
+@pytest.mark.postgres
+def test_the_longest_correlation_id_the_schema_allows_is_kept():
+    # PostgreSQL enforces column lengths (SQLite does not): a column shorter than the schema's
+    # maxLength would send a valid event to the DLQ.
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL: `make test` runs it against a throwaway server")
+    correlation_id = "c" * 200
+    deliver(envelope(event_types.LOW_STOCK_ALERT, detail_value=detail(LOW_STOCK, correlation_id=correlation_id)))
+    assert AuditEvent.objects.get().correlation_id == correlation_id
