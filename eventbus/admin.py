@@ -11,8 +11,12 @@ from shopbus_site.admin import IdentifierSearch, ReadOnlyAdmin, known_values_fil
 from . import aws, event_types, outbox, registry, selectors, topology
 from .models import DeliveryFailure, OutboxEvent, ProcessedEvent
 
-# Every detail-type the bus carries: the domain events and the saga's commands.
-DETAIL_TYPE_FILTER = known_values_filter(
+# The outbox holds shopbus's domain events; Step Functions publishes the saga's commands itself, and
+# handlers process both.
+EVENT_TYPE_FILTER = known_values_filter(
+    "detail_type", "detail-type", lambda: (t.detail_type for t in event_types.ALL_EVENT_TYPES)
+)
+HANDLED_TYPE_FILTER = known_values_filter(
     "detail_type",
     "detail-type",
     lambda: (t.detail_type for t in (*event_types.ALL_EVENT_TYPES, *event_types.SAGA_COMMANDS)),
@@ -25,7 +29,7 @@ class OutboxEventAdmin(IdentifierSearch, ReadOnlyAdmin):
     list_filter = (
         "status",
         known_values_filter("source", "source", lambda: (t.source for t in event_types.ALL_EVENT_TYPES)),
-        DETAIL_TYPE_FILTER,
+        EVENT_TYPE_FILTER,
         ("created_at", admin.DateFieldListFilter),
     )
     uuid_search_fields = ("id",)
@@ -67,7 +71,7 @@ class ProcessedEventAdmin(IdentifierSearch, ReadOnlyAdmin):
     list_display = ("processed_at", "handler", "detail_type", "event_id", "replay_name", "note")
     list_filter = (
         known_values_filter("handler", "handler", lambda: (s.handler_id for s in registry.subscriptions())),
-        DETAIL_TYPE_FILTER,
+        HANDLED_TYPE_FILTER,
         ("processed_at", admin.DateFieldListFilter),
     )
     # By the producer's event id, which is indexed. This is the largest table (a row per delivery), so
