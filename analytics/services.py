@@ -46,7 +46,7 @@ def count_event(*, detail_type: str, occurred_at: str, data: dict[str, Any]) -> 
 
 
 def _update_timeline(order_id: UUID, stage: str | None, when: datetime, detail_type: str, data: dict[str, Any]) -> None:
-    values: dict[str, Any] = {"order_id": order_id, "cancellation_reason_code": "", "currency": ""}
+    values: dict[str, Any] = {"order_id": order_id}
     # The first occurrence of a stage wins, so a duplicate or a late replay changes nothing.
     assignments = {}
     if stage:

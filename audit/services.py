@@ -3,7 +3,6 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from eventbus.rows import insert_rows
@@ -24,6 +23,5 @@ def record_envelope(
         "correlation_id": correlation_id,
         "occurred_at": parse_datetime(occurred_at),
         "envelope": envelope,
-        "received_at": timezone.now(),
     }
     insert_rows(AuditEvent, [row], conflict=["event_id"])

@@ -181,7 +181,10 @@ def as_received(orders: int, *, threads: int) -> dict:
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="events") as pollers:
         for wave in published_waves():
             events += len(wave)
-            queues = {service: [body for row, body in wave if service in subscribers(row)] for service in services}
+            queues: dict[str, list[str]] = {service: [] for service in services}
+            for row, body in wave:
+                for service in subscribers(row):
+                    queues[service].append(body)
             deliveries += sum(len(bodies) for bodies in queues.values())
             started = time.perf_counter()
             for future in [pollers.submit(consume, service, bodies) for service, bodies in queues.items() if bodies]:

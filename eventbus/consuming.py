@@ -181,8 +181,6 @@ def _mark_processed(*, handler_id: str, event: ReceivedEvent) -> bool:
         "detail_type": event.event_type.detail_type,
         "envelope_id": event.envelope_id,
         "replay_name": event.replay_name,
-        "note": "",
-        "processed_at": timezone.now(),
     }
     return insert_rows(ProcessedEvent, [row], conflict=["handler", "event_id"]) == 1
 

@@ -63,14 +63,8 @@ def _outbox_row(*, event_type: EventType, data: dict[str, Any], correlation_id: 
         "detail_type": event_type.detail_type,
         "detail": detail,
         "correlation_id": correlation_id,
-        "status": OutboxEvent.Status.PENDING,
-        "attempts": 0,
         "next_attempt_at": occurred_at,
-        "claimed_until": None,
-        "last_error": "",
-        "event_bridge_id": "",
         "created_at": occurred_at,
-        "published_at": None,
     }
 
 

@@ -24,7 +24,8 @@ def insert_rows(
     update: dict[str, str] | None = None,
     using: str = DEFAULT_DB_ALIAS,
 ) -> int:
-    """INSERT `rows` (all with the same keys) and return how many rows were written.
+    """INSERT `rows` and return how many rows were written. A field a row leaves out gets the model's
+    default, as `Model.objects.create` would give it (the auto-increment id is the database's).
 
     With `conflict` (the columns of a unique constraint), a row that collides is skipped (ON CONFLICT
     DO NOTHING), or, with `update`, the existing row is updated: {"count": "{table}.{column} + 1"}
@@ -38,7 +39,10 @@ def insert_rows(
     connection = transaction.get_connection(using)
     quote = connection.ops.quote_name
     meta = model._meta
-    fields = [meta.get_field(name) for name in rows[0]]
+    fields = [field for field in meta.concrete_fields if field is not meta.auto_field]
+    unknown = {name for row in rows for name in row} - {field.name for field in fields}
+    if unknown:
+        raise ValueError(f"{model.__name__} has no field {', '.join(sorted(unknown))}")
     table = quote(meta.db_table)
     placeholders = "(" + ", ".join(["%s"] * len(fields)) + ")"
     sql = (
@@ -56,7 +60,11 @@ def insert_rows(
             sql += " DO UPDATE SET " + ", ".join(assignments)
         else:
             sql += " DO NOTHING"
-    params = [field.get_db_prep_save(row[field.name], connection) for row in rows for field in fields]
+    params = [
+        field.get_db_prep_save(row[field.name] if field.name in row else field.get_default(), connection)
+        for row in rows
+        for field in fields
+    ]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.rowcount
