@@ -76,18 +76,21 @@ class Command(BaseCommand):
         signal.signal(signal.SIGINT, self._on_signal)
         signal.signal(signal.SIGTERM, self._on_signal)
         try:
-            self._start()
+            login, key = self._start()
             if not no_web:
                 self._spawn(
                     "web", [sys.executable, "manage.py", "runserver", f"127.0.0.1:{settings.WEB_PORT}", "--noreload"]
                 )
+                # Announced once it answers, so that the first request a user copies from below works.
+                _wait_for_http(f"http://127.0.0.1:{settings.WEB_PORT}/healthz", timeout=60)
+            self._announce(login, key)
             self._supervise()
         finally:
             self._stop_all()
 
     # --- start-up -----------------------------------------------------------------------------
 
-    def _start(self) -> None:
+    def _start(self) -> tuple[tuple[str, str], str]:
         self.stdout.write(f"Starting moto's server on 127.0.0.1:{settings.LOCAL_AWS_PORT} …")
         # Open for as long as the stack runs.
         self.local_aws_log = (settings.LOCAL_DIR / "local-aws.log").open("ab")
@@ -131,6 +134,9 @@ class Command(BaseCommand):
             celery + ["beat", "--loglevel=INFO", "--schedule", settings.CELERY_BEAT_SCHEDULE_FILENAME],
             env=background,
         )
+        return login, key
+
+    def _announce(self, login: tuple[str, str], key: str) -> None:
         web = f"http://127.0.0.1:{settings.WEB_PORT}"
         self.stdout.write(
             self.style.SUCCESS(
