@@ -3,7 +3,6 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -15,7 +14,7 @@ from sagas.selectors import execution_summary
 from shopbus_site.admin import IdentifierSearch, action_form_page
 
 from . import services
-from .models import ApiKey, Order, OrderLine
+from .models import ApiClient, ApiKey, Order, OrderLine
 
 
 class OrderLineInline(admin.TabularInline):
@@ -86,6 +85,7 @@ class OrderAdmin(IdentifierSearch, admin.ModelAdmin):
     readonly_fields = [
         "id",
         "status",
+        "api_client",
         "customer_id",
         "email",
         "total_amount",
@@ -223,33 +223,70 @@ class OrderAdmin(IdentifierSearch, admin.ModelAdmin):
         )
 
 
-class ApiKeyForm(forms.ModelForm):
-    class Meta:
-        model = ApiKey
-        fields = ["name"]
+class ApiKeyInline(admin.TabularInline):
+    model = ApiKey
+    fields = ("prefix", "created_at", "last_used_at", "revoked_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
 
 
-@admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
-    list_display = ("name", "prefix", "created_at", "last_used_at", "revoked_at")
-    readonly_fields = ("prefix", "created_at", "last_used_at", "revoked_at")
-    form = ApiKeyForm
-    actions = ["revoke"]
+def _show_key_once(model_admin: admin.ModelAdmin, request, client: ApiClient, plaintext: str) -> None:
+    model_admin.message_user(
+        request,
+        f"New key for {client.name}: {plaintext} — copy it now, it is not shown again.",
+        level=messages.WARNING,
+    )
+
+
+@admin.register(ApiClient)
+class ApiClientAdmin(admin.ModelAdmin):
+    """Client applications. Rotating a key: "Issue a new key", switch the client to it, then revoke
+    the old key; the client's orders and idempotency records stay with the client."""
+
+    list_display = ("name", "is_staff", "created_at")
+    list_filter = ("is_staff",)
+    search_fields = ("name",)
+    fields = ("name", "is_staff", "created_at")
+    readonly_fields = ("created_at",)
+    inlines = [ApiKeyInline]
+    actions = ["issue_key"]
 
     def save_model(self, request, obj, form, change):
         if change:
             obj.save()
             return
-        with transaction.atomic():
-            api_key, plaintext = services.create_api_key(name=obj.name)
-        obj.pk = api_key.pk
-        obj.prefix = api_key.prefix
+        client, plaintext = services.create_api_client(name=obj.name, is_staff=obj.is_staff)
+        obj.pk, obj.created_at = client.pk, client.created_at
         obj._state.adding = False
-        self.message_user(
-            request,
-            f"Key for {api_key.name}: {plaintext} — copy it now, it is not shown again.",
-            level=messages.WARNING,
-        )
+        _show_key_once(self, request, client, plaintext)
+
+    @admin.action(description="Issue a new key to the selected clients")
+    def issue_key(self, request, queryset):
+        for client in queryset:
+            _, plaintext = services.issue_api_key(client=client)
+            _show_key_once(self, request, client, plaintext)
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    """Keys are issued from their client's page; here they are listed and revoked. The secret is
+    stored only as a hash and never shown after issue."""
+
+    list_display = ("prefix", "client", "created_at", "last_used_at", "revoked_at")
+    list_filter = (("revoked_at", admin.EmptyFieldListFilter),)
+    list_select_related = ("client",)
+    search_fields = ("=prefix", "client__name")
+    fields = ("prefix", "client", "created_at", "last_used_at", "revoked_at")
+    readonly_fields = fields
+    actions = ["revoke"]
+
+    def has_add_permission(self, request):
+        return False
 
     @admin.action(description="Revoke selected keys")
     def revoke(self, request, queryset):

@@ -52,6 +52,11 @@ class Order(GuardedStatus, EventedModel):
     carrier = models.CharField(max_length=100, blank=True)
     tracking_number = models.CharField(max_length=100, blank=True)
     refunded_at = models.DateTimeField(null=True, blank=True)
+    # The API client that placed the order, which alone (with staff clients) may read or cancel it
+    # through the API. Orders placed from the admin have none.
+    api_client = models.ForeignKey(
+        "ApiClient", on_delete=models.PROTECT, null=True, blank=True, related_name="orders", verbose_name="API client"
+    )
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     status_changed_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
@@ -62,6 +67,8 @@ class Order(GuardedStatus, EventedModel):
             models.Index(fields=["status", "status_changed_at"], name="order_status_age_idx"),
             # Staff find a customer's orders by email, whatever its case (the admin's email__iexact).
             models.Index(Upper("email"), name="order_email_upper_idx"),
+            # GET /api/orders: one client's orders, newest first, by keyset.
+            models.Index(fields=["api_client", "-created_at", "-id"], name="order_client_recent_idx"),
         ]
 
     def __str__(self) -> str:
@@ -104,11 +111,29 @@ class OrderLine(models.Model):
         return self.unit_price * self.quantity
 
 
-class ApiKey(models.Model):
-    """A client application's key. Only a SHA-256 of the secret is stored; keys are random, so a slow
-    hash would add nothing but latency."""
+class ApiClient(models.Model):
+    """A client application. Orders and idempotency records belong to the client, not to one of its
+    keys, so rotating a key keeps them."""
 
-    name = models.CharField(max_length=100)
+    name = models.CharField(max_length=100, unique=True)
+    is_staff = models.BooleanField(
+        "staff", default=False, help_text="A staff client sees and cancels every client's orders."
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "API client"
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ApiKey(models.Model):
+    """One of a client's keys. Only a SHA-256 of the secret is stored; keys are random, so a slow hash
+    would add nothing but latency."""
+
+    client = models.ForeignKey(ApiClient, on_delete=models.PROTECT, related_name="keys")
     prefix = models.CharField(max_length=16, unique=True, editable=False)
     hashed_secret = models.CharField(max_length=64, editable=False)
     created_at = models.DateTimeField(default=timezone.now)
@@ -117,20 +142,21 @@ class ApiKey(models.Model):
 
     class Meta:
         verbose_name = "API key"
+        ordering = ["-created_at"]
 
     def __str__(self) -> str:
-        return f"{self.name} ({self.prefix}…)"
+        return f"{self.prefix}… of {self.client_id}"
 
 
 class IdempotencyKey(models.Model):
-    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE)
+    client = models.ForeignKey(ApiClient, on_delete=models.CASCADE)
     key = models.CharField(max_length=255)
     request_fingerprint = models.CharField(max_length=64)
     order = models.ForeignKey(Order, on_delete=models.CASCADE)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["api_key", "key"], name="idempotency_key_once_per_client")]
+        constraints = [models.UniqueConstraint(fields=["client", "key"], name="idempotency_key_once_per_client")]
 
     def __str__(self) -> str:
-        return f"Idempotency-Key {self.key} of {self.api_key_id}"
+        return f"Idempotency-Key {self.key} of {self.client_id}"

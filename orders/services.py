@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import logging
 import secrets
+import unicodedata
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from eventbus import event_types
 from eventbus.state_machine import IllegalTransition
 from inventory.selectors import catalogue_entries
 
-from .models import ApiKey, IdempotencyKey, Order, OrderLine
+from .models import ApiClient, ApiKey, IdempotencyKey, Order, OrderLine
 
 logger = logging.getLogger(__name__)
 
@@ -68,51 +69,89 @@ class PlaceOrderRequest:
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def unprintable(value: str) -> bool:
+    """Control characters (NUL among them, which PostgreSQL's text refuses) and lone surrogates (which
+    no encoding can store) have no place in a name, an address or an id, nor in the events and emails
+    made from them."""
+    return any(unicodedata.category(character) in ("Cc", "Cs") for character in value)
+
+
+def shortened(value: str, *, limit: int = 40) -> str:
+    """A client's value echoed in an error, cut short: an error must not grow with the input."""
+    return value if len(value) <= limit else f"{value[:limit]}…"
+
+
+_MONEY_FIELD = Order._meta.get_field("total_amount")
+LARGEST_ORDER_TOTAL = Decimal(10 ** (_MONEY_FIELD.max_digits - _MONEY_FIELD.decimal_places)) - Decimal("0.01")
+
+
 def _validate(request: PlaceOrderRequest) -> dict[str, list[str]]:
     errors: dict[str, list[str]] = {}
 
     def add(field: str, message: str) -> None:
         errors.setdefault(field, []).append(message)
 
-    if not request.customer_id.strip():
-        add("customerId", "This field is required.")
-    elif len(request.customer_id) > 200:
-        add("customerId", "Must be at most 200 characters.")
-    try:
-        validate_email(request.email)
-    except ValidationError:
-        add("email", "Enter a valid email address.")
+    def printable(field: str, value: str) -> bool:
+        if unprintable(value):
+            add(field, "Must not contain control characters.")
+            return False
+        return True
+
+    if printable("customerId", request.customer_id):
+        if not request.customer_id.strip():
+            add("customerId", "This field is required.")
+        elif len(request.customer_id) > 200:
+            add("customerId", "Must be at most 200 characters.")
+    if printable("email", request.email):
+        try:
+            validate_email(request.email)
+        except ValidationError:
+            add("email", "Enter a valid email address.")
+    for field in ADDRESS_FIELDS:
+        value = request.shipping_address.get(field, "")
+        if not printable(f"shippingAddress.{field}", value):
+            continue
+        if not value.strip():
+            add(f"shippingAddress.{field}", "This field is required.")
+        elif len(value) > 200:
+            add(f"shippingAddress.{field}", "Must be at most 200 characters.")
+    if printable("paymentToken", request.payment_token) and (
+        not request.payment_token.strip() or len(request.payment_token) > 100
+    ):
+        add("paymentToken", "Must be 1 to 100 characters.")
     if not request.items:
         add("items", "An order needs at least one item.")
-    elif len(request.items) > settings.ORDER_MAX_ITEMS:
+        return errors
+    if len(request.items) > settings.ORDER_MAX_ITEMS:
+        # Item by item errors would grow with the request; this one says all there is to fix.
         add("items", f"An order can have at most {settings.ORDER_MAX_ITEMS} items.")
+        return errors
     seen: set[str] = set()
     for index, item in enumerate(request.items):
         if item.quantity < 1:
             add(f"items[{index}].quantity", "Must be at least 1.")
         elif item.quantity > settings.ORDER_MAX_QUANTITY:
             add(f"items[{index}].quantity", f"Must be at most {settings.ORDER_MAX_QUANTITY}.")
+        if not printable(f"items[{index}].productId", item.product_id):
+            continue
         if item.product_id in seen:
             add(f"items[{index}].productId", "This product is already in the order; combine the quantities.")
         seen.add(item.product_id)
-    for field in ADDRESS_FIELDS:
-        value = request.shipping_address.get(field, "")
-        if not value.strip():
-            add(f"shippingAddress.{field}", "This field is required.")
-        elif len(value) > 200:
-            add(f"shippingAddress.{field}", "Must be at most 200 characters.")
-    if not request.payment_token.strip() or len(request.payment_token) > 100:
-        add("paymentToken", "Must be 1 to 100 characters.")
     return errors
 
 
-def place_order(*, request: PlaceOrderRequest) -> Order:
-    """Validate, price from the catalogue and record the order; `Order Placed` commits with it."""
+def place_order(*, request: PlaceOrderRequest, client: ApiClient | None = None) -> Order:
+    """Validate, price from the catalogue and record the order, for `client` if an API client placed
+    it; `Order Placed` commits with it. Nothing is written unless the whole order is valid."""
     errors = _validate(request)
+    if errors:
+        raise OrderValidationError(errors)
     prices = catalogue_entries(product_ids=[item.product_id for item in request.items])
     for index, item in enumerate(request.items):
         if item.product_id not in prices:
-            errors.setdefault(f"items[{index}].productId", []).append(f"Unknown product {item.product_id!r}.")
+            errors.setdefault(f"items[{index}].productId", []).append(
+                f"Unknown product {shortened(item.product_id)!r}."
+            )
     if errors:
         raise OrderValidationError(errors)
 
@@ -125,11 +164,22 @@ def place_order(*, request: PlaceOrderRequest) -> Order:
         )
         for item in request.items
     ]
+    total_amount = sum((line.line_total for line in lines), Decimal("0.00"))
+    if total_amount > LARGEST_ORDER_TOTAL:
+        raise OrderValidationError(
+            {
+                "items": [
+                    f"The order's total, {total_amount} {settings.SHOP_CURRENCY}, is more than one order can hold "
+                    f"({LARGEST_ORDER_TOTAL}); split it into several orders."
+                ]
+            }
+        )
     address = request.shipping_address
     order = Order(
+        api_client=client,
         customer_id=request.customer_id.strip(),
         email=request.email,
-        total_amount=sum((line.line_total for line in lines), Decimal("0.00")),
+        total_amount=total_amount,
         currency=settings.SHOP_CURRENCY,
         shipping_street=address["street"],
         shipping_city=address["city"],
@@ -168,13 +218,13 @@ def place_order(*, request: PlaceOrderRequest) -> Order:
 
 
 def place_order_idempotently(
-    *, api_key: ApiKey, idempotency_key: str, request: PlaceOrderRequest
+    *, client: ApiClient, idempotency_key: str, request: PlaceOrderRequest
 ) -> tuple[Order, bool]:
     """Place an order once per (client, Idempotency-Key). Returns (order, created)."""
     fingerprint = request.fingerprint()
 
     def replay() -> tuple[Order, bool] | None:
-        existing = IdempotencyKey.objects.select_related("order").filter(api_key=api_key, key=idempotency_key).first()
+        existing = IdempotencyKey.objects.select_related("order").filter(client=client, key=idempotency_key).first()
         if existing is None:
             return None
         if not hmac.compare_digest(existing.request_fingerprint, fingerprint):
@@ -186,9 +236,9 @@ def place_order_idempotently(
         return earlier
     try:
         with transaction.atomic():
-            order = place_order(request=request)
+            order = place_order(request=request, client=client)
             IdempotencyKey.objects.create(
-                api_key=api_key, key=idempotency_key, request_fingerprint=fingerprint, order=order
+                client=client, key=idempotency_key, request_fingerprint=fingerprint, order=order
             )
     except IntegrityError:
         # A concurrent retry with the same key won the race; its order is the answer.
@@ -358,21 +408,67 @@ def cancel_stuck_orders(*, older_than: timedelta | None = None) -> list[uuid.UUI
     return cancelled
 
 
-# --- API keys ---------------------------------------------------------------------------------
+# --- API clients and keys -----------------------------------------------------------------------
 
 API_KEY_PREFIX = "sb"
+
+
+class UnknownApiClient(LookupError):
+    pass
+
+
+class UnknownApiKey(LookupError):
+    pass
+
+
+class ApiClientExists(ValueError):
+    pass
 
 
 def _hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def create_api_key(*, name: str) -> tuple[ApiKey, str]:
-    """Returns the key and its plaintext, which is shown once and never stored."""
+def create_api_client(*, name: str, is_staff: bool = False) -> tuple[ApiClient, str]:
+    """A client application and its first key. Returns the client and the key's plaintext, which is
+    shown once and never stored."""
+    try:
+        with transaction.atomic():
+            client = ApiClient.objects.create(name=name.strip(), is_staff=is_staff)
+            _, plaintext = issue_api_key(client=client)
+    except IntegrityError as exc:
+        raise ApiClientExists(f"A client named {name.strip()!r} exists; issue it another key instead.") from exc
+    return client, plaintext
+
+
+def issue_api_key(*, client: ApiClient, secret: str | None = None) -> tuple[ApiKey, str]:
+    """Add a key to an existing client (key rotation: issue, switch, then revoke the old one). Returns
+    the key and its plaintext. `secret` lets the local stack keep one key across restarts."""
     prefix = secrets.token_hex(4)
-    secret = secrets.token_urlsafe(32)
-    api_key = ApiKey.objects.create(name=name, prefix=prefix, hashed_secret=_hash_secret(secret))
+    secret = secret or secrets.token_urlsafe(32)
+    api_key = ApiKey.objects.create(client=client, prefix=prefix, hashed_secret=_hash_secret(secret))
     return api_key, f"{API_KEY_PREFIX}_{prefix}_{secret}"
+
+
+def local_stack_key(*, client_name: str, remembered: str | None) -> str:
+    """The local stack's key, the same across restarts so that scripts keep working: `remembered` (the
+    plaintext the stack kept from its last start) while it is still a live key of the client, else a
+    new one, and then the client's other keys, whose plaintext is lost, are revoked. The client, and
+    with it its orders and idempotency records, stays."""
+    client, _ = ApiClient.objects.get_or_create(name=client_name)
+    current = authenticate_api_key(presented=remembered) if remembered else None
+    with transaction.atomic():
+        if current is None or current.client_id != client.pk:
+            current, remembered = issue_api_key(client=client)
+        revoke_api_keys(api_key_ids=list(client.keys.exclude(pk=current.pk).values_list("pk", flat=True)))
+    return remembered
+
+
+def find_api_client(*, name: str) -> ApiClient:
+    client = ApiClient.objects.filter(name=name.strip()).first()
+    if client is None:
+        raise UnknownApiClient(f"No API client named {name!r}.")
+    return client
 
 
 def authenticate_api_key(*, presented: str) -> ApiKey | None:
@@ -382,12 +478,20 @@ def authenticate_api_key(*, presented: str) -> ApiKey | None:
         return None
     if marker != API_KEY_PREFIX:
         return None
-    api_key = ApiKey.objects.filter(prefix=prefix, revoked_at__isnull=True).first()
+    api_key = ApiKey.objects.select_related("client").filter(prefix=prefix, revoked_at__isnull=True).first()
     if api_key is None or not hmac.compare_digest(api_key.hashed_secret, _hash_secret(secret)):
         return None
     now = timezone.now()
     if api_key.last_used_at is None or now - api_key.last_used_at > timedelta(minutes=1):
         ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)  # ApiKey is not evented
+    return api_key
+
+
+def revoke_api_key(*, prefix: str) -> ApiKey:
+    api_key = ApiKey.objects.select_related("client").filter(prefix=prefix.strip(), revoked_at__isnull=True).first()
+    if api_key is None:
+        raise UnknownApiKey(f"No active key with prefix {prefix!r}.")
+    revoke_api_keys(api_key_ids=[api_key.pk])
     return api_key
 
 

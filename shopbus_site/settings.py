@@ -47,6 +47,8 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    # Its Swagger UI assets, so /api/docs works with no internet access.
+    "ninja",
     *SHOPBUS_APPS,
 ]
 
@@ -54,6 +56,7 @@ MIDDLEWARE = [
     # First: health probes come by IP over plain HTTP and must not meet host checks or redirects.
     "observability.middleware.HealthProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "orders.api.middleware.JsonApiMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

@@ -40,7 +40,7 @@ def catalogue(db):
 
 @pytest.fixture
 def api_key(db):
-    _, plaintext = order_services.create_api_key(name="tests")
+    _, plaintext = order_services.create_api_client(name="tests")
     return plaintext
 
 

@@ -1,142 +1,295 @@
-"""The client JSON API. Plain Django views: five endpoints do not justify a framework (see README)."""
+"""The client JSON API, on django-ninja (README, "Dependencies"): it parses and validates requests
+against the schemas that /api/openapi.json publishes, so the contract and the code cannot drift."""
 
 from __future__ import annotations
 
-import json
+import base64
+import binascii
 import uuid
-from collections.abc import Callable
-from functools import wraps
-from typing import Any
+from datetime import datetime
+from typing import Annotated
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import reverse
+from django.utils.http import urlencode
 from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
+from ninja import Header, NinjaAPI, Query, Status
+from ninja.errors import AuthenticationError, HttpError, ValidationError, ValidationErrorContext
+from ninja.parser import Parser
+from ninja.security import HttpBearer
 
 from eventbus.state_machine import IllegalTransition
 from inventory.selectors import catalogue_entries
 from observability.timelines import order_timeline
 
 from .. import selectors, services
-from ..models import Order
-from .parsing import FieldErrors, parse_cancel_request, parse_place_order_request
+from ..models import ApiKey, Order
+from .errors import ApiError, BodyNotJson, error_response, parse_json_body, validation_fields
+from .schemas import (
+    CancelOrderIn,
+    ErrorOut,
+    OrderEventsOut,
+    OrderListOut,
+    OrderListQuery,
+    OrderOut,
+    PlaceOrderIn,
+    ProductListOut,
+)
 from .serializers import catalogue_entry_json, order_json, timeline_json
 
-View = Callable[..., JsonResponse]
+
+class ApiKeyAuth(HttpBearer):
+    def authenticate(self, request: HttpRequest, token: str) -> ApiKey | None:
+        return services.authenticate_api_key(presented=token.strip())
 
 
-def error(http_status: int, message: str, *, fields: dict[str, list[str]] | None = None, **extra: Any) -> JsonResponse:
-    body: dict[str, Any] = {"error": message}
-    if fields:
-        body["fields"] = fields
-    body.update(extra)
-    return JsonResponse(body, status=http_status)
+class JsonBodyParser(Parser):
+    def parse_body(self, request: HttpRequest):
+        return parse_json_body(request.body)
 
 
-def api_endpoint(*methods: str) -> Callable[[View], View]:
-    """Bearer-key authentication, method check and JSON errors for every endpoint."""
-
-    def decorate(view: View) -> View:
-        @csrf_exempt
-        @wraps(view)
-        def wrapper(request: HttpRequest, *args, **kwargs) -> JsonResponse:
-            if request.method not in methods:
-                response = error(405, f"Method {request.method} is not allowed here.")
-                response["Allow"] = ", ".join(methods)
-                return response
-            scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
-            api_key = services.authenticate_api_key(presented=presented.strip()) if scheme.lower() == "bearer" else None
-            if api_key is None:
-                response = error(401, "A valid API key is required: send 'Authorization: Bearer <key>'.")
-                response["WWW-Authenticate"] = 'Bearer realm="shopbus"'
-                return response
-            request.api_key = api_key
-            try:
-                return view(request, *args, **kwargs)
-            except FieldErrors as exc:
-                return error(400, "The request is not valid.", fields=exc.errors)
-            except services.OrderValidationError as exc:
-                return error(400, "The order is not valid.", fields=exc.errors)
-
-        return wrapper
-
-    return decorate
+class ShopbusApi(NinjaAPI):
+    def validation_error_from_error_contexts(self, error_contexts: list[ValidationErrorContext]) -> ValidationError:
+        # As django-ninja's own, keeping only whether a value was null (as good as absent, so "This
+        # field is required."), never the value itself: errors must not echo what a client sent.
+        errors = []
+        for context in error_contexts:
+            model = context.model
+            for error in context.pydantic_validation_error.errors(include_url=False):
+                error["loc"] = (model.__ninja_param_source__,) + model.__ninja_flatten_map_reverse__.get(
+                    error["loc"], error["loc"]
+                )
+                error["null"] = error.pop("input", "") is None
+                if isinstance(error.get("ctx", {}).get("error"), Exception):
+                    error["ctx"]["error"] = str(error["ctx"]["error"])
+                errors.append(dict(error))
+        return ValidationError(errors)
 
 
-def _json_body(request: HttpRequest) -> Any:
-    try:
-        return json.loads(request.body or b"null")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise FieldErrors({"body": [f"Not valid JSON: {exc}"]}) from exc
+api = ShopbusApi(
+    title="shopbus",
+    version="1",
+    description=(
+        "Place and track orders. Every request needs an API key: `Authorization: Bearer <key>`. "
+        "A client sees and cancels only the orders it placed; a staff client sees every order. "
+        'Errors are `{"error": …, "fields": {path: [message]}}`.'
+    ),
+    auth=ApiKeyAuth(),
+    parser=JsonBodyParser(),
+    urls_namespace="api",
+)
+
+CLIENT_ERRORS = {400: ErrorOut, 401: ErrorOut}
+BODY_ERRORS = {413: ErrorOut, 415: ErrorOut}
 
 
-@api_endpoint("POST")
-def order_create(request: HttpRequest) -> JsonResponse:
-    place_request = parse_place_order_request(_json_body(request))
-    idempotency_key = request.headers.get("Idempotency-Key", "").strip()
-    if len(idempotency_key) > 255:
-        raise FieldErrors({"Idempotency-Key": ["Must be at most 255 characters."]})
-    if not idempotency_key:
-        order, created = services.place_order(request=place_request), True
-    else:
-        try:
-            order, created = services.place_order_idempotently(
-                api_key=request.api_key, idempotency_key=idempotency_key, request=place_request
-            )
-        except services.IdempotencyKeyReused as exc:
-            return error(422, str(exc))
-    response = JsonResponse(order_json(selectors.get_order(order_id=order.id)), status=201)
-    if not created:
-        response["Idempotent-Replayed"] = "true"
+@api.exception_handler(ApiError)
+def _api_error(request: HttpRequest, exc: ApiError) -> HttpResponse:
+    return error_response(exc.http_status, exc.message, fields=exc.fields, **exc.extra)
+
+
+@api.exception_handler(ValidationError)
+def _invalid_request(request: HttpRequest, exc: ValidationError) -> HttpResponse:
+    return error_response(400, "The request is not valid.", fields=validation_fields(exc.errors))
+
+
+@api.exception_handler(services.OrderValidationError)
+def _invalid_order(request: HttpRequest, exc: services.OrderValidationError) -> HttpResponse:
+    return error_response(400, "The order is not valid.", fields=exc.errors)
+
+
+@api.exception_handler(AuthenticationError)
+def _unauthenticated(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
+    response = error_response(401, "A valid API key is required: send 'Authorization: Bearer <key>'.")
+    response["WWW-Authenticate"] = 'Bearer realm="shopbus"'
     return response
 
 
-def _find_order(order_id: str) -> Order | None:
+@api.exception_handler(HttpError)
+def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    if isinstance(exc.__cause__, BodyNotJson):
+        return error_response(400, "The request is not valid.", fields={"body": [str(exc.__cause__)]})
+    if isinstance(exc.__cause__, RequestDataTooBig):
+        return body_too_large()
+    return error_response(exc.status_code, str(exc))
+
+
+@api.exception_handler(RequestDataTooBig)
+def _too_large(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
+    return body_too_large()
+
+
+def body_too_large() -> JsonResponse:
+    return error_response(
+        413, f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes, the most this API takes."
+    )
+
+
+def _order_id(raw: str) -> uuid.UUID:
     try:
-        return selectors.get_order(order_id=uuid.UUID(order_id))
+        return uuid.UUID(raw)
     except ValueError:
-        return None
+        raise ApiError(404, f"No order {services.shortened(raw)}.") from None
 
 
-@api_endpoint("GET")
-def order_detail(request: HttpRequest, order_id: str) -> JsonResponse:
-    order = _find_order(order_id)
+def _visible_order(request: HttpRequest, raw_order_id: str) -> Order:
+    order = selectors.get_visible_order(client=request.auth.client, order_id=_order_id(raw_order_id))
     if order is None:
-        return error(404, f"No order {order_id}.")
-    return JsonResponse(order_json(order))
+        # Another client's order is as absent as one that never was: its existence is not to be probed.
+        raise ApiError(404, f"No order {services.shortened(raw_order_id)}.")
+    return order
 
 
-@api_endpoint("GET")
-def order_events(request: HttpRequest, order_id: str) -> JsonResponse:
-    order = _find_order(order_id)
-    if order is None:
-        return error(404, f"No order {order_id}.")
-    return JsonResponse({"orderId": str(order.id), "events": timeline_json(order_timeline(order_id=str(order.id)))})
+@api.post(
+    "/orders",
+    response={201: OrderOut, 422: ErrorOut, **CLIENT_ERRORS, **BODY_ERRORS},
+    summary="Place an order",
+    description=(
+        "Prices come from the catalogue. Send an `Idempotency-Key` to make retries safe: a retry with the "
+        "same key and request answers the first order, with `Idempotent-Replayed: true`."
+    ),
+    operation_id="placeOrder",
+    url_name="place-order",
+)
+def place_order(
+    request: HttpRequest,
+    response: HttpResponse,
+    payload: PlaceOrderIn,
+    idempotency_key: Annotated[
+        str | None, Header(alias="Idempotency-Key", max_length=255, pattern=r"^[\x20-\x7e]*$")
+    ] = None,
+):
+    place_request = services.PlaceOrderRequest(
+        customer_id=payload.customerId,
+        email=payload.email,
+        items=[services.OrderItem(product_id=item.productId, quantity=item.quantity) for item in payload.items],
+        shipping_address=payload.shippingAddress.model_dump(),
+        payment_token=payload.paymentToken,
+    )
+    client = request.auth.client
+    idempotency_key = (idempotency_key or "").strip()
+    if not idempotency_key:
+        order, created = services.place_order(request=place_request, client=client), True
+    else:
+        try:
+            order, created = services.place_order_idempotently(
+                client=client, idempotency_key=idempotency_key, request=place_request
+            )
+        except services.IdempotencyKeyReused as exc:
+            raise ApiError(422, str(exc)) from exc
+    if not created:
+        response["Idempotent-Replayed"] = "true"
+    return Status(201, order_json(selectors.get_order(order_id=order.id)))
 
 
-@api_endpoint("POST")
-def order_cancel(request: HttpRequest, order_id: str) -> JsonResponse:
-    order = _find_order(order_id)
-    if order is None:
-        return error(404, f"No order {order_id}.")
-    reason = parse_cancel_request(_json_body(request))
+def _cursor(position: selectors.OrderPosition) -> str:
+    raw = f"{position.created_at.isoformat()}|{position.order_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _position(cursor: str) -> selectors.OrderPosition:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        moment, order_id = raw.split("|")
+        position = selectors.OrderPosition(created_at=datetime.fromisoformat(moment), order_id=uuid.UUID(order_id))
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise ApiError(400, "The request is not valid.", fields={"cursor": ["Not a cursor this API gave."]}) from None
+    if position.created_at.tzinfo is None:
+        raise ApiError(400, "The request is not valid.", fields={"cursor": ["Not a cursor this API gave."]})
+    return position
+
+
+@api.get(
+    "/orders",
+    response={200: OrderListOut, **CLIENT_ERRORS},
+    summary="List your orders",
+    description="Newest first, a page at a time: follow `next` until it is null.",
+    operation_id="listOrders",
+    url_name="list-orders",
+)
+def list_orders(request: HttpRequest, filters: Query[OrderListQuery]):
+    page = selectors.order_page(
+        client=request.auth.client,
+        limit=filters.limit,
+        after=_position(filters.cursor) if filters.cursor else None,
+        customer_id=filters.customerId,
+        status=filters.status,
+        placed_after=filters.placedAfter,
+        placed_before=filters.placedBefore,
+    )
+    next_url = None
+    if page.next_position is not None:
+        query = {key: value for key, value in request.GET.items() if key != "cursor"}
+        query["cursor"] = _cursor(page.next_position)
+        next_url = request.build_absolute_uri(f"{reverse('api:list-orders')}?{urlencode(query)}")
+    return Status(200, {"orders": [order_json(order) for order in page.orders], "next": next_url})
+
+
+@api.get(
+    "/orders/{order_id}",
+    response={200: OrderOut, 404: ErrorOut, **CLIENT_ERRORS},
+    summary="Read an order",
+    operation_id="getOrder",
+    url_name="order",
+)
+def get_order(request: HttpRequest, order_id: str):
+    return Status(200, order_json(_visible_order(request, order_id)))
+
+
+@api.post(
+    "/orders/{order_id}/cancel",
+    response={200: OrderOut, 404: ErrorOut, 409: ErrorOut, **CLIENT_ERRORS, **BODY_ERRORS},
+    summary="Cancel an order",
+    description="Allowed until the order ships; a 409 says the order's status when it is too late.",
+    operation_id="cancelOrder",
+    url_name="cancel-order",
+)
+def cancel_order(request: HttpRequest, order_id: str, payload: CancelOrderIn):
+    order = _visible_order(request, order_id)
+    reason = payload.reason.strip()
+    if not reason:
+        raise ApiError(400, "The request is not valid.", fields={"reason": ["Say why the order is cancelled."]})
     try:
         services.cancel_order(order_id=order.id, reason_code=Order.CancellationReason.CUSTOMER_REQUEST, reason=reason)
     except IllegalTransition as exc:
-        return error(409, f"The order is {exc.current} and can no longer be cancelled.", status=exc.current)
-    return JsonResponse(order_json(selectors.get_order(order_id=order.id)))
+        raise ApiError(409, f"The order is {exc.current} and can no longer be cancelled.", status=exc.current) from exc
+    return Status(200, order_json(selectors.get_order(order_id=order.id)))
 
 
-@api_endpoint("GET")
-def product_list(request: HttpRequest) -> JsonResponse:
-    return JsonResponse({"products": [catalogue_entry_json(entry) for entry in catalogue_entries().values()]})
+@api.get(
+    "/orders/{order_id}/events",
+    response={200: OrderEventsOut, 404: ErrorOut, **CLIENT_ERRORS},
+    summary="An order's events",
+    description="Every event of the order, when it was published and which services handled it.",
+    operation_id="getOrderEvents",
+    url_name="order-events",
+)
+def order_events(request: HttpRequest, order_id: str):
+    order = _visible_order(request, order_id)
+    return Status(200, {"orderId": str(order.id), "events": timeline_json(order_timeline(order_id=str(order.id)))})
 
 
+@api.get(
+    "/products",
+    response={200: ProductListOut, **CLIENT_ERRORS},
+    summary="The catalogue, with the stock available now",
+    operation_id="listProducts",
+    url_name="products",
+)
+def product_list(request: HttpRequest):
+    return Status(200, {"products": [catalogue_entry_json(entry) for entry in catalogue_entries().values()]})
+
+
+@csrf_exempt
 def unknown_endpoint(request: HttpRequest, path: str = "") -> JsonResponse:
-    return error(404, f"No API endpoint at {request.path}.")
+    return error_response(404, f"No API endpoint at {services.shortened(request.path, limit=200)}.")
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
     """handler500: API clients get JSON, everyone else Django's page."""
     if request.path.startswith("/api/"):
-        return error(500, "Internal error; it has been logged.")
+        return error_response(500, "Internal error; it has been logged.")
     return defaults.server_error(request)

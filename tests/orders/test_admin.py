@@ -8,7 +8,7 @@ from django.test.utils import CaptureQueriesContext
 
 from eventbus.models import OutboxEvent
 from orders import services
-from orders.models import Order
+from orders.models import ApiClient, Order
 from tests.factories import OrderItemFactory, PlaceOrderRequestFactory, ProductFactory
 
 pytestmark = pytest.mark.django_db
@@ -41,6 +41,7 @@ def place_orders(count: int) -> None:
         "/admin/eventbus/outboxevent/",
         "/admin/inventory/reservation/",
         "/admin/orders/apikey/",
+        "/admin/orders/apiclient/",
     ],
 )
 def test_list_pages_do_a_fixed_number_of_queries_whatever_the_rows(staff_client, catalogue, url):
@@ -49,8 +50,8 @@ def test_list_pages_do_a_fixed_number_of_queries_whatever_the_rows(staff_client,
     place_orders(15)
     for n in range(15):
         ProductFactory(sku=f"extra-{n}")
-    services.create_api_key(name="a")
-    services.create_api_key(name="b")
+    services.create_api_client(name="a")
+    services.issue_api_key(client=services.create_api_client(name="b")[0])
     assert queries_for(staff_client, url) == few
 
 
@@ -200,11 +201,37 @@ def test_the_restock_action_publishes_stock_updated(staff_client, catalogue):
     }
 
 
-def test_an_api_key_created_in_the_admin_is_shown_once(staff_client):
-    response = staff_client.post("/admin/orders/apikey/add/", {"name": "mobile app"}, follow=True)
+def _key_in_message(response, client_name: str) -> str:
     message = [str(m) for m in response.context["messages"]][0]
-    key = message.split("Key for mobile app: ")[1].split(" ")[0]
-    assert services.authenticate_api_key(presented=key) is not None
+    return message.split(f"New key for {client_name}: ")[1].split(" ")[0]
+
+
+def test_an_api_client_created_in_the_admin_gets_a_key_shown_once(staff_client):
+    response = staff_client.post(
+        "/admin/orders/apiclient/add/",
+        {"name": "mobile app", "keys-TOTAL_FORMS": "0", "keys-INITIAL_FORMS": "0"},
+        follow=True,
+    )
+    key = _key_in_message(response, "mobile app")
+    assert services.authenticate_api_key(presented=key).client.name == "mobile app"
+    client = ApiClient.objects.get(name="mobile app")
+    page = staff_client.get(f"/admin/orders/apiclient/{client.pk}/change/").content.decode()
+    assert client.keys.get().prefix in page
+    assert key.split("_", 2)[2] not in page
+
+
+def test_staff_rotate_a_clients_key_in_the_admin(staff_client):
+    client, old_key = services.create_api_client(name="mobile app")
+    selection = {"action": "issue_key", ACTION_CHECKBOX_NAME: [str(client.pk)]}
+    new_key = _key_in_message(staff_client.post("/admin/orders/apiclient/", selection, follow=True), "mobile app")
+    old = services.authenticate_api_key(presented=old_key)
+    revoke = {"action": "revoke", ACTION_CHECKBOX_NAME: [str(old.pk)]}
+    staff_client.post("/admin/orders/apikey/", revoke, follow=True)
+    assert services.authenticate_api_key(presented=old_key) is None
+    assert services.authenticate_api_key(presented=new_key).client == client
+    listing = staff_client.get("/admin/orders/apikey/").content.decode()
+    assert old.prefix in listing and "mobile app" in listing
+    assert old.hashed_secret not in listing
 
 
 def test_staff_mark_a_confirmed_order_shipped(staff_client, catalogue):

@@ -12,7 +12,7 @@ from eventbus.models import ProcessedEvent
 from inventory.models import StockItem
 from inventory.services import load_demo_catalogue
 from orders.models import Order
-from orders.services import create_api_key
+from orders.services import create_api_client
 from tests.helpers import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -28,7 +28,7 @@ def available(sku: str) -> int:
 
 def test_complete_order_flow(live_stack):
     load_demo_catalogue()
-    _, key = create_api_key(name="e2e")
+    _, key = create_api_client(name="e2e")
     client = Client(headers={"Authorization": f"Bearer {key}"})
 
     # 1. Place the exercise's order through the API.

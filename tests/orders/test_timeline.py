@@ -16,8 +16,10 @@ from tests.flow import run_until_quiet
 pytestmark = pytest.mark.django_db
 
 
-def confirmed_order() -> Order:
-    order = services.place_order(request=PlaceOrderRequestFactory(items=[OrderItemFactory(product_id="prod-2")]))
+def confirmed_order(*, placed_by=None) -> Order:
+    order = services.place_order(
+        request=PlaceOrderRequestFactory(items=[OrderItemFactory(product_id="prod-2")]), client=placed_by
+    )
     run_until_quiet()
     order.refresh_from_db()
     assert order.status == Order.Status.CONFIRMED
@@ -25,7 +27,7 @@ def confirmed_order() -> Order:
 
 
 def test_the_events_endpoint_lists_every_event_of_a_confirmed_order_with_its_handlers(client, api_key, catalogue):
-    order = confirmed_order()
+    order = confirmed_order(placed_by=services.authenticate_api_key(presented=api_key).client)
     response = client.get(f"/api/orders/{order.pk}/events", HTTP_AUTHORIZATION=f"Bearer {api_key}")
     assert response.status_code == 200
     body = response.json()

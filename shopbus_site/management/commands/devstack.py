@@ -20,14 +20,12 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
-from django.db import transaction
 
 from eventbus import outbox, topology
 from inventory import services as inventory_services
 from orders import services as order_services
-from orders.models import ApiKey
 
-LOCAL_KEY_NAME = "local stack (make run)"
+LOCAL_CLIENT_NAME = "local stack (make run)"
 
 
 def _port_in_use(port: int) -> bool:
@@ -110,7 +108,7 @@ class Command(BaseCommand):
         call_command("provision_aws", stdout=self.stdout)
         inventory_services.load_demo_catalogue()
         login = self._ensure_admin()
-        key = self._fresh_api_key()
+        key = self._local_api_key()
         outbox.relay_pending()  # anything committed while the stack was down goes out now
         celery = [sys.executable, "-m", "celery", "-A", "shopbus_site"]
         # DEBUG is for the web process's error pages; in the worker and beat it would only keep a query
@@ -159,11 +157,15 @@ class Command(BaseCommand):
         user.save()
         return username, password
 
-    def _fresh_api_key(self) -> str:
-        # Keys are stored hashed, so the previous run's key cannot be shown again: replace it.
-        with transaction.atomic():
-            ApiKey.objects.filter(name=LOCAL_KEY_NAME).delete()
-            _, plaintext = order_services.create_api_key(name=LOCAL_KEY_NAME)
+    def _local_api_key(self) -> str:
+        # Keys are stored hashed, so the stack keeps its own key's plaintext under .local/ to show the
+        # same one on every start.
+        remembered_at = settings.LOCAL_DIR / "api-key"
+        remembered = remembered_at.read_text().strip() if remembered_at.exists() else None
+        plaintext = order_services.local_stack_key(client_name=LOCAL_CLIENT_NAME, remembered=remembered)
+        if plaintext != remembered:
+            remembered_at.touch(mode=0o600)
+            remembered_at.write_text(plaintext + "\n")
         return plaintext
 
     # --- supervision --------------------------------------------------------------------------
