@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 from django.conf import settings
 from ninja import Schema
-from pydantic import AfterValidator, AwareDatetime, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator, ConfigDict, Field
 
 from ..models import Order
 
@@ -29,6 +29,16 @@ Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
 OrderStatus = Literal[tuple(Order.Status.values)]
 
 
+def _iso_8601(value: object) -> datetime:
+    # pydantic would also take a number as seconds since 1970; the contract says date-time.
+    if not isinstance(value, str):
+        raise ValueError("Must be a date-time, e.g. 2026-11-26T12:00:00Z.")
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError("Must be a date-time, e.g. 2026-11-26T12:00:00Z.") from None
+
+
 def _within_range(moment: datetime) -> datetime:
     try:
         return moment.astimezone(UTC)
@@ -36,7 +46,7 @@ def _within_range(moment: datetime) -> datetime:
         raise ValueError("The date is out of range.") from exc
 
 
-Instant = Annotated[AwareDatetime, AfterValidator(_within_range)]
+Instant = Annotated[AwareDatetime, BeforeValidator(_iso_8601), AfterValidator(_within_range)]
 
 
 class Request(Schema):

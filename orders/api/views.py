@@ -27,7 +27,7 @@ from observability.timelines import order_timeline
 
 from .. import selectors, services
 from ..models import ApiKey, Order
-from .errors import ApiError, BodyNotJson, error_response, parse_json_body, validation_fields
+from .errors import ApiError, BodyNotJson, error_response, field_path, parse_json_body, validation_fields
 from .schemas import (
     CancelOrderIn,
     ErrorOut,
@@ -211,6 +211,17 @@ def _position(cursor: str) -> selectors.OrderPosition:
     url_name="list-orders",
 )
 def list_orders(request: HttpRequest, filters: Query[OrderListQuery]):
+    unknown = sorted(set(request.GET) - set(OrderListQuery.model_fields))
+    if unknown:
+        # A misspelt filter must not silently list everything.
+        raise ApiError(
+            400,
+            "The request is not valid.",
+            fields={
+                (field_path([name]) if name else "(unnamed)"): ["Unknown parameter: this list does not take it."]
+                for name in unknown
+            },
+        )
     page = selectors.order_page(
         client=request.auth.client,
         limit=filters.limit,
