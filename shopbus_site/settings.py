@@ -117,6 +117,10 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = env("STATIC_ROOT", default=str(BASE_DIR / "static"))
 
+# Error reports (the DEBUG 500 page, error emails) hide every setting and META value that can carry a
+# secret, connection strings included.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "shopbus_site.debug.SecretMaskingExceptionReporterFilter"
+
 # --- Security (only matters with DEBUG off; `manage.py check --deploy` is clean then) -------------
 if not DEBUG:
     SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
