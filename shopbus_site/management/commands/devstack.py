@@ -33,7 +33,8 @@ LOCAL_KEY_NAME = "local stack (make run)"
 
 def web_server_options(port: int) -> list[str]:
     """gunicorn as production runs it, on the loopback. Threads, because runserver's short listen queue
-    resets connections once some 30 clients arrive together; two processes, one per core here."""
+    reset connections once some 30 clients arrived together; two processes, so that one busy
+    interpreter (the GIL) does not hold every request."""
     return [
         "shopbus_site.wsgi",
         f"--bind=127.0.0.1:{port}",
@@ -97,7 +98,7 @@ class Command(BaseCommand):
         try:
             login, key = self._start()
             if not no_web:
-                # whitenoise serves what collectstatic gathered once DEBUG is off; quick when nothing changed.
+                # whitenoise serves what collectstatic gathered once DEBUG is off: a second or two on each start.
                 call_command("collectstatic", interactive=False, verbosity=0)
                 self._spawn("web", [sys.executable, "-m", "gunicorn", *web_server_options(settings.WEB_PORT)])
                 # Announced once it answers, so that the first request a user copies from below works.
