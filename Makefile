@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test test-sqlite test-postgres lint format bench bench-capacity bench-admin bench-patterns clean
+.PHONY: run test test-sqlite test-postgres lint format bench bench-clients bench-capacity bench-admin bench-patterns clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ format: $(VENV)/.dev-installed
 ## Benchmark the whole flow against a local stack started the way `make run` starts it.
 bench: $(VENV)/.dev-installed
 	$(PY) bench/order_flow.py
+
+## 50 clients hitting the local stack's web server at the same instant: any reset or 5xx fails it.
+bench-clients: $(VENV)/.dev-installed
+	$(PY) bench/concurrent_clients.py
 
 ## One worker process's handler capacity, AWS out of the picture: SQLite, then a throwaway PostgreSQL.
 bench-capacity: $(VENV)/.dev-installed

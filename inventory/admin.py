@@ -7,12 +7,12 @@ from django.db import transaction
 from shopbus_site.admin import ReadOnlyAdmin, action_form_page
 
 from . import services
-from .models import Product, Reservation, ReservationLine, StockItem
+from .models import STOCK_COUNT_MAX, Product, Reservation, ReservationLine, StockItem
 
 
 class ProductAddForm(forms.ModelForm):
-    opening_stock = forms.IntegerField(min_value=0, initial=0)
-    low_stock_threshold = forms.IntegerField(min_value=0, initial=10)
+    opening_stock = forms.IntegerField(min_value=0, max_value=STOCK_COUNT_MAX, initial=0)
+    low_stock_threshold = forms.IntegerField(min_value=0, max_value=STOCK_COUNT_MAX, initial=10)
 
     class Meta:
         model = Product
@@ -30,7 +30,9 @@ class StockItemInline(admin.StackedInline):
 
 
 class RestockForm(forms.Form):
-    quantity = forms.IntegerField(min_value=1, help_text="Units added to on hand for each selected product.")
+    quantity = forms.IntegerField(
+        min_value=1, max_value=STOCK_COUNT_MAX, help_text="Units added to on hand for each selected product."
+    )
 
 
 @admin.register(Product)
@@ -90,14 +92,20 @@ class ProductAdmin(admin.ModelAdmin):
         if "apply" in request.POST:
             form = RestockForm(request.POST)
             if form.is_valid():
-                rows = services.restock(
-                    product_ids=list(queryset.values_list("pk", flat=True)), quantity=form.cleaned_data["quantity"]
-                )
-                self.message_user(request, f"Restocked {len(rows)} product(s); Stock Updated published for each.")
-                missing = queryset.count() - len(rows)
-                if missing:
-                    self.message_user(request, f"{missing} product(s) have no stock record.", level=messages.WARNING)
-                return None
+                try:
+                    rows = services.restock(
+                        product_ids=list(queryset.values_list("pk", flat=True)), quantity=form.cleaned_data["quantity"]
+                    )
+                except services.StockError as error:
+                    form.add_error("quantity", str(error))
+                else:
+                    self.message_user(request, f"Restocked {len(rows)} product(s); Stock Updated published for each.")
+                    missing = queryset.count() - len(rows)
+                    if missing:
+                        self.message_user(
+                            request, f"{missing} product(s) have no stock record.", level=messages.WARNING
+                        )
+                    return None
         else:
             form = RestockForm()
         return action_form_page(

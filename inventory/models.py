@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from django.core.validators import MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
@@ -23,11 +23,20 @@ class Product(models.Model):
         return f"{self.sku} {self.name}"
 
 
+# The largest count an integer column holds on PostgreSQL. SQLite would store up to 2^63 - 1, but a
+# count that only one database accepts would fail on the other; so both refuse past this.
+STOCK_COUNT_MAX = 2**31 - 1
+
+
+def _stock_count(**options) -> models.PositiveIntegerField:
+    return models.PositiveIntegerField(validators=[MaxValueValidator(STOCK_COUNT_MAX)], **options)
+
+
 class StockItem(EventedModel):
     product = models.OneToOneField(Product, on_delete=models.PROTECT, related_name="stock")
-    on_hand = models.PositiveIntegerField(default=0)
-    reserved = models.PositiveIntegerField(default=0)
-    low_stock_threshold = models.PositiveIntegerField(default=10)
+    on_hand = _stock_count(default=0)
+    reserved = _stock_count(default=0)
+    low_stock_threshold = _stock_count(default=10)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

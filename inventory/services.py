@@ -14,7 +14,7 @@ from django.db import transaction
 from eventbus import event_types
 from eventbus.event_types import ReservationFailure, StockChange
 
-from .models import Product, Reservation, ReservationLine, StockItem
+from .models import STOCK_COUNT_MAX, Product, Reservation, ReservationLine, StockItem
 
 logger = logging.getLogger(__name__)
 
@@ -212,6 +212,13 @@ def restock(*, product_ids: list[int], quantity: int) -> list[StockItem]:
         .filter(product_id__in=product_ids)
         .order_by("pk")
     )
+    # Checked before any row changes, so that a refused restock changes no product.
+    too_full = [row.product.sku for row in rows if row.on_hand + quantity > STOCK_COUNT_MAX]
+    if too_full:
+        raise StockError(
+            f"Restocking {quantity} would take {', '.join(too_full)} past {STOCK_COUNT_MAX} units on hand, "
+            "the most a stock count can hold."
+        )
     for row in rows:
         row.on_hand += quantity
         _stock_updated(row, change=quantity, reason_code=StockChange.RESTOCK)

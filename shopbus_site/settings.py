@@ -56,6 +56,9 @@ MIDDLEWARE = [
     # First: health probes come by IP over plain HTTP and must not meet host checks or redirects.
     "observability.middleware.HealthProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Static files answered from memory before sessions and auth are touched (whitenoise's place).
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    # The API's protocol edges (413, 415, JSON errors) before anything reads the body.
     "orders.api.middleware.JsonApiMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -118,7 +121,17 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = env("STATIC_ROOT", default=str(BASE_DIR / "static"))
+# Where `collectstatic` gathers the files the web process serves (whitenoise reads them at start-up).
+STATIC_ROOT = env("STATIC_ROOT", default=str(LOCAL_DIR / "static"))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Hashed names, so the files can be cached for ever; gzip copies, so they are sent compressed.
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+
+# Error reports (the DEBUG 500 page, error emails) hide every setting and META value that can carry a
+# secret, connection strings included.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "shopbus_site.debug.SecretMaskingExceptionReporterFilter"
 
 # --- Security (only matters with DEBUG off; `manage.py check --deploy` is clean then) -------------
 if not DEBUG:

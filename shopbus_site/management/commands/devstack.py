@@ -2,7 +2,8 @@
 
 Starts moto's server on 127.0.0.1 as the AWS endpoint, migrates, provisions (moto keeps nothing, so
 every start provisions), loads the demo catalogue, prints an admin login and a fresh API key, then
-runs the Celery worker (with the event consumers), beat and the web server until interrupted.
+runs the Celery worker (with the event consumers), beat and the web server (gunicorn, as in
+production) until interrupted.
 """
 
 from __future__ import annotations
@@ -26,6 +27,25 @@ from inventory import services as inventory_services
 from orders import services as order_services
 
 LOCAL_CLIENT_NAME = "local stack (make run)"
+
+
+def web_server_options(port: int) -> list[str]:
+    """gunicorn as production runs it, on the loopback. Threads, because runserver's short listen queue
+    reset connections once some 30 clients arrived together; two processes, so that one busy
+    interpreter (the GIL) does not hold every request."""
+    return [
+        "shopbus_site.wsgi",
+        f"--bind=127.0.0.1:{port}",
+        "--worker-class=gthread",
+        "--workers=2",
+        "--threads=8",
+        # Stop within devstack's 20 s wait for each child, requests in flight finished.
+        "--graceful-timeout=10",
+        "--access-logfile=-",
+        # Nothing here uses gunicorn's control socket, and its one default path in the home directory
+        # would be fought over by two stacks (make run and a bench) running at once.
+        "--no-control-socket",
+    ]
 
 
 def _port_in_use(port: int) -> bool:
@@ -76,9 +96,9 @@ class Command(BaseCommand):
         try:
             login, key = self._start()
             if not no_web:
-                self._spawn(
-                    "web", [sys.executable, "manage.py", "runserver", f"127.0.0.1:{settings.WEB_PORT}", "--noreload"]
-                )
+                # whitenoise serves what collectstatic gathered once DEBUG is off: a second or two on each start.
+                call_command("collectstatic", interactive=False, verbosity=0)
+                self._spawn("web", [sys.executable, "-m", "gunicorn", *web_server_options(settings.WEB_PORT)])
                 # Announced once it answers, so that the first request a user copies from below works.
                 _wait_for_http(f"http://127.0.0.1:{settings.WEB_PORT}/healthz", timeout=60)
             self._announce(login, key)

@@ -1,0 +1,132 @@
+"""Stock counts typed into the admin beyond what the column holds are form errors, not a 500.
+
+SQLite stores 64-bit integers and raises OverflowError past 2^63; PostgreSQL's integer column stops
+at 2^31 - 1 ("integer out of range"). The admin refuses both the same way on either database."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.auth import get_user_model
+from django.db import connection
+
+from eventbus.models import OutboxEvent
+from inventory.models import STOCK_COUNT_MAX, Product, StockItem
+from tests.factories import ProductFactory
+
+pytestmark = pytest.mark.django_db
+
+TOO_BIG = [2**31, 2**63]
+MAX_ERROR = f"Ensure this value is less than or equal to {STOCK_COUNT_MAX}."
+
+
+@pytest.fixture(params=["any", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database(request):
+    """Each test runs in the SQLite pass and again, marked postgres, where PostgreSQL's column limit is real."""
+    if request.param == "postgresql" and connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL: `make test` runs it against a throwaway server")
+
+
+@pytest.fixture
+def staff_client(client, database):
+    user = get_user_model().objects.create_superuser("staff", "staff@example.com", "pw")
+    client.force_login(user)
+    return client
+
+
+def add_product(client, **fields):
+    data = {
+        "sku": "big-1",
+        "name": "Big",
+        "price": "1.00",
+        "active": "on",
+        "opening_stock": 0,
+        "low_stock_threshold": 10,
+    }
+    return client.post("/admin/inventory/product/add/", {**data, **fields})
+
+
+def restock(client, product: Product, quantity: int):
+    return client.post(
+        "/admin/inventory/product/",
+        {"action": "restock", ACTION_CHECKBOX_NAME: [product.pk], "apply": "Restock", "quantity": quantity},
+    )
+
+
+@pytest.mark.parametrize("value", TOO_BIG)
+@pytest.mark.parametrize("field", ["opening_stock", "low_stock_threshold"])
+def test_adding_a_product_with_a_count_past_the_column_is_a_form_error(staff_client, field, value):
+    response = add_product(staff_client, **{field: value})
+
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors == {field: [MAX_ERROR]}
+    assert not Product.objects.exists()
+
+
+def test_adding_a_product_with_the_largest_counts_works(staff_client):
+    response = add_product(staff_client, opening_stock=STOCK_COUNT_MAX, low_stock_threshold=STOCK_COUNT_MAX)
+
+    assert response.status_code == 302
+    stock = StockItem.objects.get(product__sku="big-1")
+    assert (stock.on_hand, stock.low_stock_threshold) == (STOCK_COUNT_MAX, STOCK_COUNT_MAX)
+
+
+@pytest.mark.parametrize("value", TOO_BIG)
+def test_changing_the_low_stock_threshold_past_the_column_is_a_form_error(staff_client, value):
+    product = ProductFactory(sku="big-1")
+    data = {
+        "name": product.name,
+        "price": "10.00",
+        "active": "on",
+        "stock-TOTAL_FORMS": 1,
+        "stock-INITIAL_FORMS": 1,
+        "stock-MIN_NUM_FORMS": 0,
+        "stock-MAX_NUM_FORMS": 1,
+        "stock-0-id": product.stock.pk,
+        "stock-0-product": product.pk,
+        "stock-0-low_stock_threshold": value,
+    }
+
+    response = staff_client.post(f"/admin/inventory/product/{product.pk}/change/", data)
+
+    assert response.status_code == 200
+    assert response.context["inline_admin_formsets"][0].formset.errors == [{"low_stock_threshold": [MAX_ERROR]}]
+    assert StockItem.objects.get(pk=product.stock.pk).low_stock_threshold == 10
+
+
+@pytest.mark.parametrize("value", TOO_BIG)
+def test_restocking_past_the_column_is_a_form_error(staff_client, value):
+    product = ProductFactory(sku="big-1")
+
+    response = restock(staff_client, product, value)
+
+    assert response.status_code == 200
+    assert response.context["form"].errors == {"quantity": [MAX_ERROR]}
+    assert StockItem.objects.get(pk=product.stock.pk).on_hand == 100
+
+
+def test_a_restock_that_would_push_stock_past_the_column_is_refused_whole(staff_client):
+    fits, overflows = ProductFactory(sku="fits"), ProductFactory(sku="full", stock__on_hand=STOCK_COUNT_MAX - 5)
+    OutboxEvent.objects.all().delete()
+
+    response = restock(staff_client, Product.objects.get(pk=fits.pk), 6)
+    assert response.status_code == 302
+    response = staff_client.post(
+        "/admin/inventory/product/",
+        {"action": "restock", ACTION_CHECKBOX_NAME: [fits.pk, overflows.pk], "apply": "Restock", "quantity": 6},
+    )
+
+    assert response.status_code == 200
+    [error] = response.context["form"].errors["quantity"]
+    assert "full" in error and str(STOCK_COUNT_MAX) in error
+    # Nothing of the refused restock happened: only the first, single-product restock is recorded.
+    assert StockItem.objects.get(product=fits).on_hand == 106
+    assert StockItem.objects.get(product=overflows).on_hand == STOCK_COUNT_MAX - 5
+    assert OutboxEvent.objects.count() == 1
+
+
+def test_a_restock_up_to_the_column_max_works(staff_client):
+    product = ProductFactory(sku="full", stock__on_hand=STOCK_COUNT_MAX - 5)
+
+    assert restock(staff_client, product, 5).status_code == 302
+    assert StockItem.objects.get(pk=product.stock.pk).on_hand == STOCK_COUNT_MAX
