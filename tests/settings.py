@@ -4,6 +4,7 @@ pytest-django configures Django before any conftest runs, so test-only overrides
 """
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("DEBUG", "true")
 
@@ -21,6 +22,8 @@ CELERY_TASK_EAGER_PROPAGATES = True
 
 # The manifest storage needs `collectstatic` first; tests render pages without it.
 STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}  # noqa: F405
+# whitenoise serves from the apps' folders here (no collectstatic); an empty root keeps it from warning.
+Path(STATIC_ROOT).mkdir(parents=True, exist_ok=True)  # noqa: F405
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EVENT_RETRY_BASE_SECONDS = 0
