@@ -54,21 +54,30 @@ class Request(Schema):
 
 
 class ItemIn(Request):
-    productId: Text(64)
+    productId: Text(64, examples=["prod-1"])
     quantity: Annotated[int, Field(ge=1, le=settings.ORDER_MAX_QUANTITY)]
 
 
 class AddressIn(Request):
-    street: Text(200)
-    city: Text(200)
-    state: Text(200)
-    zipCode: Text(200)
-    country: Text(200)
+    street: Text(200, examples=["1 Main St"])
+    city: Text(200, examples=["Seattle"])
+    state: Text(200, examples=["WA"])
+    zipCode: Text(200, examples=["98101"])
+    country: Text(200, examples=["US"])
 
 
 class PlaceOrderIn(Request):
     customerId: Text(200, examples=["customer-123"])
-    email: Annotated[str, Field(min_length=3, max_length=254, pattern=PRINTABLE, json_schema_extra={"format": "email"})]
+    email: Annotated[
+        str,
+        Field(
+            min_length=3,
+            max_length=254,
+            pattern=PRINTABLE,
+            examples=["customer@example.com"],
+            json_schema_extra={"format": "email"},
+        ),
+    ]
     items: Annotated[list[ItemIn], Field(min_length=1, max_length=settings.ORDER_MAX_ITEMS)]
     shippingAddress: AddressIn
     paymentToken: Text(100, examples=["tok_visa"]) = Field(
