@@ -145,7 +145,7 @@ class ApiKey(models.Model):
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
-        return f"{self.prefix}… of {self.client_id}"
+        return f"{self.prefix}… of {self.client}"
 
 
 class IdempotencyKey(models.Model):

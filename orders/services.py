@@ -488,9 +488,16 @@ def authenticate_api_key(*, presented: str) -> ApiKey | None:
 
 
 def revoke_api_key(*, prefix: str) -> ApiKey:
-    api_key = ApiKey.objects.select_related("client").filter(prefix=prefix.strip(), revoked_at__isnull=True).first()
+    """`prefix` as the admin lists it (8 hex digits); the start of the key itself (sb_<prefix>…), or the
+    whole key, does as well."""
+    marker, _, rest = prefix.strip().partition("_")
+    bare = rest.split("_", 1)[0] if marker == API_KEY_PREFIX else prefix.strip()
+    api_key = ApiKey.objects.select_related("client").filter(prefix=bare, revoked_at__isnull=True).first()
     if api_key is None:
-        raise UnknownApiKey(f"No active key with prefix {prefix!r}.")
+        raise UnknownApiKey(
+            f"No active key with prefix {shortened(bare)!r}: give the 8 characters after 'sb_', "
+            "as the admin lists them."
+        )
     revoke_api_keys(api_key_ids=[api_key.pk])
     return api_key
 

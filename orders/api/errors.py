@@ -66,7 +66,7 @@ def _message(error: dict[str, Any]) -> str:
         "missing": "This field is required.",
         "string_type": "Must be a string.",
         "string_unicode": "Must be valid Unicode text (no lone surrogates).",
-        "string_too_short": "This field is required.",
+        "string_too_short": "This field is required and cannot be empty.",
         "string_pattern_mismatch": "Must not contain control characters.",
         "int_type": "Must be a whole number.",
         "int_parsing": "Must be a whole number.",

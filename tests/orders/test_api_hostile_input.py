@@ -139,7 +139,7 @@ def test_a_body_that_is_not_declared_json_is_a_415(client, content_type):
 
 
 def test_an_empty_payment_token_is_refused_not_replaced(client):
-    assert_field_error(post(client, order_body(paymentToken="")), "paymentToken", "required")
+    assert_field_error(post(client, order_body(paymentToken="")), "paymentToken", "cannot be empty")
     assert_nothing_stored()
 
 
