@@ -4,7 +4,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.db import transaction
 
-from shopbus_site.admin import ReadOnlyAdmin, action_form_page
+from shopbus_site.admin import PermissionGuardedActions, ReadOnlyAdmin, action_form_page
 
 from . import services
 from .models import STOCK_COUNT_MAX, Product, Reservation, ReservationLine, StockItem
@@ -33,10 +33,11 @@ class RestockForm(forms.Form):
     quantity = forms.IntegerField(
         min_value=1, max_value=STOCK_COUNT_MAX, help_text="Units added to on hand for each selected product."
     )
+    reason = forms.CharField(max_length=200, help_text="Kept in each product's history, e.g. a delivery note.")
 
 
 @admin.register(Product)
-class ProductAdmin(admin.ModelAdmin):
+class ProductAdmin(PermissionGuardedActions, admin.ModelAdmin):
     list_display = ("sku", "name", "price", "active", "on_hand", "reserved", "available", "low_stock")
     list_select_related = ("stock",)
     list_filter = ("active",)
@@ -49,7 +50,10 @@ class ProductAdmin(admin.ModelAdmin):
         return super().get_form(request, obj, change=change, **kwargs)
 
     def get_readonly_fields(self, request, obj=None):
-        return ("sku",) if obj else ()
+        return ("sku", "created_at") if obj else ("created_at",)
+
+    def has_restock_permission(self, request, obj=None):
+        return request.user.has_perm("inventory.restock_product")
 
     def get_inlines(self, request, obj):
         return [StockItemInline] if obj else []
@@ -87,7 +91,7 @@ class ProductAdmin(admin.ModelAdmin):
         stock = self._stock(product)
         return stock.is_low if stock else None
 
-    @admin.action(description="Restock selected products…")
+    @admin.action(description="Restock selected products…", permissions=["restock"])
     def restock(self, request, queryset):
         if "apply" in request.POST:
             form = RestockForm(request.POST)
@@ -99,6 +103,9 @@ class ProductAdmin(admin.ModelAdmin):
                 except services.StockError as error:
                     form.add_error("quantity", str(error))
                 else:
+                    quantity, reason = form.cleaned_data["quantity"], form.cleaned_data["reason"]
+                    for row in rows:
+                        self.log_change(request, row.product, f"Restocked {quantity} unit(s). Reason given: {reason}")
                     self.message_user(request, f"Restocked {len(rows)} product(s); Stock Updated published for each.")
                     missing = queryset.count() - len(rows)
                     if missing:

@@ -18,6 +18,7 @@ class Product(models.Model):
 
     class Meta:
         ordering = ["sku"]
+        permissions = [("restock_product", "Can restock products")]
 
     def __str__(self) -> str:
         return f"{self.sku} {self.name}"

@@ -1,17 +1,19 @@
 from __future__ import annotations
 
+import re
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponseRedirect
+from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import path, reverse
 
 from eventbus.state_machine import IllegalTransition
 from inventory.selectors import catalogue_entries
 from observability.timelines import order_timeline
 from sagas.selectors import execution_summary
-from shopbus_site.admin import IdentifierSearch, action_form_page
+from shopbus_site.admin import IdentifierSearch, PermissionGuardedActions, action_form_page
 
 from . import services
 from .models import ApiClient, ApiKey, Order, OrderLine
@@ -43,22 +45,46 @@ class OrderItemForm(forms.Form):
     product_id = forms.ChoiceField(label="Product")
     quantity = forms.IntegerField(min_value=1, initial=1)
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, catalogue: dict, **kwargs):
         super().__init__(*args, **kwargs)
+        self.catalogue = catalogue
         self.fields["product_id"].choices = [("", "---------")] + [
-            (entry.product_id, f"{entry.product_id} {entry.name} ({entry.unit_price}, {entry.available} available)")
-            for entry in catalogue_entries().values()
+            (entry.product_id, f"{entry.name} ({entry.product_id}) · {entry.unit_price} · {entry.available} available")
+            for entry in catalogue.values()
         ]
 
+    def clean(self):
+        # Refused here rather than placed and then cancelled a second later as out of stock: the
+        # customer would get a confirmation-then-cancellation pair of emails for an order staff could
+        # see would fail. Stock can still run out between this check and the reservation; the saga
+        # handles that race.
+        cleaned = super().clean()
+        entry = self.catalogue.get(cleaned.get("product_id"))
+        quantity = cleaned.get("quantity")
+        if entry is not None and quantity is not None and quantity > entry.available:
+            self.add_error(
+                "quantity",
+                f"Only {entry.available} of {entry.name} available; lower the quantity or restock it first."
+                if entry.available
+                else f"{entry.name} is out of stock; restock it first or choose another product.",
+            )
+        return cleaned
 
-OrderItemFormSet = forms.formset_factory(OrderItemForm, extra=3, min_num=1, validate_min=True)
 
-# Service field paths mapped to the admin form's fields.
-_ADDRESS_FORM_FIELDS = {
-    "shippingAddress.zipCode": "zip_code",
+OrderItemFormSet = forms.formset_factory(OrderItemForm, extra=0, min_num=1, validate_min=True)
+
+# The service's field paths, in the form's words.
+_FORM_FIELDS = {
     "customerId": "customer_id",
+    "email": "email",
     "paymentToken": "payment_token",
+    "shippingAddress.street": "street",
+    "shippingAddress.city": "city",
+    "shippingAddress.state": "state",
+    "shippingAddress.zipCode": "zip_code",
+    "shippingAddress.country": "country",
 }
+_ITEM_PATH = re.compile(r"^items\[(?P<index>\d+)\]\.(?P<field>productId|quantity)$")
 
 
 class ShipOrderForm(forms.Form):
@@ -72,8 +98,32 @@ class CancelOrdersForm(forms.Form):
     )
 
 
+def _label(status: str) -> str:
+    return Order.Status(status).label
+
+
+def why_not_cancellable(order_id, status: str) -> str:
+    """Why staff cannot cancel an order in `status`, and what they can do instead."""
+    if status == Order.Status.SHIPPED:
+        return (
+            f"Order {order_id} has already been {_label(status).lower()}, so it can no longer be cancelled. "
+            "Arrange a return with the customer instead."
+        )
+    return f"Order {order_id} is already {_label(status).lower()}; there is nothing left to cancel."
+
+
+def why_not_shippable(order_id, status: str) -> str:
+    """Why staff cannot ship an order in `status`, and what they can do instead."""
+    if status in (Order.Status.PLACED, Order.Status.RESERVED):
+        return (
+            f"Order {order_id} is {_label(status).lower()} but not confirmed yet, so it cannot ship. "
+            "It confirms once its payment is taken; try again then."
+        )
+    return f"Order {order_id} is {_label(status).lower()}, so it cannot be shipped. Only a confirmed order ships."
+
+
 @admin.register(Order)
-class OrderAdmin(IdentifierSearch, admin.ModelAdmin):
+class OrderAdmin(PermissionGuardedActions, IdentifierSearch, admin.ModelAdmin):
     list_display = ("id", "customer_id", "email", "status", "total_amount", "currency", "created_at")
     list_filter = ("status", ("created_at", admin.DateFieldListFilter))
     uuid_search_fields = ("id",)
@@ -113,78 +163,173 @@ class OrderAdmin(IdentifierSearch, admin.ModelAdmin):
     def change_view(self, request, object_id, form_url="", extra_context=None):
         # The order's story: its events, who handled them and when, failures, and the records
         # other services keep for it (reached through their own admin pages, searched by order id).
+        order = self.get_object(request, object_id)
         extra_context = {
             **(extra_context or {}),
             "timeline": order_timeline(order_id=object_id),
             "saga": execution_summary(order_id=object_id),
+            "order_actions": self._order_actions(request, order) if order is not None else [],
         }
         return super().change_view(request, object_id, form_url, extra_context)
 
     def has_delete_permission(self, request, obj=None):
         return False
 
+    def has_cancel_permission(self, request, obj=None):
+        return request.user.has_perm("orders.cancel_order")
+
+    def has_ship_permission(self, request, obj=None):
+        return request.user.has_perm("orders.ship_order")
+
+    def _order_actions(self, request, order: Order) -> list[tuple[str, str]]:
+        """The buttons on an order's page: only the transitions that are legal now, and only for staff
+        allowed to make them."""
+        legal = Order.TRANSITIONS.get(order.status, frozenset())
+        actions = []
+        if Order.Status.SHIPPED in legal and self.has_ship_permission(request):
+            actions.append(("Ship…", reverse("admin:orders_order_ship", args=[order.pk])))
+        if Order.Status.CANCELLED in legal and self.has_cancel_permission(request):
+            actions.append(("Cancel order…", reverse("admin:orders_order_cancel", args=[order.pk])))
+        return actions
+
+    def get_urls(self):
+        own = [
+            path("<uuid:order_id>/cancel/", self.admin_site.admin_view(self.cancel_view), name="orders_order_cancel"),
+            path("<uuid:order_id>/ship/", self.admin_site.admin_view(self.ship_view), name="orders_order_ship"),
+        ]
+        return own + super().get_urls()
+
+    def _order_or_404(self, order_id) -> Order:
+        order = Order.objects.filter(pk=order_id).first()
+        if order is None:
+            raise Http404(f"No order {order_id}.")
+        return order
+
+    def _back_to(self, order: Order) -> HttpResponseRedirect:
+        return HttpResponseRedirect(reverse("admin:orders_order_change", args=[order.pk]))
+
+    def cancel_view(self, request, order_id):
+        if not self.has_cancel_permission(request):
+            raise PermissionDenied
+        order = self._order_or_404(order_id)
+        if Order.Status.CANCELLED not in Order.TRANSITIONS.get(order.status, frozenset()):
+            self.message_user(request, why_not_cancellable(order.pk, order.status), level=messages.ERROR)
+            return self._back_to(order)
+        form = CancelOrdersForm(request.POST if request.method == "POST" else None)
+        if form.is_bound and form.is_valid():
+            if self._cancel(request, order, reason=form.cleaned_data["reason"]):
+                self.message_user(request, f"Order {order.pk} cancelled. Stock is released and any charge refunded.")
+            return self._back_to(order)
+        return action_form_page(
+            self,
+            request,
+            [order],
+            form=form,
+            action="",
+            title=f"Cancel order {order.pk}",
+            submit_label="Cancel order",
+            intro="Stock is released, and anything charged is refunded. The customer is told the reason.",
+        )
+
+    def ship_view(self, request, order_id):
+        if not self.has_ship_permission(request):
+            raise PermissionDenied
+        order = self._order_or_404(order_id)
+        if Order.Status.SHIPPED not in Order.TRANSITIONS.get(order.status, frozenset()):
+            self.message_user(request, why_not_shippable(order.pk, order.status), level=messages.ERROR)
+            return self._back_to(order)
+        form = ShipOrderForm(request.POST if request.method == "POST" else None)
+        if form.is_bound and form.is_valid():
+            if self._ship(request, order, **form.cleaned_data):
+                self.message_user(request, f"Order {order.pk} shipped with {form.cleaned_data['carrier']}.")
+            return self._back_to(order)
+        return action_form_page(
+            self, request, [order], form=form, action="", title=f"Ship order {order.pk}", submit_label="Mark shipped"
+        )
+
+    def _cancel(self, request, order: Order, *, reason: str) -> bool:
+        try:
+            services.cancel_order(order_id=order.pk, reason_code=Order.CancellationReason.STAFF, reason=reason)
+        except IllegalTransition as exc:
+            self.message_user(request, why_not_cancellable(order.pk, exc.current), level=messages.ERROR)
+            return False
+        self.log_change(request, order, f"Cancelled. Reason given: {reason}")
+        return True
+
+    def _ship(self, request, order: Order, *, carrier: str, tracking_number: str) -> bool:
+        try:
+            services.ship_order(order_id=order.pk, carrier=carrier, tracking_number=tracking_number)
+        except IllegalTransition as exc:
+            self.message_user(request, why_not_shippable(order.pk, exc.current), level=messages.ERROR)
+            return False
+        self.log_change(request, order, f"Shipped with {carrier}, tracking number {tracking_number}.")
+        return True
+
     def add_view(self, request, form_url="", extra_context=None):
         if not self.has_add_permission(request):
             raise PermissionDenied
+        catalogue = catalogue_entries()
         if request.method == "POST":
             form = PlaceOrderForm(request.POST)
-            items = OrderItemFormSet(request.POST, prefix="items")
+            items = OrderItemFormSet(request.POST, prefix="items", form_kwargs={"catalogue": catalogue})
             if form.is_valid() and items.is_valid():
-                order = self._place(form, items)
+                order = self._place(request, form, items)
                 if order is not None:
                     self.message_user(request, f"Order {order.id} placed for {order.total_amount} {order.currency}.")
                     return HttpResponseRedirect(reverse("admin:orders_order_change", args=[order.pk]))
         else:
             form = PlaceOrderForm()
-            items = OrderItemFormSet(prefix="items")
+            items = OrderItemFormSet(prefix="items", form_kwargs={"catalogue": catalogue})
         context = {
             **self.admin_site.each_context(request),
             "title": "Place order",
             "opts": self.model._meta,
             "form": form,
             "items": items,
+            "catalogue": catalogue.values(),
         }
         return TemplateResponse(request, "admin/orders/order/place_order.html", context)
 
-    def _place(self, form: PlaceOrderForm, items) -> Order | None:
+    def _place(self, request, form: PlaceOrderForm, items) -> Order | None:
         data = form.cleaned_data
-        filled = [item.cleaned_data for item in items if item.cleaned_data.get("product_id")]
-        request = services.PlaceOrderRequest(
+        filled = [item for item in items if item.cleaned_data.get("product_id")]
+        place_request = services.PlaceOrderRequest(
             customer_id=data["customer_id"],
             email=data["email"],
-            items=[services.OrderItem(product_id=item["product_id"], quantity=item["quantity"]) for item in filled],
+            items=[
+                services.OrderItem(product_id=item.cleaned_data["product_id"], quantity=item.cleaned_data["quantity"])
+                for item in filled
+            ],
             shipping_address={f: data[f if f != "zipCode" else "zip_code"] for f in services.ADDRESS_FIELDS},
             payment_token=data["payment_token"],
         )
         try:
-            return services.place_order(request=request)
+            order = services.place_order(request=place_request)
         except services.OrderValidationError as exc:
             for path, errors in exc.errors.items():
-                field = _ADDRESS_FORM_FIELDS.get(path, path.split(".")[-1])
-                target = field if field in form.fields else None
-                form.add_error(target, [f"{path}: {message}" if target is None else message for message in errors])
+                item = _ITEM_PATH.match(path)
+                if item and int(item["index"]) < len(filled):
+                    field = "product_id" if item["field"] == "productId" else "quantity"
+                    filled[int(item["index"])].add_error(field, errors)
+                elif path in _FORM_FIELDS:
+                    form.add_error(_FORM_FIELDS[path], errors)
+                else:
+                    form.add_error(None, errors)
             return None
+        lines = ", ".join(f"{item.quantity} × {item.product_id}" for item in place_request.items)
+        self.log_addition(request, order, f"Placed from the admin: {lines}; {order.total_amount} {order.currency}.")
+        return order
 
-    @admin.action(description="Cancel selected orders…")
+    @admin.action(description="Cancel selected orders…", permissions=["cancel"])
     def cancel_orders(self, request, queryset):
         if "apply" in request.POST:
             form = CancelOrdersForm(request.POST)
             if form.is_valid():
-                cancelled, refused = 0, []
-                for order in queryset:
-                    try:
-                        services.cancel_order(
-                            order_id=order.pk,
-                            reason_code=Order.CancellationReason.STAFF,
-                            reason=form.cleaned_data["reason"],
-                        )
-                        cancelled += 1
-                    except IllegalTransition:
-                        refused.append(f"{order.pk} ({order.status})")
+                cancelled = sum(self._cancel(request, order, reason=form.cleaned_data["reason"]) for order in queryset)
                 if cancelled:
-                    self.message_user(request, f"Cancelled {cancelled} order(s).")
-                if refused:
-                    self.message_user(request, "Not cancellable: " + ", ".join(refused), level=messages.WARNING)
+                    self.message_user(
+                        request, f"Cancelled {cancelled} order(s). Stock is released and any charge refunded."
+                    )
                 return None
         else:
             form = CancelOrdersForm()
@@ -196,10 +341,10 @@ class OrderAdmin(IdentifierSearch, admin.ModelAdmin):
             action="cancel_orders",
             title="Cancel orders",
             submit_label="Cancel orders",
-            intro="Stock is released, and anything charged is refunded.",
+            intro="Stock is released, and anything charged is refunded. The customer is told the reason.",
         )
 
-    @admin.action(description="Mark shipped…")
+    @admin.action(description="Mark shipped…", permissions=["ship"])
     def mark_shipped(self, request, queryset):
         if queryset.count() != 1:
             self.message_user(
@@ -207,15 +352,12 @@ class OrderAdmin(IdentifierSearch, admin.ModelAdmin):
             )
             return None
         order = queryset.get()
+        if Order.Status.SHIPPED not in Order.TRANSITIONS.get(order.status, frozenset()):
+            self.message_user(request, why_not_shippable(order.pk, order.status), level=messages.ERROR)
+            return None
         form = ShipOrderForm(request.POST if "apply" in request.POST else None)
         if form.is_bound and form.is_valid():
-            try:
-                services.ship_order(order_id=order.pk, **form.cleaned_data)
-            except IllegalTransition as exc:
-                self.message_user(
-                    request, f"Not shipped: only a confirmed order can ship ({exc.current}).", level=messages.ERROR
-                )
-            else:
+            if self._ship(request, order, **form.cleaned_data):
                 self.message_user(request, f"Order {order.pk} shipped with {form.cleaned_data['carrier']}.")
             return None
         return action_form_page(

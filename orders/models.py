@@ -63,6 +63,7 @@ class Order(GuardedStatus, EventedModel):
 
     class Meta:
         ordering = ["-created_at"]
+        permissions = [("cancel_order", "Can cancel orders"), ("ship_order", "Can ship orders")]
         indexes = [
             models.Index(fields=["status", "status_changed_at"], name="order_status_age_idx"),
             # Staff find a customer's orders by email, whatever its case (the admin's email__iexact).
@@ -124,6 +125,7 @@ class ApiClient(models.Model):
     class Meta:
         verbose_name = "API client"
         ordering = ["name"]
+        permissions = [("manage_api_keys", "Can create API clients, issue and revoke their keys")]
 
     def __str__(self) -> str:
         return self.name

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable
 
 from django import forms
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.db.models import Q
 from django.template.response import TemplateResponse
 
@@ -37,6 +38,18 @@ def action_form_page(
         "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
     }
     return TemplateResponse(request, "admin/action_form.html", context)
+
+
+class PermissionGuardedActions:
+    """ModelAdmin mixin for actions behind permissions (`allowed_permissions`): a user without one
+    does not see the action, and a forged POST of it is refused with 403 rather than Django's quiet
+    "No action selected"."""
+
+    def changelist_view(self, request, extra_context=None):
+        action = request.POST.get("action") if request.method == "POST" else None
+        if action and action not in self.get_actions(request):
+            raise PermissionDenied(f"You may not run {action!r} here.")
+        return super().changelist_view(request, extra_context)
 
 
 def known_values_filter(field: str, title: str, values: Callable[[], Iterable[str]]) -> type[admin.SimpleListFilter]:

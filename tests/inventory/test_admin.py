@@ -49,7 +49,13 @@ def add_product(client, **fields):
 def restock(client, product: Product, quantity: int):
     return client.post(
         "/admin/inventory/product/",
-        {"action": "restock", ACTION_CHECKBOX_NAME: [product.pk], "apply": "Restock", "quantity": quantity},
+        {
+            "action": "restock",
+            ACTION_CHECKBOX_NAME: [product.pk],
+            "apply": "Restock",
+            "quantity": quantity,
+            "reason": "delivery",
+        },
     )
 
 
@@ -113,7 +119,13 @@ def test_a_restock_that_would_push_stock_past_the_column_is_refused_whole(staff_
     assert response.status_code == 302
     response = staff_client.post(
         "/admin/inventory/product/",
-        {"action": "restock", ACTION_CHECKBOX_NAME: [fits.pk, overflows.pk], "apply": "Restock", "quantity": 6},
+        {
+            "action": "restock",
+            ACTION_CHECKBOX_NAME: [fits.pk, overflows.pk],
+            "apply": "Restock",
+            "quantity": 6,
+            "reason": "delivery",
+        },
     )
 
     assert response.status_code == 200

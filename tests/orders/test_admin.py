@@ -176,7 +176,7 @@ def test_the_cancel_action_reports_orders_it_cannot_cancel(staff_client, catalog
         {"action": "cancel_orders", ACTION_CHECKBOX_NAME: [str(order.pk)], "apply": "1", "reason": "again"},
         follow=True,
     )
-    assert b"Not cancellable" in response.content
+    assert f"Order {order.pk} is already cancelled; there is nothing left to cancel.".encode() in response.content
     assert OutboxEvent.objects.filter(detail_type="Order Cancelled").count() == 1
 
 
@@ -186,7 +186,13 @@ def test_the_restock_action_publishes_stock_updated(staff_client, catalogue):
     keyboard = Product.objects.get(sku="prod-3")
     staff_client.post(
         "/admin/inventory/product/",
-        {"action": "restock", ACTION_CHECKBOX_NAME: [str(keyboard.pk)], "apply": "1", "quantity": "20"},
+        {
+            "action": "restock",
+            ACTION_CHECKBOX_NAME: [str(keyboard.pk)],
+            "apply": "1",
+            "quantity": "20",
+            "reason": "delivery",
+        },
     )
     keyboard.stock.refresh_from_db()
     assert keyboard.stock.on_hand == 25
