@@ -386,7 +386,7 @@ def _show_key_once(model_admin: admin.ModelAdmin, request, client: ApiClient, pl
 
 
 @admin.register(ApiClient)
-class ApiClientAdmin(admin.ModelAdmin):
+class ApiClientAdmin(PermissionGuardedActions, admin.ModelAdmin):
     """Client applications. Rotating a key: "Issue a new key", switch the client to it, then revoke
     the old key; the client's orders and idempotency records stay with the client."""
 
@@ -398,6 +398,18 @@ class ApiClientAdmin(admin.ModelAdmin):
     inlines = [ApiKeyInline]
     actions = ["issue_key"]
 
+    def has_manage_api_keys_permission(self, request, obj=None):
+        return request.user.has_perm("orders.manage_api_keys")
+
+    def has_add_permission(self, request):
+        return self.has_manage_api_keys_permission(request)
+
+    def has_change_permission(self, request, obj=None):
+        return self.has_manage_api_keys_permission(request)
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # a client's orders and idempotency records hang on it; revoke its keys instead
+
     def save_model(self, request, obj, form, change):
         if change:
             obj.save()
@@ -407,15 +419,21 @@ class ApiClientAdmin(admin.ModelAdmin):
         obj._state.adding = False
         _show_key_once(self, request, client, plaintext)
 
-    @admin.action(description="Issue a new key to the selected clients")
+    def log_addition(self, request, obj, message):
+        kind = "a staff client" if obj.is_staff else "a client"
+        prefixes = ", ".join(obj.keys.values_list("prefix", flat=True))
+        return super().log_addition(request, obj, f"Created {kind}; key {prefixes}.")
+
+    @admin.action(description="Issue a new key to the selected clients", permissions=["manage_api_keys"])
     def issue_key(self, request, queryset):
         for client in queryset:
-            _, plaintext = services.issue_api_key(client=client)
+            api_key, plaintext = services.issue_api_key(client=client)
+            self.log_change(request, client, f"Issued key {api_key.prefix}.")
             _show_key_once(self, request, client, plaintext)
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(PermissionGuardedActions, admin.ModelAdmin):
     """Keys are issued from their client's page; here they are listed and revoked. The secret is
     stored only as a hash and never shown after issue."""
 
@@ -430,7 +448,13 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
-    @admin.action(description="Revoke selected keys")
+    def has_manage_api_keys_permission(self, request, obj=None):
+        return request.user.has_perm("orders.manage_api_keys")
+
+    @admin.action(description="Revoke selected keys", permissions=["manage_api_keys"])
     def revoke(self, request, queryset):
-        count = services.revoke_api_keys(api_key_ids=list(queryset.values_list("pk", flat=True)))
+        live = list(queryset.filter(revoked_at__isnull=True).select_related("client"))
+        count = services.revoke_api_keys(api_key_ids=[api_key.pk for api_key in live])
+        for api_key in live:
+            self.log_change(request, api_key.client, f"Revoked key {api_key.prefix}.")
         self.message_user(request, f"Revoked {count} key(s).")
