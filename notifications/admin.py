@@ -1,7 +1,9 @@
 from django.contrib import admin
+from django.utils.html import format_html
 
 from shopbus_site.admin import ReadOnlyAdmin
 
+from . import services
 from .models import Notification
 
 
@@ -11,4 +13,29 @@ class NotificationAdmin(ReadOnlyAdmin):
     list_filter = ("status", "kind", "channel")
     search_fields = ("recipient", "correlation_id", "event_id")
     date_hierarchy = "created_at"
-    readonly_fields = [f.name for f in Notification._meta.fields]
+    fields = [
+        "kind",
+        "recipient",
+        "subject",
+        "body",
+        "status",
+        "attempts",
+        "last_error",
+        "created_at",
+        "sent_at",
+        "event_id",
+        "correlation_id",
+        "channel",
+        "context",
+    ]
+    readonly_fields = fields
+
+    # What the customer received: the email as sent, rendered from the same templates and the context
+    # stored with the notification.
+    @admin.display(description="Subject")
+    def subject(self, notification: Notification) -> str:
+        return services.render(notification)[0]
+
+    @admin.display(description="Body")
+    def body(self, notification: Notification) -> str:
+        return format_html('<pre style="white-space: pre-wrap">{}</pre>', services.render(notification)[1])

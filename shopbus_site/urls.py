@@ -3,7 +3,10 @@ from django.urls import include, path
 
 from observability import views as observability
 
+from . import views
+
 urlpatterns = [
+    path("", views.landing, name="landing"),
     path("admin/event-flow/", admin.site.admin_view(observability.event_flow), name="event-flow"),
     path("admin/", admin.site.urls),
     path("api/", include("orders.api.urls")),

@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.utils.http import urlencode
 from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET
 from ninja import Header, NinjaAPI, Query, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError, ValidationErrorContext
 from ninja.parser import Parser
@@ -292,6 +293,18 @@ def order_events(request: HttpRequest, order_id: str):
 )
 def product_list(request: HttpRequest):
     return Status(200, {"products": [catalogue_entry_json(entry) for entry in catalogue_entries().values()]})
+
+
+@require_GET
+def api_index(request: HttpRequest) -> JsonResponse:
+    """GET /api/: where the contract is, for a person or a client that starts at the top."""
+    return JsonResponse(
+        {
+            "docs": request.build_absolute_uri("/api/docs"),
+            "openapi": request.build_absolute_uri("/api/openapi.json"),
+            "authentication": "Authorization: Bearer <key>",
+        }
+    )
 
 
 @csrf_exempt
