@@ -10,7 +10,7 @@ from payments.gateways import SimulatedGateway
 calls: list[tuple[str, str]] = []
 
 
-class Crash(Exception):  # noqa: N818 - it stands for the worker dying, not for an error it handles
+class Crash(Exception):
     """The worker dying at a point of our choosing. Payments catches nothing but GatewayError, so this
     unwinds like a dead process: whatever was committed stays, nothing after it runs, and the consumer
     leaves the message for a redelivery."""
