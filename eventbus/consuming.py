@@ -1,8 +1,9 @@
 """Consuming service queues: the pollers, and dispatch of each message to its service's handler.
 
 Each message is parsed, validated against its schema, and dispatched by (source, detail-type) to the
-service's handler inside one transaction that also inserts ProcessedEvent(handler id, eventId). The
-message is deleted only after that transaction commits. A message that fails is left on the queue:
+service's handler inside one transaction that also inserts ProcessedEvent(handler id, eventId); a
+handler that commits its own steps (`own_transactions`) runs outside it, and its ProcessedEvent row
+is inserted after it returns. The message is deleted only after that commits. A message that fails is left on the queue:
 it comes back (after a backoff, at most the visibility timeout) and after maxReceiveCount SQS moves
 it to the queue's DLQ. The reason is logged and kept in DeliveryFailure (docs/architecture.md,
 "Consuming").
