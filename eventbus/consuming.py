@@ -1,8 +1,9 @@
 """Consuming service queues: the pollers, and dispatch of each message to its service's handler.
 
 Each message is parsed, validated against its schema, and dispatched by (source, detail-type) to the
-service's handler inside one transaction that also inserts ProcessedEvent(handler id, eventId). The
-message is deleted only after that transaction commits. A message that fails is left on the queue:
+service's handler inside one transaction that also inserts ProcessedEvent(handler id, eventId); a
+handler that commits its own steps (`own_transactions`) runs outside it, and its ProcessedEvent row
+is inserted after it returns. The message is deleted only after that commits. A message that fails is left on the queue:
 it comes back (after a backoff, at most the visibility timeout) and after maxReceiveCount SQS moves
 it to the queue's DLQ. The reason is logged and kept in DeliveryFailure (docs/architecture.md,
 "Consuming").
@@ -137,8 +138,11 @@ def _route(*, service: str, body: str) -> Outcome | tuple[ReceivedEvent, registr
 def _handle_alone(*, event: ReceivedEvent, subscription: registry.Subscription) -> Outcome:
     started = time.monotonic()
     try:
-        with transaction.atomic():
-            outcome = _handle(event=event, subscription=subscription)
+        if subscription.own_transactions:
+            outcome = _handle_in_own_transactions(event=event, subscription=subscription)
+        else:
+            with transaction.atomic():
+                outcome = _handle(event=event, subscription=subscription)
     except Exception as exc:
         # Whatever the handler raised, the message stays on the queue for a retry and then the DLQ.
         logger.warning("handler %s failed on event %s", subscription.handler_id, event.event_id, exc_info=True)
@@ -168,6 +172,28 @@ def _handle(*, event: ReceivedEvent, subscription: registry.Subscription) -> Out
         if note:
             _note_processed(handler_id=handler_id, event=event, note=note)
     return Outcome(acknowledged=True, result=result, event=event, handler=handler_id, note=note)
+
+
+def _handle_in_own_transactions(*, event: ReceivedEvent, subscription: registry.Subscription) -> Outcome:
+    """Run a handler that commits its own steps (registry, `own_transactions`) outside any transaction,
+    then insert its ProcessedEvent row in a transaction of its own; raises whatever the handler raises.
+
+    The row is written only after the handler's last step committed, so a delivery that dies between
+    two steps is not taken for a duplicate when it comes back: the handler runs again and its own
+    state tells it what is left to do. The message is still deleted only after both committed. Two
+    deliveries of one event at once may both run the handler, which is why such a handler must be
+    safe to repeat by its own state, not only by this row."""
+    handler_id = subscription.handler_id
+    if ProcessedEvent.objects.filter(handler=handler_id, event_id=event.event_id).exists():
+        return Outcome(acknowledged=True, result=DeliveryResult.DUPLICATE, event=event, handler=handler_id)
+    with caused_by(event.event_id):
+        note = subscription.handler(event) or ""
+    with transaction.atomic():
+        # False if a concurrent delivery of the event finished first; the handler ran safely twice.
+        _mark_processed(handler_id=handler_id, event=event)
+        if note:
+            _note_processed(handler_id=handler_id, event=event, note=note)
+    return Outcome(acknowledged=True, result=DeliveryResult.PROCESSED, event=event, handler=handler_id, note=note)
 
 
 def _mark_processed(*, handler_id: str, event: ReceivedEvent) -> bool:

@@ -102,6 +102,15 @@ class ReservationFailure(StrEnum):
     INSUFFICIENT_STOCK = "INSUFFICIENT_STOCK"
 
 
+class PaymentFailure(StrEnum):
+    """`reasonCode` of Payment Failed."""
+
+    DECLINED = "DECLINED"
+    INVALID_TOKEN = "INVALID_TOKEN"
+    # The gateway kept failing (timeouts, 5xx) for PAYMENT_MAX_GATEWAY_ATTEMPTS attempts.
+    GATEWAY_ERROR = "GATEWAY_ERROR"
+
+
 class StockChange(StrEnum):
     """`reasonCode` of Stock Updated."""
 

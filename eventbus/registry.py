@@ -17,6 +17,12 @@ rolled back for another message's failure would repeat it). Audit's insert and t
 insert qualify; stock, orders, payments, analytics' shared counters and the saga's start do not
 (docs/architecture.md, "Consuming").
 
+A handler that calls something outside the database that must not wait inside a transaction (a
+payment gateway) says so (`own_transactions=True`): the consumer runs it outside any transaction, it
+commits its own steps, and its ProcessedEvent row is inserted only after it returns, so a delivery
+that died between two of its steps comes back to finish them (docs/architecture.md, "Consuming").
+It is never batchable.
+
 A handler's `name` is its identity: the consumer stores it with the event id in ProcessedEvent to
 detect duplicates. It is declared, never derived from the function, so renaming or moving a function
 cannot turn every event it already handled into a new one. Names are `<service>.<handler>` and unique;
@@ -45,6 +51,7 @@ class Subscription:
     event_type: EventType | None  # None: every event whose source starts with SOURCE_PREFIX
     coordinator: str | None = None  # None: under either saga coordinator
     batchable: bool = False  # may share a transaction with other messages of the same receive
+    own_transactions: bool = False  # runs outside the consumer's transaction and commits its own steps
 
     @property
     def active(self) -> bool:
@@ -65,12 +72,18 @@ def _service_of(handler: Handler, handler_id: str) -> str:
 
 
 def handles(
-    *event_types: EventType, name: str, coordinator: str | None = None, batchable: bool = False
+    *event_types: EventType,
+    name: str,
+    coordinator: str | None = None,
+    batchable: bool = False,
+    own_transactions: bool = False,
 ) -> Callable[[Handler], Handler]:
     """Subscribe the decorated function to `event_types` under the stable id `name`."""
 
     def register(handler: Handler) -> Handler:
         service = _service_of(handler, name)
+        if batchable and own_transactions:
+            raise ImproperlyConfigured(f"handler {name!r} commits its own transactions, so it cannot share a batch's")
         routes = _exact.setdefault(service, {})
         for event_type in event_types:
             key = (event_type.source, event_type.detail_type)
@@ -84,6 +97,7 @@ def handles(
                 event_type=event_type,
                 coordinator=coordinator,
                 batchable=batchable,
+                own_transactions=own_transactions,
             )
         return handler
 

@@ -11,7 +11,7 @@ from .gateways import GatewayError
 from .models import Payment
 
 
-@handles(event_types.ORDER_PLACED, name="payments.remember_order")
+@handles(event_types.ORDER_PLACED, name="payments.remember_order", own_transactions=True)
 def remember_order(event: ReceivedEvent) -> str:
     return services.remember_order(
         order_id=event.order_id,
@@ -22,13 +22,23 @@ def remember_order(event: ReceivedEvent) -> str:
     ).status
 
 
-@handles(event_types.INVENTORY_RESERVED, name="payments.charge_reserved_order", coordinator="choreography")
+@handles(
+    event_types.INVENTORY_RESERVED,
+    name="payments.charge_reserved_order",
+    coordinator="choreography",
+    own_transactions=True,
+)
 def charge_reserved_order(event: ReceivedEvent) -> str:
     return services.charge_reserved_order(order_id=event.order_id).status
 
 
-@handles(event_types.CHARGE_PAYMENT, name="payments.charge_on_command", coordinator="stepfunctions")
+@handles(
+    event_types.CHARGE_PAYMENT, name="payments.charge_on_command", coordinator="stepfunctions", own_transactions=True
+)
 def charge_on_command(event: ReceivedEvent) -> str:
+    # The answer is kept just after the payment's result commits, not with it: a worker that dies in
+    # between leaves the command unacknowledged, and its redelivery finds the payment settled and
+    # answers then (docs/architecture.md, "Payments and the gateway").
     try:
         payment = services.charge_on_command(
             order_id=event.order_id,
@@ -38,7 +48,7 @@ def charge_on_command(event: ReceivedEvent) -> str:
             email=event.data.get("email", ""),
         )
     except GatewayError as exc:
-        # The state machine retries the step; the payment is left as it was.
+        # The attempt stays recorded; the state machine retries the step, which calls with the same key.
         answer(event, succeeded=False, error=TRANSIENT, cause=str(exc))
         return f"gateway error: {exc}"
     if payment.status == Payment.Status.CHARGED:
@@ -50,12 +60,14 @@ def charge_on_command(event: ReceivedEvent) -> str:
     return payment.status
 
 
-@handles(event_types.ORDER_CANCELLED, name="payments.settle_cancelled_order")
+@handles(event_types.ORDER_CANCELLED, name="payments.settle_cancelled_order", own_transactions=True)
 def settle_cancelled_order(event: ReceivedEvent) -> str:
     return services.settle_cancelled_order(order_id=event.order_id).status
 
 
-@handles(event_types.REFUND_PAYMENT, name="payments.settle_on_command", coordinator="stepfunctions")
+@handles(
+    event_types.REFUND_PAYMENT, name="payments.settle_on_command", coordinator="stepfunctions", own_transactions=True
+)
 def settle_on_command(event: ReceivedEvent) -> str:
     payment = services.settle_cancelled_order(order_id=event.order_id)
     answer(event, succeeded=True, output={"payment": payment.status})

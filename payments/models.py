@@ -11,18 +11,27 @@ from eventbus.state_machine import GuardedStatus
 
 class Payment(GuardedStatus, EventedModel):
     """Payments' record of one order. It charges once it knows the amount (Order Placed) and the stock
-    is held (Inventory Reserved), unless the order was cancelled first; the two may arrive in any order."""
+    is held (Inventory Reserved), unless the order was cancelled first; the two may arrive in any order.
+
+    CHARGING and REFUNDING are a gateway call recorded and committed but not yet answered: whoever
+    finds the payment in one of them calls again with the same idempotency key, so a crash between the
+    call and its result never leaves the money undecided, and never charges twice (docs/architecture.md,
+    "Payments and the gateway")."""
 
     class Status(models.TextChoices):
         PENDING = "PENDING", "Waiting to charge"
+        CHARGING = "CHARGING", "Charge sent to the gateway"
         CHARGED = "CHARGED", "Charged"
         DECLINED = "DECLINED", "Declined"
+        REFUNDING = "REFUNDING", "Refund sent to the gateway"
         REFUNDED = "REFUNDED", "Refunded"
         VOIDED = "VOIDED", "Cancelled before charging"
 
     TRANSITIONS = {
-        Status.PENDING: frozenset({Status.CHARGED, Status.DECLINED, Status.VOIDED}),
-        Status.CHARGED: frozenset({Status.REFUNDED}),
+        Status.PENDING: frozenset({Status.CHARGING, Status.VOIDED}),
+        Status.CHARGING: frozenset({Status.CHARGED, Status.DECLINED}),
+        Status.CHARGED: frozenset({Status.REFUNDING}),
+        Status.REFUNDING: frozenset({Status.REFUNDED}),
     }
 
     id = models.UUIDField("paymentId", primary_key=True, default=uuid.uuid4, editable=False)
@@ -38,6 +47,11 @@ class Payment(GuardedStatus, EventedModel):
     failure_code = models.CharField(max_length=30, blank=True)
     failure_reason = models.CharField(max_length=300, blank=True)
     charged_at = models.DateTimeField(null=True, blank=True)
+    # Calls made with the charge's (the refund's) idempotency key, counted before each call, so the count
+    # survives a crash and every redelivery; PAYMENT_MAX_GATEWAY_ATTEMPTS bounds the charge's.
+    charge_attempts = models.PositiveSmallIntegerField(default=0)
+    refund_attempts = models.PositiveSmallIntegerField(default=0)
+    last_gateway_error = models.CharField(max_length=300, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -46,6 +60,15 @@ class Payment(GuardedStatus, EventedModel):
 
     def __str__(self) -> str:
         return f"payment for {self.order_id}"
+
+    @property
+    def charge_key(self) -> str:
+        """The charge's idempotency key: the order, so an order is never charged twice."""
+        return str(self.order_id)
+
+    @property
+    def refund_key(self) -> str:
+        return f"refund:{self.order_id}"
 
     @property
     def ready_to_charge(self) -> bool:
@@ -66,3 +89,27 @@ class Refund(models.Model):
 
     def __str__(self) -> str:
         return f"refund of {self.amount} for {self.payment.order_id}"
+
+
+class SimulatedGatewayRequest(models.Model):
+    """The simulated gateway's own ledger: what a provider keeps on its side, one row per idempotency
+    key, with the answer it gave. It lives in our database only because the simulator has no other;
+    payments' code never reads it, and the simulator writes it in a transaction of its own, so, as at
+    a real provider, our rollbacks cannot undo a charge (payments.gateways.SimulatedGateway)."""
+
+    class Operation(models.TextChoices):
+        CHARGE = "charge", "Charge"
+        REFUND = "refund", "Refund"
+
+    idempotency_key = models.CharField(max_length=255, unique=True)
+    operation = models.CharField(max_length=10, choices=Operation.choices)
+    # What the key was first used for: the same key with other parameters is refused.
+    parameters = models.CharField(max_length=64)
+    approved = models.BooleanField()
+    reference = models.CharField(max_length=100)
+    decline_code = models.CharField(max_length=30, blank=True)
+    message = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.operation} {self.idempotency_key}"

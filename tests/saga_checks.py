@@ -5,7 +5,7 @@ from __future__ import annotations
 from eventbus.models import OutboxEvent
 from inventory.models import Reservation, StockItem
 from orders.models import Order
-from payments.models import Payment, Refund
+from payments.models import Payment, Refund, SimulatedGatewayRequest
 
 SETTLED_RESERVATIONS = (
     Reservation.Status.RELEASED,
@@ -16,8 +16,9 @@ SETTLED_RESERVATIONS = (
 
 
 def assert_settled_consistently(order: Order, *, on_hand: int, reservation_may_be_missing: bool = False) -> None:
-    """The order is final and every service agrees with it; stock is conserved; at most one charge;
-    a refund exactly when a charge was followed by a cancel. In the choreography inventory always
+    """The order is final and every service agrees with it; stock is conserved; at most one charge,
+    and the gateway's ledger holds exactly the charge and refund payments recorded; a refund exactly
+    when a charge was followed by a cancel. In the choreography inventory always
     records the order (a VOIDED tombstone at least); the orchestrated saga may compensate before
     inventory ever saw it."""
     line = order.lines.get()
@@ -26,6 +27,10 @@ def assert_settled_consistently(order: Order, *, on_hand: int, reservation_may_b
     payment = Payment.objects.get(order_id=order.pk)
     charges = OutboxEvent.objects.filter(correlation_id=str(order.pk), detail_type="Payment Processed").count()
     refunds = Refund.objects.filter(payment=payment).count()
+    # What the (simulated) provider itself holds: a charge or refund payments never recorded would show.
+    provider = SimulatedGatewayRequest.objects.filter(approved=True)
+    provider_charges = provider.filter(operation="charge", idempotency_key=str(order.pk)).count()
+    provider_refunds = provider.filter(operation="refund", idempotency_key=f"refund:{order.pk}").count()
 
     assert order.status in (Order.Status.CONFIRMED, Order.Status.CANCELLED)
     if order.status == Order.Status.CONFIRMED:
@@ -46,3 +51,4 @@ def assert_settled_consistently(order: Order, *, on_hand: int, reservation_may_b
 
     assert charges <= 1
     assert refunds == (1 if charges and order.status == Order.Status.CANCELLED else 0)
+    assert (provider_charges, provider_refunds) == (charges, refunds)

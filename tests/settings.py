@@ -29,4 +29,5 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EVENT_RETRY_BASE_SECONDS = 0
 EVENT_CONSUMER_WAIT_SECONDS = 1
 SQS_MAX_RECEIVE_COUNT = 3
+PAYMENT_MAX_GATEWAY_ATTEMPTS = 2  # below SQS_MAX_RECEIVE_COUNT, as payments.checks requires
 LOGGING["root"]["level"] = "ERROR"  # noqa: F405

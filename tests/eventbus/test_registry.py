@@ -117,3 +117,18 @@ def test_only_handlers_without_shared_locks_or_outside_effects_share_a_batch_tra
         "notifications.refund_issued",
         "notifications.low_stock_alert",
     }
+
+
+def test_a_handler_that_commits_its_own_transactions_cannot_be_batchable():
+    def handler(event):
+        return None
+
+    handler.__module__ = "payments.handlers"
+    with pytest.raises(ImproperlyConfigured, match="cannot share a batch"):
+        registry.handles(event_types.ORDER_PLACED, name="payments.both", batchable=True, own_transactions=True)(handler)
+
+
+def test_every_payments_handler_runs_outside_the_delivery_transaction():
+    # Each may call the gateway, which must not happen with a transaction open.
+    payments = [s for s in registry.subscriptions() if s.service == "payments"]
+    assert payments and all(s.own_transactions for s in payments)

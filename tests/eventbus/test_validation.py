@@ -93,6 +93,7 @@ def test_the_consumer_reads_the_producer_s_event_id_not_the_envelope_id():
         (event_types.ORDER_CANCELLED, event_types.CancellationReason),
         (event_types.RESERVATION_FAILED, event_types.ReservationFailure),
         (event_types.STOCK_UPDATED, event_types.StockChange),
+        (event_types.PAYMENT_FAILED, event_types.PaymentFailure),
     ],
     ids=str,
 )

@@ -1,17 +1,46 @@
-"""A stand-in for an external provider that remembers every call, for counting charges in tests."""
+"""A stand-in for an external provider that remembers every call that reached it, and can make the
+calling worker die around a call, for the crash tests."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from payments.gateways import SimulatedGateway
 
 calls: list[tuple[str, str]] = []
 
 
+class Crash(Exception):
+    """The worker dying at a point of our choosing. Payments catches nothing but GatewayError, so this
+    unwinds like a dead process: whatever was committed stays, nothing after it runs, and the consumer
+    leaves the message for a redelivery."""
+
+
+def never(point: str) -> bool:
+    return False
+
+
+# Asked at "before charge" (the attempt is committed, the request not sent), "after charge" (the
+# provider charged, the answer is not recorded), and the same for refunds; True makes the worker die.
+crash_when: Callable[[str], bool] = never
+
+
+def _maybe_crash(point: str) -> None:
+    if crash_when(point):
+        raise Crash(point)
+
+
 class RecordingGateway(SimulatedGateway):
     def charge(self, **kwargs):
+        _maybe_crash("before charge")
         calls.append(("charge", kwargs["idempotency_key"]))
-        return super().charge(**kwargs)
+        result = super().charge(**kwargs)
+        _maybe_crash("after charge")
+        return result
 
     def refund(self, **kwargs):
+        _maybe_crash("before refund")
         calls.append(("refund", kwargs["idempotency_key"]))
-        return super().refund(**kwargs)
+        reference = super().refund(**kwargs)
+        _maybe_crash("after refund")
+        return reference

@@ -8,20 +8,11 @@ from django.db import transaction
 
 from eventbus.models import OutboxEvent
 from payments import services
-from payments.gateways import GatewayError, SimulatedGateway, _configured
-from payments.models import Payment, Refund
-from tests.payments import recording_gateway
+from payments.gateways import GatewayError
+from payments.models import Payment, Refund, SimulatedGatewayRequest
+from tests.payments.recording_gateway import Crash
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def recording(settings):
-    settings.PAYMENT_GATEWAY = "tests.payments.recording_gateway.RecordingGateway"
-    recording_gateway.calls.clear()
-    _configured.cache_clear()
-    yield recording_gateway.calls
-    _configured.cache_clear()
 
 
 def placed(order_id: uuid.UUID, token: str = "tok_visa") -> Payment:
@@ -73,18 +64,6 @@ def test_a_declined_card_publishes_payment_failed(recording):
     assert (failed["reasonCode"], failed["amount"]) == ("DECLINED", "59.98")
 
 
-def test_a_gateway_error_rolls_back_so_the_message_is_retried(recording):
-    order_id = uuid.uuid4()
-    placed(order_id, token="tok_gatewayError")
-    # The service opens no savepoint of its own (docs/architecture.md, "Savepoints"): a caller that
-    # catches its errors and carries on opens one, as the consumer does around each delivery.
-    with pytest.raises(GatewayError), transaction.atomic():
-        services.charge_reserved_order(order_id=order_id)
-    payment = Payment.objects.get(order_id=order_id)
-    assert (payment.status, payment.stock_reserved) == (Payment.Status.PENDING, False)
-    assert not events("Payment Failed")
-
-
 def test_an_order_cancelled_before_its_reservation_is_never_charged(recording):
     order_id = uuid.uuid4()
     services.settle_cancelled_order(order_id=order_id)  # Order Cancelled overtook everything
@@ -109,17 +88,98 @@ def test_cancelling_a_charged_order_refunds_it_once(recording):
     assert (refunded["paymentId"], refunded["amount"]) == (str(payment.id), "59.98")
 
 
-def test_the_simulated_gateway_is_deterministic_and_declines_at_the_configured_rate():
-    gateway = SimulatedGateway(decline_rate=0.25)
-    outcomes = [
-        gateway.charge(idempotency_key=str(n), amount=Decimal(1), currency="USD", token="tok_visa").approved
-        for n in range(2000)
-    ]
-    assert 0.2 < outcomes.count(False) / len(outcomes) < 0.3
-    again = [
-        gateway.charge(idempotency_key=str(n), amount=Decimal(1), currency="USD", token="tok_visa").approved
-        for n in range(2000)
-    ]
-    assert outcomes == again
-    first = gateway.charge(idempotency_key="k", amount=Decimal(1), currency="USD", token="tok_visa")
-    assert first == gateway.charge(idempotency_key="k", amount=Decimal(1), currency="USD", token="tok_visa")
+def provider_requests(order_id: uuid.UUID) -> list[tuple[str, bool]]:
+    """What the provider itself recorded for the order: (operation, approved) per idempotency key."""
+    return sorted(
+        SimulatedGatewayRequest.objects.filter(idempotency_key__in=[str(order_id), f"refund:{order_id}"]).values_list(
+            "operation", "approved"
+        )
+    )
+
+
+def test_a_gateway_error_keeps_the_attempt_and_fails_the_delivery_so_it_is_retried(recording):
+    order_id = uuid.uuid4()
+    placed(order_id, token="tok_gatewayError")
+    with pytest.raises(GatewayError):
+        services.charge_reserved_order(order_id=order_id)
+
+    payment = Payment.objects.get(order_id=order_id)
+    # Committed before the call, so a redelivery (or a restarted worker) counts on from here.
+    assert (payment.status, payment.charge_attempts, payment.stock_reserved) == (Payment.Status.CHARGING, 1, True)
+    assert payment.last_gateway_error == "simulated gateway timeout"
+    assert not events("Payment Failed")
+
+
+def test_the_last_allowed_gateway_error_fails_the_payment_with_gateway_error(recording, settings):
+    settings.PAYMENT_MAX_GATEWAY_ATTEMPTS = 3
+    order_id = uuid.uuid4()
+    placed(order_id, token="tok_gatewayError")
+    for _ in range(2):
+        with pytest.raises(GatewayError):
+            services.charge_reserved_order(order_id=order_id)  # the same message, redelivered
+
+    payment = services.charge_reserved_order(order_id=order_id)  # the third attempt gives up, and says so
+
+    assert (payment.status, payment.charge_attempts, payment.failure_code) == (
+        Payment.Status.DECLINED,
+        3,
+        "GATEWAY_ERROR",
+    )
+    [failed] = events("Payment Failed")
+    assert failed["reasonCode"] == "GATEWAY_ERROR"
+    assert failed["reason"] == "The payment provider did not answer after 3 attempts."
+    assert provider_requests(order_id) == []  # nothing reached the provider, so nothing was charged
+
+
+def test_the_services_refuse_to_call_the_gateway_inside_a_caller_s_transaction():
+    # The gateway call would hold the caller's locks for its whole latency.
+    with pytest.raises(RuntimeError, match="durable"), transaction.atomic():
+        placed(uuid.uuid4())
+
+
+@pytest.mark.parametrize("point", ["before charge", "after charge"])
+def test_a_charge_the_worker_died_in_is_finished_by_the_next_delivery_with_the_same_key(point, recording, crash_at):
+    order_id = uuid.uuid4()
+    placed(order_id)
+    crash_at(point)
+    with pytest.raises(Crash):
+        services.charge_reserved_order(order_id=order_id)
+    assert Payment.objects.get(order_id=order_id).status == Payment.Status.CHARGING
+
+    payment = services.charge_reserved_order(order_id=order_id)  # the redelivery
+
+    assert (payment.status, payment.charge_attempts) == (Payment.Status.CHARGED, 2)
+    assert provider_requests(order_id) == [("charge", True)]
+    assert {key for _, key in recording} == {str(order_id)}
+    assert len(events("Payment Processed")) == 1
+
+
+def test_a_cancel_that_finds_a_charge_unanswered_answers_it_and_refunds_it(recording, crash_at):
+    order_id = uuid.uuid4()
+    placed(order_id)
+    crash_at("after charge")  # the provider charged; payments never heard
+    with pytest.raises(Crash):
+        services.charge_reserved_order(order_id=order_id)
+
+    payment = services.settle_cancelled_order(order_id=order_id)
+
+    assert payment.status == Payment.Status.REFUNDED
+    assert provider_requests(order_id) == [("charge", True), ("refund", True)]
+    assert len(events("Payment Processed")) == len(events("Payment Refunded")) == 1
+
+
+def test_a_refund_the_worker_died_in_is_finished_by_the_next_delivery_with_the_same_key(recording, crash_at):
+    order_id = uuid.uuid4()
+    placed(order_id)
+    services.charge_reserved_order(order_id=order_id)
+    crash_at("after refund")
+    with pytest.raises(Crash):
+        services.settle_cancelled_order(order_id=order_id)
+    assert Payment.objects.get(order_id=order_id).status == Payment.Status.REFUNDING
+
+    payment = services.settle_cancelled_order(order_id=order_id)
+
+    assert (payment.status, payment.refund_attempts) == (Payment.Status.REFUNDED, 2)
+    assert provider_requests(order_id) == [("charge", True), ("refund", True)]
+    assert Refund.objects.filter(payment=payment).count() == 1
+    assert len(events("Payment Refunded")) == 1
