@@ -46,7 +46,7 @@ class Migration(migrations.Migration):
         ("eventbus", "0004_correlation_id_as_long_as_the_schema_allows"),
         ("inventory", "0003_staff_permissions"),
         ("orders", "0007_staff_permissions"),
-        ("payments", "0001_initial"),
+        ("payments", "0002_gateway_calls_outside_transactions"),
         ("notifications", "0002_correlation_id_as_long_as_the_schema_allows"),
         ("analytics", "0001_initial"),
         ("audit", "0002_correlation_id_as_long_as_the_schema_allows"),
