@@ -91,12 +91,17 @@ class DeliveryFailureAdmin(ReadOnlyAdmin):
     def changelist_view(self, request, extra_context=None):
         try:
             depths, target_dlq_depth, depth_error = selectors.queue_depths(), selectors.target_dlq_depth(), ""
+            task_dlq_depth = selectors.task_dlq_depth()
         except (BotoCoreError, ClientError) as exc:
             depths, target_dlq_depth, depth_error = [], None, aws.explain(exc)
+            task_dlq_depth = None
+        tasks = topology.task_queue()
         context = {
             "queue_depths": depths,
             "target_dlq_name": topology.target_dlq_name(),
             "target_dlq_depth": target_dlq_depth,
+            "task_queue": tasks,
+            "task_dlq_depth": task_dlq_depth,
             "depth_error": depth_error,
             **(extra_context or {}),
         }

@@ -16,7 +16,7 @@ class RedriveReport:
     failed: int = 0
 
 
-def redrive_dead_letters(*, queue: topology.ServiceQueue, max_messages: int) -> RedriveReport:
+def redrive_dead_letters(*, queue: topology.ServiceQueue | topology.TaskQueue, max_messages: int) -> RedriveReport:
     """Move up to `max_messages` from a queue's DLQ back to the queue, logging each one.
 
     Receive, send, then delete: works on AWS and on moto, which has no StartMessageMoveTask. A crash

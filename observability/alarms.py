@@ -192,6 +192,21 @@ def definitions() -> list[AlarmDefinition]:
             runbook="messages-in-a-dlq",
         )
     )
+    tasks = topology.task_queue()
+    if tasks is not None:
+        alarms.append(
+            AlarmDefinition(
+                key="tasks-dead-letters",
+                title="tasks: messages in Celery's DLQ",
+                description=f"A task message in {tasks.dlq_name} was received too often without being "
+                "acknowledged: it kills or hangs its worker.",
+                threshold=settings.ALARM_DLQ_MESSAGES,
+                unit="messages",
+                metric=_sqs_metric("ApproximateNumberOfMessagesVisible", tasks.dlq_name),
+                local=lambda readings, name=tasks.dlq_name: readings.dlq_depths.get(name),
+                runbook="messages-in-a-dlq",
+            )
+        )
     alarms.append(
         AlarmDefinition(
             key="outbox-backlog-age",

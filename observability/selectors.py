@@ -206,11 +206,12 @@ class QueueHealth:
     depths: list[selectors.QueueDepth]
     target_dlq_depth: int | None
     error: str
+    task_dlq_depth: int | None = None
 
 
 def queue_health() -> QueueHealth:
     try:
-        return QueueHealth(selectors.queue_depths(), selectors.target_dlq_depth(), "")
+        return QueueHealth(selectors.queue_depths(), selectors.target_dlq_depth(), "", selectors.task_dlq_depth())
     except (BotoCoreError, ClientError) as exc:
         return QueueHealth([], None, aws.explain(exc))
 
@@ -220,6 +221,9 @@ def readings(*, queues: QueueHealth, backlog: OutboxBacklog, now: datetime | Non
     dlq_depths = {depth.dlq_name: depth.dlq_depth for depth in queues.depths}
     if queues.target_dlq_depth is not None:
         dlq_depths[topology.target_dlq_name()] = queues.target_dlq_depth
+    tasks = topology.task_queue()
+    if tasks is not None and queues.task_dlq_depth is not None:
+        dlq_depths[tasks.dlq_name] = queues.task_dlq_depth
     # A queue with nothing in it has no old message: the database is asked only about queues that
     # hold messages (or all of them when the queues cannot be read).
     busy = {depth.service for depth in queues.depths if depth.visible + depth.in_flight}
