@@ -143,6 +143,7 @@ class Command(BaseCommand):
                 self._spawn("web", [sys.executable, "-m", "gunicorn", *web_server_options(settings.WEB_PORT)])
                 # Announced once it answers, so that the first request a user copies from below works.
                 _wait_for_http(f"http://127.0.0.1:{settings.WEB_PORT}/healthz", timeout=60)
+            self._wait_for_worker(timeout=60)
             self._announce(login, key)
             self._supervise()
         finally:
@@ -162,12 +163,21 @@ class Command(BaseCommand):
         inventory_services.load_demo_catalogue()
         login = self._ensure_admin()
         key = self._local_api_key()
+        # Said early too, for whoever is watching; the full announcement follows once all is up.
+        self.stdout.write(f"Admin login {login[0]} / {login[1]}; API key {key}")
         self._reconcile()
         outbox.relay_pending()  # anything committed while the stack was down goes out now
         celery = [sys.executable, "-m", "celery", "-A", "shopbus_site"]
         # DEBUG is for the web process's error pages; in the worker and beat it would only keep a query
         # log of every statement, CPU spent on every delivery (docs/performance.md).
-        background = {**os.environ, "DEBUG": "false", "SECRET_KEY": settings.SECRET_KEY}
+        self.worker_ready_file = settings.LOCAL_DIR / "worker-ready"
+        self.worker_ready_file.unlink(missing_ok=True)
+        background = {
+            **os.environ,
+            "DEBUG": "false",
+            "SECRET_KEY": settings.SECRET_KEY,
+            "SHOPBUS_WORKER_READY_FILE": str(self.worker_ready_file),
+        }
         self._spawn(
             "worker",
             celery
@@ -249,18 +259,28 @@ class Command(BaseCommand):
         else:
             self.stdout.write("Reconciled: every published event was processed by each service subscribing to it.")
 
+    def _wait_for_worker(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.worker_ready_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+
     def _announce(self, login: tuple[str, str], key: str) -> None:
         web = f"http://127.0.0.1:{settings.WEB_PORT}"
+        details = (
+            f"  Site:       {web}/\n"
+            f"  Admin:      {web}/admin/   login {login[0]} / {login[1]}\n"
+            f"  API:        {web}/api/     key  {key}\n"
+            f"  API docs:   {web}/api/docs\n"
+            f"  Local AWS:  {settings.AWS_ENDPOINT_URL}  (bus {topology.bus_name()})\n"
+            f"  Saga:       {settings.ORDER_SAGA}\n"
+            f"  Try:        curl -s -H 'Authorization: Bearer {key}' {web}/api/products\n"
+        )
+        # Kept where a second terminal can read it, however far the log has scrolled.
+        announced_at = settings.LOCAL_DIR / "stack.txt"
+        announced_at.touch(mode=0o600)
+        announced_at.write_text(details)
         self.stdout.write(
-            self.style.SUCCESS(
-                "\nshopbus is running.\n"
-                f"  Admin:      {web}/admin/   login {login[0]} / {login[1]}\n"
-                f"  API:        {web}/api/     key  {key}\n"
-                f"  Local AWS:  {settings.AWS_ENDPOINT_URL}  (bus {topology.bus_name()})\n"
-                f"  Saga:       {settings.ORDER_SAGA}\n"
-                f"  Try:        curl -s -H 'Authorization: Bearer {key}' {web}/api/products\n"
-                "Ctrl-C stops everything.\n"
-            )
+            self.style.SUCCESS(f"\nshopbus is running.\n{details}Also in {announced_at}. Ctrl-C stops everything.\n")
         )
 
     def _ensure_admin(self) -> tuple[str, str]:
