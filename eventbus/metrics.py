@@ -18,7 +18,7 @@ import socket
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -401,18 +401,6 @@ def _put_metric_data(datums: list[dict[str, Any]]) -> None:
     cloudwatch = aws.client("cloudwatch")
     for start in range(0, len(datums), MAX_DATUMS_PER_CALL):
         cloudwatch.put_metric_data(Namespace=NAMESPACE, MetricData=datums[start : start + MAX_DATUMS_PER_CALL])
-
-
-def prune(*, older_than: timedelta | None = None) -> int:
-    """Delete stored minutes past METRICS_RETENTION_DAYS; CloudWatch keeps its own history."""
-    from .models import MetricBucket, MetricCount
-    from .sweeps import delete_in_batches
-
-    cutoff = timezone.now() - (older_than or timedelta(days=settings.METRICS_RETENTION_DAYS))
-    return sum(
-        delete_in_batches(sweep="prune-metrics", queryset=model.objects.filter(minute__lt=cutoff))
-        for model in (MetricCount, MetricBucket)
-    )
 
 
 class MetricsFlusher(threading.Thread):

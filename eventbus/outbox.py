@@ -213,7 +213,7 @@ class _ClaimKeeper(threading.Thread):
     def run(self) -> None:
         lease = claim_lease()
         try:
-            while not self.done.wait(lease.total_seconds() / 3):
+            while not self.done.wait(max(lease.total_seconds() / 3, 0.1)):
                 try:
                     renewed = OutboxEvent.objects.filter(
                         pk__in=self.ids,

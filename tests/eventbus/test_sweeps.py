@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from eventbus import metrics, outbox
+from eventbus import metrics, outbox, services
 from eventbus.metrics import Metric
 from eventbus.models import MetricCount, OutboxEvent, SweepFailure
 from orders import services as order_services
@@ -90,7 +90,7 @@ def test_stored_minutes_are_pruned_in_batches_whatever_a_row_holds(db, monkeypat
     poison(MetricCount, rows[3].pk, minute="2020-13-45 00:00:00")
     monkeypatch.setattr("eventbus.sweeps.BATCH_SIZE", 2)
 
-    assert metrics.prune() == 5
+    assert services.prune_metrics() == 5
 
     assert list(MetricCount.objects.values_list("pk", flat=True)) == [kept.pk]
 
