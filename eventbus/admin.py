@@ -9,7 +9,7 @@ from django.utils.html import format_html
 from shopbus_site.admin import IdentifierSearch, ReadOnlyAdmin, known_values_filter
 
 from . import aws, event_types, outbox, registry, selectors, topology
-from .models import DeliveryFailure, OutboxEvent, ProcessedEvent
+from .models import DeliveryFailure, OutboxEvent, ProcessedEvent, SweepFailure
 
 # The outbox holds shopbus's domain events; Step Functions publishes the saga's commands itself, and
 # handlers process both.
@@ -106,3 +106,13 @@ class DeliveryFailureAdmin(ReadOnlyAdmin):
             **(extra_context or {}),
         }
         return super().changelist_view(request, extra_context=context)
+
+
+@admin.register(SweepFailure)
+class SweepFailureAdmin(ReadOnlyAdmin):
+    """Items periodic sweeps are skipping: fix the row (the error says what failed); the sweep's next
+    success removes it here."""
+
+    list_display = ("last_failed_at", "sweep", "item", "failures", "first_failed_at", "error")
+    list_filter = ("sweep",)
+    search_fields = ("item",)

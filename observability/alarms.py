@@ -46,6 +46,7 @@ class Readings:
     oldest_ages: dict[str, float]  # service -> seconds the oldest unhandled delivery has waited
     outbox_backlog_age: float  # seconds
     results: dict[str, dict[str, int]]  # service -> result -> deliveries in the alarm period
+    skipped_items: int = 0  # items periodic sweeps are skipping now (SweepFailure rows)
 
 
 @dataclass(frozen=True)
@@ -220,6 +221,19 @@ def definitions() -> list[AlarmDefinition]:
             # is relaying, which is the failure this alarm is for.
             treat_missing_data="breaching",
             runbook="the-outbox-is-not-draining",
+        )
+    )
+    alarms.append(
+        AlarmDefinition(
+            key="sweep-skipped-items",
+            title="Periodic sweeps skipping items",
+            description="A periodic sweep keeps failing on an item (a row it cannot read or handle) and skips it.",
+            threshold=0,
+            unit="items",
+            metric={"Namespace": NAMESPACE, "MetricName": str(Metric.SWEEP_ITEM_FAILED), "Statistic": "Sum"},
+            local=lambda readings: readings.skipped_items,
+            period=settings.ALARM_PERIOD_SECONDS,
+            runbook="a-sweep-skips-an-item",
         )
     )
     return alarms

@@ -19,7 +19,15 @@ from django.utils import timezone
 
 from eventbus import aws, registry, selectors, topology
 from eventbus.metrics import Metric, percentile
-from eventbus.models import ConsumerHeartbeat, DeliveryFailure, MetricBucket, MetricCount, OutboxEvent, ProcessedEvent
+from eventbus.models import (
+    ConsumerHeartbeat,
+    DeliveryFailure,
+    MetricBucket,
+    MetricCount,
+    OutboxEvent,
+    ProcessedEvent,
+    SweepFailure,
+)
 
 from .alarms import AlarmDefinition, AlarmState, Readings, definitions
 
@@ -239,6 +247,7 @@ def readings(*, queues: QueueHealth, backlog: OutboxBacklog, now: datetime | Non
         oldest_ages=ages,
         outbox_backlog_age=backlog.oldest_age_seconds,
         results=results_by_service(since=since),
+        skipped_items=SweepFailure.objects.count(),
     )
 
 
