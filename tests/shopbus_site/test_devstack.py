@@ -74,7 +74,10 @@ class Stack:
     def wait_until_running(self) -> str:
         """The API key, once the stack says it is running."""
         match = wait_for(
-            lambda: self.process.poll() is None and re.search(r"key\s+(sb_\S+)", self.output()),
+            # The full announcement, not the early line that says the key before the web server answers.
+            lambda: (
+                self.process.poll() is None and re.search(r"shopbus is running\.[\s\S]*?key\s+(sb_\S+)", self.output())
+            ),
             timeout=180,
             what=f"the stack to start (see {self.log_path})",
         )
