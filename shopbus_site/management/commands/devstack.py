@@ -355,9 +355,15 @@ class Command(BaseCommand):
         if child.name == LOCAL_AWS:
             # Until it is back, the worker and beat could only fail, and if another server took the port
             # meanwhile they would talk to it (Celery would create its queue there).
+            # Killed, not asked to stop: a graceful stop would wait on the dead endpoint for up to 20s
+            # each, talking to whatever took the port meanwhile. What they held is redelivered on
+            # restart (reconcile), and a charge cut short is finished with its idempotency key.
             for name in ENDPOINT_DEPENDENTS:
-                self._stop(self._child(name))
-                self._child(name).held = True
+                dependent = self._child(name)
+                if dependent.process.poll() is None:
+                    _kill_session(dependent.process)
+                    dependent.process.wait()
+                dependent.held = True
 
     def _restart(self, child: Child) -> None:
         if child.name != LOCAL_AWS:
