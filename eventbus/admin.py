@@ -9,7 +9,7 @@ from django.utils.html import format_html
 from shopbus_site.admin import IdentifierSearch, ReadOnlyAdmin, known_values_filter
 
 from . import aws, event_types, outbox, registry, selectors, topology
-from .models import DeliveryFailure, OutboxEvent, ProcessedEvent
+from .models import DeliveryFailure, OutboxEvent, ProcessedEvent, SweepFailure
 
 # The outbox holds shopbus's domain events; Step Functions publishes the saga's commands itself, and
 # handlers process both.
@@ -91,13 +91,28 @@ class DeliveryFailureAdmin(ReadOnlyAdmin):
     def changelist_view(self, request, extra_context=None):
         try:
             depths, target_dlq_depth, depth_error = selectors.queue_depths(), selectors.target_dlq_depth(), ""
+            task_dlq_depth = selectors.task_dlq_depth()
         except (BotoCoreError, ClientError) as exc:
             depths, target_dlq_depth, depth_error = [], None, aws.explain(exc)
+            task_dlq_depth = None
+        tasks = topology.task_queue()
         context = {
             "queue_depths": depths,
             "target_dlq_name": topology.target_dlq_name(),
             "target_dlq_depth": target_dlq_depth,
+            "task_queue": tasks,
+            "task_dlq_depth": task_dlq_depth,
             "depth_error": depth_error,
             **(extra_context or {}),
         }
         return super().changelist_view(request, extra_context=context)
+
+
+@admin.register(SweepFailure)
+class SweepFailureAdmin(ReadOnlyAdmin):
+    """Items periodic sweeps are skipping: fix the row (the error says what failed); the sweep's next
+    success removes it here."""
+
+    list_display = ("last_failed_at", "sweep", "item", "failures", "first_failed_at", "error")
+    list_filter = ("sweep",)
+    search_fields = ("item",)

@@ -18,7 +18,7 @@ import socket
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -45,6 +45,8 @@ class Metric(StrEnum):
     PUBLISH_BATCH_SIZE = "OutboxBatchSize"  # entries per PutEvents call
     OUTBOX_BACKLOG = "OutboxBacklog"  # pending outbox rows (a gauge, sampled at each flush)
     OUTBOX_BACKLOG_AGE = "OutboxBacklogAge"  # seconds the oldest pending row has waited (a gauge)
+    # Items a periodic sweep skipped because handling them raised; Sweep (stored in `service`)
+    SWEEP_ITEM_FAILED = "SweepItemFailed"
 
 
 UNITS = {
@@ -56,6 +58,7 @@ UNITS = {
     Metric.PUBLISH_BATCH_SIZE: "Count",
     Metric.OUTBOX_BACKLOG: "Count",
     Metric.OUTBOX_BACKLOG_AGE: "Seconds",
+    Metric.SWEEP_ITEM_FAILED: "Count",
 }
 # Distributions keep a histogram, so percentiles can be merged across processes and minutes.
 DISTRIBUTIONS = {Metric.PROCESSING_TIME, Metric.END_TO_END_LATENCY, Metric.PUBLISH_LAG, Metric.PUBLISH_BATCH_SIZE}
@@ -195,6 +198,10 @@ def record_batch(*, size: int) -> None:
     recorder.observe(Metric.PUBLISH_BATCH_SIZE, size)
 
 
+def record_sweep_failure(*, sweep: str) -> None:
+    recorder.observe(Metric.SWEEP_ITEM_FAILED, 1, service=sweep)
+
+
 # --- flushing -------------------------------------------------------------------------------------
 
 
@@ -322,7 +329,8 @@ def _upsert(model, identity: dict[str, Any], *, create: dict[str, Any], **increm
 def _dimensions(key: SeriesKey) -> list[dict[str, str]]:
     dimensions = []
     if key.service:
-        dimensions.append({"Name": "ServiceName", "Value": key.service})
+        name = "Sweep" if key.metric == Metric.SWEEP_ITEM_FAILED else "ServiceName"
+        dimensions.append({"Name": name, "Value": key.service})
     if key.event_type:
         dimensions.append({"Name": "EventType", "Value": key.event_type})
     if key.result:
@@ -331,13 +339,17 @@ def _dimensions(key: SeriesKey) -> list[dict[str, str]]:
 
 
 def _with_rollups(series: dict[SeriesKey, Series]) -> dict[SeriesKey, Series]:
-    """Each series, plus its total over every event type: CloudWatch does not add up across
-    dimensions, and the per-service widgets and the failure-rate alarm read the totals."""
+    """Each series, plus its total over every event type (and skipped sweep items over every sweep):
+    CloudWatch does not add up across dimensions, and the per-service widgets and the failure-rate
+    and sweep alarms read the totals."""
     combined = dict(series)
     for key, values in series.items():
-        if not key.event_type:
+        if key.event_type:
+            rollup_key = SeriesKey(key.minute, key.metric, key.service, "", key.result)
+        elif key.metric == Metric.SWEEP_ITEM_FAILED and key.service:
+            rollup_key = SeriesKey(key.minute, key.metric)
+        else:
             continue
-        rollup_key = SeriesKey(key.minute, key.metric, key.service, "", key.result)
         rollup = combined.get(rollup_key)
         if rollup is None:
             rollup = combined[rollup_key] = Series()
@@ -389,15 +401,6 @@ def _put_metric_data(datums: list[dict[str, Any]]) -> None:
     cloudwatch = aws.client("cloudwatch")
     for start in range(0, len(datums), MAX_DATUMS_PER_CALL):
         cloudwatch.put_metric_data(Namespace=NAMESPACE, MetricData=datums[start : start + MAX_DATUMS_PER_CALL])
-
-
-def prune(*, older_than: timedelta | None = None) -> int:
-    """Delete stored minutes past METRICS_RETENTION_DAYS; CloudWatch keeps its own history."""
-    from .models import MetricBucket, MetricCount
-
-    cutoff = timezone.now() - (older_than or timedelta(days=settings.METRICS_RETENTION_DAYS))
-    deleted = MetricCount.objects.filter(minute__lt=cutoff).delete()[0]
-    return deleted + MetricBucket.objects.filter(minute__lt=cutoff).delete()[0]
 
 
 class MetricsFlusher(threading.Thread):

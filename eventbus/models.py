@@ -63,8 +63,11 @@ class OutboxEvent(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(default=timezone.now)
-    # A relay that claimed the row holds it until then; a relay that died mid-publish loses the claim.
+    # A relay that claimed the row holds it until then (renewing it while it publishes); a relay that
+    # died mid-publish loses the claim when the lease runs out, or at once when another relay on its
+    # host sees its process gone (eventbus.claims).
     claimed_until = models.DateTimeField(null=True, blank=True)
+    claimed_by = models.CharField(max_length=200, blank=True)
     last_error = models.TextField(blank=True)
     event_bridge_id = models.CharField("EventBridge event id", max_length=100, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
@@ -178,3 +181,23 @@ class ConsumerHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.service} on {self.worker}"
+
+
+class SweepFailure(models.Model):
+    """An item a periodic sweep could not handle and skips until it can: the sweep logs it at ERROR
+    when this row is created, and quietly after that, while the SweepItemFailed metric counts every
+    skip. The row goes when the item succeeds."""
+
+    sweep = models.CharField(max_length=40)
+    item = models.CharField(max_length=200)  # the row's id, or for a batch the range of ids it covers
+    error = models.TextField()
+    failures = models.PositiveIntegerField(default=1)
+    first_failed_at = models.DateTimeField(default=timezone.now)
+    last_failed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-last_failed_at"]
+        constraints = [models.UniqueConstraint(fields=["sweep", "item"], name="one_failure_per_sweep_item")]
+
+    def __str__(self) -> str:
+        return f"{self.sweep} {self.item}"

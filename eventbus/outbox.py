@@ -8,6 +8,7 @@ elsewhere, and also runs periodically (docs/architecture.md, "Publishing").
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import random
@@ -20,21 +21,21 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
-from django.db import close_old_connections, transaction
+from django.db import DatabaseError, close_old_connections, connections, transaction
 from django.db.models import Min, Q
 from django.utils import timezone
 
-from . import aws, metrics, topology
+from . import aws, claims, metrics, sweeps, topology
 from .event_types import EventType
 from .events import build_detail, dumps_detail
 from .models import EventedModel, OutboxEvent
 from .rows import insert_rows
+from .sweeps import Sweep
 
 logger = logging.getLogger(__name__)
 
 MAX_ENTRIES_PER_PUT = 10
 MAX_BYTES_PER_PUT = 256 * 1024
-CLAIM_LEASE = timedelta(seconds=60)
 # PutEvents per-entry error codes that a later attempt can succeed with; any other code is final.
 RETRYABLE_ERROR_CODES = {"InternalFailure", "InternalException", "ThrottlingException", "ServiceUnavailable"}
 
@@ -121,35 +122,126 @@ class RelayReport:
     errors: list[str] = field(default_factory=list)
 
 
-def relay_pending(*, limit: int = 500) -> RelayReport:
-    """Publish due PENDING outbox rows with PutEvents, in batches of at most 10 entries and 256 KB."""
+def claim_lease() -> timedelta:
+    return timedelta(seconds=settings.OUTBOX_CLAIM_LEASE_SECONDS)
+
+
+def relay_pending(*, limit: int = 500, owner: claims.Owner | None = None) -> RelayReport:
+    """Publish due PENDING outbox rows with PutEvents, in batches of at most 10 entries and 256 KB.
+    A row that cannot be read or published is recorded and skipped (eventbus.sweeps)."""
     report = RelayReport()
-    rows = _claim_due_rows(limit=limit)
-    for batch in _batches(rows):
-        _publish_batch(batch, report)
-    if rows:
-        logger.info(
-            "outbox relay: published=%d retrying=%d failed=%d", report.published, report.retrying, report.failed
-        )
+    owner = owner or claims.current()
+    sweep = Sweep("relay-outbox")
+    ids = _claim_due_rows(limit=limit, owner=owner)
+    if not ids:
+        return report
+    keeper = _ClaimKeeper(ids=ids, owner=owner)
+    keeper.start()
+    try:
+        rows = sweep.load(OutboxEvent.objects.all(), ids)
+        for batch in _batches(rows, sweep):
+            try:
+                _publish_batch(batch, report, sweep)
+            except sweeps.OUTAGES:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the batch's rows are recorded and skipped, not the pass
+                for row, _ in batch:
+                    sweep.failed(row.id, exc)
+    except BaseException:
+        keeper.finish()
+        _release(ids=ids, owner=owner)
+        raise
+    keeper.finish()
+    logger.info("outbox relay: published=%d retrying=%d failed=%d", report.published, report.retrying, report.failed)
     return report
 
 
-def _claim_due_rows(*, limit: int) -> list[OutboxEvent]:
+def _dead_owners(*, now: datetime, me: claims.Owner) -> list[str]:
+    """Live claims held by relays on this host whose processes are gone."""
+    held = (
+        OutboxEvent.objects.filter(
+            status=OutboxEvent.Status.PENDING, claimed_until__gte=now, claimed_by__startswith=f"{me.host}/"
+        )
+        .exclude(claimed_by=str(me))
+        .values_list("claimed_by", flat=True)
+        .distinct()
+    )
+    dead = []
+    for text in held:
+        owner = claims.Owner.parse(text)
+        if owner is not None and claims.is_certainly_dead(owner, me=me):
+            dead.append(text)
+    if dead:
+        logger.warning("outbox relay: taking over the claims of dead relay(s) %s", ", ".join(dead))
+    return dead
+
+
+def _claim_due_rows(*, limit: int, owner: claims.Owner) -> list[uuid.UUID]:
     # Claim in a short transaction and publish outside it: no row lock or SQLite write lock is held
     # across a network call. skip_locked keeps concurrent relays off each other's rows on PostgreSQL;
-    # on SQLite the IMMEDIATE transaction serialises the claim instead.
+    # on SQLite the IMMEDIATE transaction serialises the claim instead. Only ids are read, so a row
+    # the model cannot load is skipped later rather than failing every claim.
     now = timezone.now()
+    claimable = Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)
+    dead = _dead_owners(now=now, me=owner)
+    if dead:
+        claimable |= Q(claimed_by__in=dead)
     with transaction.atomic():
-        rows = list(
+        ids = list(
             OutboxEvent.objects.select_for_update(skip_locked=True)
             .filter(status=OutboxEvent.Status.PENDING, next_attempt_at__lte=now)
-            .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
-            .order_by("created_at", "id")[:limit]
+            .filter(claimable)
+            .order_by("created_at", "id")
+            .values_list("id", flat=True)[:limit]
         )
-        for row in rows:
-            row.claimed_until = now + CLAIM_LEASE
-        OutboxEvent.objects.bulk_update(rows, ["claimed_until"])
-    return rows
+        # OutboxEvent is not evented: a plain UPDATE is the claim.
+        OutboxEvent.objects.filter(pk__in=ids).update(claimed_until=now + claim_lease(), claimed_by=str(owner))
+    return ids
+
+
+class _ClaimKeeper(threading.Thread):
+    """Renews this relay's claim on the rows it has not finished while it publishes, so the lease can
+    be short without a slow PutEvents (botocore retries, a slow network) letting another relay take
+    rows this one is still publishing."""
+
+    def __init__(self, *, ids: list[uuid.UUID], owner: claims.Owner) -> None:
+        super().__init__(name="outbox-claim-keeper", daemon=True)
+        self.ids = ids
+        self.owner = owner
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        lease = claim_lease()
+        try:
+            while not self.done.wait(max(lease.total_seconds() / 3, 0.1)):
+                try:
+                    renewed = OutboxEvent.objects.filter(
+                        pk__in=self.ids,
+                        status=OutboxEvent.Status.PENDING,
+                        claimed_by=str(self.owner),
+                        claimed_until__isnull=False,
+                    ).update(claimed_until=timezone.now() + lease)
+                except DatabaseError as exc:
+                    logger.warning("outbox relay: could not renew its claim: %s", exc)
+                    continue
+                if not renewed:
+                    return
+        finally:
+            connections.close_all()  # this thread's own connections
+
+    def finish(self) -> None:
+        self.done.set()
+        self.join()
+
+
+def _release(*, ids: list[uuid.UUID], owner: claims.Owner) -> None:
+    """Hand back the rows of a pass that failed (the database or the process gave out), so the next
+    pass need not wait out the lease. Rows a completed pass skipped as bad stay claimed instead: the
+    lease then paces their retries, rather than every commit's wake-up."""
+    with contextlib.suppress(DatabaseError):  # then the lease runs out instead
+        OutboxEvent.objects.filter(
+            pk__in=ids, status=OutboxEvent.Status.PENDING, claimed_by=str(owner), claimed_until__isnull=False
+        ).update(claimed_until=None)
 
 
 def trace_header(*, correlation_id: str, started_at: datetime, event_id: uuid.UUID) -> str:
@@ -161,44 +253,59 @@ def trace_header(*, correlation_id: str, started_at: datetime, event_id: uuid.UU
 
 def _first_event_times(rows: list[OutboxEvent]) -> dict[str, datetime]:
     correlation_ids = {row.correlation_id for row in rows}
-    return dict(
-        OutboxEvent.objects.filter(correlation_id__in=correlation_ids)
-        .values("correlation_id")
-        .annotate(first=Min("created_at"))
-        .values_list("correlation_id", "first")
-    )
+    try:
+        return dict(
+            OutboxEvent.objects.filter(correlation_id__in=correlation_ids)
+            .values("correlation_id")
+            .annotate(first=Min("created_at"))
+            .values_list("correlation_id", "first")
+        )
+    except (ValueError, TypeError):
+        # Another row of one of these orders has a timestamp that cannot be read; each trace then
+        # starts at its own event rather than the relay stopping.
+        logger.warning("outbox relay: could not read when these orders' first events were recorded")
+        return {}
 
 
-def _batches(rows: list[OutboxEvent]) -> Iterator[list[tuple[OutboxEvent, dict[str, Any]]]]:
+def _entry(row: OutboxEvent, *, bus: str, started: dict[str, datetime]) -> tuple[int, dict[str, Any]]:
+    detail_json = dumps_detail(row.detail)
+    size = entry_size(source=row.source, detail_type=row.detail_type, detail_json=detail_json)
+    return size, {
+        "Source": row.source,
+        "DetailType": row.detail_type,
+        "Detail": detail_json,
+        "EventBusName": bus,
+        "Time": row.created_at,
+        "TraceHeader": trace_header(
+            correlation_id=row.correlation_id,
+            started_at=started.get(row.correlation_id, row.created_at),
+            event_id=row.id,
+        ),
+    }
+
+
+def _batches(rows: list[OutboxEvent], sweep: Sweep) -> Iterator[list[tuple[OutboxEvent, dict[str, Any]]]]:
     batch: list[tuple[OutboxEvent, dict[str, Any]]] = []
     batch_bytes = 0
     bus = topology.bus_name()
     started = _first_event_times(rows) if rows else {}
     for row in rows:
-        detail_json = dumps_detail(row.detail)
-        size = entry_size(source=row.source, detail_type=row.detail_type, detail_json=detail_json)
+        built = None
+        with sweep.item(row.id, clears=False):
+            built = _entry(row, bus=bus, started=started)
+        if built is None:
+            continue
+        size, entry = built
         if batch and (len(batch) == MAX_ENTRIES_PER_PUT or batch_bytes + size > MAX_BYTES_PER_PUT):
             yield batch
             batch, batch_bytes = [], 0
-        entry = {
-            "Source": row.source,
-            "DetailType": row.detail_type,
-            "Detail": detail_json,
-            "EventBusName": bus,
-            "Time": row.created_at,
-            "TraceHeader": trace_header(
-                correlation_id=row.correlation_id,
-                started_at=started.get(row.correlation_id, row.created_at),
-                event_id=row.id,
-            ),
-        }
         batch.append((row, entry))
         batch_bytes += size
     if batch:
         yield batch
 
 
-def _publish_batch(batch: list[tuple[OutboxEvent, dict[str, Any]]], report: RelayReport) -> None:
+def _publish_batch(batch: list[tuple[OutboxEvent, dict[str, Any]]], report: RelayReport, sweep: Sweep) -> None:
     rows = [row for row, _ in batch]
     now = timezone.now()
     metrics.record_batch(size=len(rows))
@@ -211,33 +318,50 @@ def _publish_batch(batch: list[tuple[OutboxEvent, dict[str, Any]]], report: Rela
         report.errors.append(error)
         logger.warning("outbox relay: %s (%d events will be retried)", error, len(rows))
         results = [{"ErrorCode": "CallFailed", "ErrorMessage": str(exc)} for _ in rows]
+    marked = []
     for row, result in zip(rows, results, strict=True):
-        row.attempts += 1
-        row.claimed_until = None
-        if result.get("EventId"):
-            row.status = OutboxEvent.Status.PUBLISHED
-            row.event_bridge_id = result["EventId"]
-            row.published_at = now
-            row.last_error = ""
-            report.published += 1
-            lag_ms = (now - row.created_at).total_seconds() * 1000
-            metrics.record_publish(detail_type=row.detail_type, result="published", lag_ms=lag_ms)
-            continue
-        code = result.get("ErrorCode", "Unknown")
-        row.last_error = f"{code}: {result.get('ErrorMessage', '')}".strip()
-        if code in RETRYABLE_ERROR_CODES or code == "CallFailed":
-            row.next_attempt_at = now + _backoff(row.attempts)
-            report.retrying += 1
-            metrics.record_publish(detail_type=row.detail_type, result="retrying", lag_ms=None)
-        else:
-            row.status = OutboxEvent.Status.FAILED
-            report.failed += 1
-            metrics.record_publish(detail_type=row.detail_type, result="failed", lag_ms=None)
-            logger.error("outbox relay: event %s %s rejected for good: %s", row.id, row.detail_type, row.last_error)
-    OutboxEvent.objects.bulk_update(
-        rows,
-        ["attempts", "claimed_until", "status", "event_bridge_id", "published_at", "last_error", "next_attempt_at"],
-    )
+        with sweep.item(row.id, clears=False):
+            _mark(row, result, now=now, report=report)
+            marked.append(row)
+    fields = ["attempts", "claimed_until", "status", "event_bridge_id", "published_at", "last_error", "next_attempt_at"]
+    try:
+        OutboxEvent.objects.bulk_update(marked, fields)
+    except sweeps.OUTAGES:
+        raise
+    except Exception:  # noqa: BLE001 - each row is saved alone below, which records the bad one
+        # One row will not save: save them one by one, so the others are not published again.
+        for row in marked:
+            with sweep.item(row.id), transaction.atomic():
+                row.save(update_fields=fields)
+    else:
+        for row in marked:
+            with sweep.item(row.id):
+                pass  # finished: forget any earlier failure
+
+
+def _mark(row: OutboxEvent, result: dict[str, Any], *, now: datetime, report: RelayReport) -> None:
+    row.attempts += 1
+    row.claimed_until = None
+    if result.get("EventId"):
+        row.status = OutboxEvent.Status.PUBLISHED
+        row.event_bridge_id = result["EventId"]
+        row.published_at = now
+        row.last_error = ""
+        report.published += 1
+        lag_ms = (now - row.created_at).total_seconds() * 1000
+        metrics.record_publish(detail_type=row.detail_type, result="published", lag_ms=lag_ms)
+        return
+    code = result.get("ErrorCode", "Unknown")
+    row.last_error = f"{code}: {result.get('ErrorMessage', '')}".strip()
+    if code in RETRYABLE_ERROR_CODES or code == "CallFailed":
+        row.next_attempt_at = now + _backoff(row.attempts)
+        report.retrying += 1
+        metrics.record_publish(detail_type=row.detail_type, result="retrying", lag_ms=None)
+    else:
+        row.status = OutboxEvent.Status.FAILED
+        report.failed += 1
+        metrics.record_publish(detail_type=row.detail_type, result="failed", lag_ms=None)
+        logger.error("outbox relay: event %s %s rejected for good: %s", row.id, row.detail_type, row.last_error)
 
 
 def _backoff(attempts: int) -> timedelta:

@@ -134,6 +134,10 @@ class Provisioner:
         for queue in queues:
             self.ensure_queue(queue.dlq_name, {"MessageRetentionPeriod": str(topology.DLQ_RETENTION_SECONDS)})
             self.ensure_queue(queue.name, self.queue_attributes(queue))
+        tasks = topology.task_queue()
+        if tasks is not None:
+            self.ensure_queue(tasks.dlq_name, {"MessageRetentionPeriod": str(topology.DLQ_RETENTION_SECONDS)})
+            self.ensure_queue(tasks.name, self.task_queue_attributes(tasks))
         for queue in queues:
             self.ensure_rule(queue)
             self.ensure_target(queue)
@@ -165,14 +169,20 @@ class Provisioner:
             "VisibilityTimeout": str(queue.visibility_timeout),
             "MessageRetentionPeriod": str(queue.retention_seconds),
             "ReceiveMessageWaitTimeSeconds": str(queue.wait_seconds),
-            "RedrivePolicy": json.dumps(
-                {
-                    "deadLetterTargetArn": self.names.queue_arn(queue.dlq_name),
-                    "maxReceiveCount": settings.SQS_MAX_RECEIVE_COUNT,
-                },
-                sort_keys=True,
-            ),
+            "RedrivePolicy": self._redrive_policy(queue.dlq_name),
             "Policy": self._send_policy(queue.name, [queue.rule_name]),
+        }
+
+    def _redrive_policy(self, dlq_name: str) -> str:
+        return json.dumps(
+            {"deadLetterTargetArn": self.names.queue_arn(dlq_name), "maxReceiveCount": settings.SQS_MAX_RECEIVE_COUNT},
+            sort_keys=True,
+        )
+
+    def task_queue_attributes(self, queue: topology.TaskQueue) -> dict[str, str]:
+        return {
+            "VisibilityTimeout": str(queue.visibility_timeout),
+            "RedrivePolicy": self._redrive_policy(queue.dlq_name),
         }
 
     def target_dlq_attributes(self, queues: list[topology.ServiceQueue]) -> dict[str, str]:
@@ -387,7 +397,12 @@ class Provisioner:
                 widget(
                     "Dead-letter queue depth (errors)",
                     [["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", q.dlq_name] for q in queues]
-                    + [["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", self.target_dlq_name]],
+                    + [["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", self.target_dlq_name]]
+                    + [
+                        ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", tasks.dlq_name]
+                        for tasks in [topology.task_queue()]
+                        if tasks is not None
+                    ],
                     "Maximum",
                 ),
                 widget(
@@ -465,7 +480,7 @@ class Provisioner:
             if self.change(Action.DELETE, "rule", rule):
                 self._delete_rule(rule)
         queue_names = [self.target_dlq_name]
-        for queue in topology.SERVICE_QUEUES.values():
+        for queue in [*topology.SERVICE_QUEUES.values(), *filter(None, [topology.task_queue()])]:
             queue_names += [queue.name, queue.dlq_name]
         for name in queue_names:
             url = self._queue_url(name)

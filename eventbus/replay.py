@@ -28,7 +28,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from . import aws, registry, topology
-from .models import ProcessedEvent
+from .models import OutboxEvent, ProcessedEvent
 from .patterns import compile_pattern, matches
 
 logger = logging.getLogger(__name__)
@@ -104,38 +104,132 @@ def plan(*, services: list[str], window: Window) -> Counter:
     return counts
 
 
+class _QueueSender:
+    """Sends envelopes straight to service queues, ten to a batch, as a rule's target would receive them
+    but with a new envelope `id` and `replay-name` set, as EventBridge's replay does."""
+
+    def __init__(self, *, services: list[str], name: str) -> None:
+        self.sqs = aws.client("sqs")
+        self.name = name
+        self.urls = {
+            service: self.sqs.get_queue_url(QueueName=topology.SERVICE_QUEUES[service].name)["QueueUrl"]
+            for service in services
+        }
+        self.pending: dict[str, list[dict[str, Any]]] = {service: [] for service in services}
+        self.sent: Counter = Counter()
+
+    def send(self, service: str, envelope: dict[str, Any]) -> None:
+        replayed = {**envelope, "id": str(uuid.uuid4()), "replay-name": self.name}
+        self.pending[service].append({"Id": str(len(self.pending[service])), "MessageBody": json.dumps(replayed)})
+        self.sent[(service, envelope.get("detail-type", ""))] += 1
+        if len(self.pending[service]) == 10:
+            self.flush(service)
+
+    def flush(self, service: str) -> None:
+        batch = self.pending[service]
+        if not batch:
+            return
+        response = self.sqs.send_message_batch(QueueUrl=self.urls[service], Entries=batch)
+        for failure in response.get("Failed", []):
+            raise ReplayError(f"{topology.SERVICE_QUEUES[service].name} refused a replayed event: {failure}")
+        self.pending[service] = []
+
+    def flush_all(self) -> Counter:
+        for service in self.pending:
+            self.flush(service)
+        return self.sent
+
+
 def replay_locally(*, services: list[str], window: Window, name: str) -> Counter:
     """Send the window's envelopes that each service's rule matches to its queue, as EventBridge's
     replay would: the envelope verbatim but for a new `id`, with `replay-name` set."""
     patterns = {service: compile_pattern(registry.event_pattern(service)) for service in services}
-    sqs = aws.client("sqs")
-    urls = {
-        service: sqs.get_queue_url(QueueName=topology.SERVICE_QUEUES[service].name)["QueueUrl"] for service in services
-    }
-    pending: dict[str, list[dict[str, Any]]] = {service: [] for service in services}
-    sent: Counter = Counter()
-
-    def flush(service: str) -> None:
-        batch = pending[service]
-        if not batch:
-            return
-        response = sqs.send_message_batch(QueueUrl=urls[service], Entries=batch)
-        for failure in response.get("Failed", []):
-            raise ReplayError(f"{topology.SERVICE_QUEUES[service].name} refused a replayed event: {failure}")
-        pending[service] = []
-
+    sender = _QueueSender(services=services, name=name)
     for envelope in envelopes(window):
         for service, pattern in patterns.items():
-            if not matches(pattern, envelope):
-                continue
-            replayed = {**envelope, "id": str(uuid.uuid4()), "replay-name": name}
-            pending[service].append({"Id": str(len(pending[service])), "MessageBody": json.dumps(replayed)})
-            sent[(service, envelope.get("detail-type", ""))] += 1
-            if len(pending[service]) == 10:
-                flush(service)
-    for service in services:
-        flush(service)
+            if matches(pattern, envelope):
+                sender.send(service, envelope)
+    sent = sender.flush_all()
     logger.info("replay %s: sent %d event(s) from the audit store", name, sum(sent.values()))
+    return sent
+
+
+# --- reconciling after the endpoint lost its queues --------------------------------------------------
+# moto keeps queues in memory: when the local endpoint restarts, every event published but not yet
+# consumed is gone. The database still knows what was published (the outbox, and audit's copy of every
+# envelope it saw) and what each handler processed (ProcessedEvent), so the difference is delivered
+# again. Duplicate detection makes an event that was in fact handled meanwhile harmless.
+
+
+def retention_window(now: datetime | None = None) -> Window:
+    """What the archive would keep, up to now: the span reconciliation looks at."""
+    now = now or timezone.now()
+    return Window(now - timedelta(days=settings.EVENT_ARCHIVE_RETENTION_DAYS), now)
+
+
+def published_envelopes(window: Window) -> list[dict[str, Any]]:
+    """Every event published in the window once, oldest first: audit's envelope where audit kept one,
+    otherwise the published outbox row in the envelope EventBridge builds around its detail. Either
+    source alone misses some: audit what it has not consumed yet, the outbox what other producers (a
+    state machine) publish."""
+    by_id: dict[str, dict[str, Any]] = {}
+    if _envelope_source is not None:
+        for envelope in _envelope_source(window.start, window.end):
+            by_id[str(envelope["detail"]["metadata"]["eventId"])] = envelope
+    rows = OutboxEvent.objects.filter(
+        status=OutboxEvent.Status.PUBLISHED, created_at__gte=window.start, created_at__lt=window.end
+    ).order_by("created_at", "id")
+    account = None
+    for row in rows.iterator(chunk_size=500):
+        if str(row.id) in by_id:
+            continue
+        if account is None:
+            account = aws.client("sts").get_caller_identity()["Account"]
+        by_id[str(row.id)] = {
+            "version": "0",
+            "id": row.event_bridge_id or str(uuid.uuid4()),
+            "detail-type": row.detail_type,
+            "source": row.source,
+            "account": account,
+            "time": row.created_at.isoformat().replace("+00:00", "Z"),
+            "region": settings.AWS_REGION,
+            "resources": [],
+            "detail": row.detail,
+        }
+    return sorted(by_id.values(), key=lambda envelope: envelope["detail"]["metadata"]["occurredAt"])
+
+
+def unprocessed(window: Window) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(service, envelope) for each published event a subscribing service's handler has no
+    ProcessedEvent for."""
+    services = registry.services()
+    published = published_envelopes(window)
+    for start in range(0, len(published), 500):
+        chunk = published[start : start + 500]
+        ids = [uuid.UUID(str(envelope["detail"]["metadata"]["eventId"])) for envelope in chunk]
+        handled = set(ProcessedEvent.objects.filter(event_id__in=ids).values_list("handler", "event_id"))
+        for event_id, envelope in zip(ids, chunk, strict=True):
+            for service in services:
+                subscription = registry.subscription_for(service, envelope["source"], envelope["detail-type"])
+                if subscription is not None and (subscription.handler_id, event_id) not in handled:
+                    yield service, envelope
+
+
+def plan_reconciliation(window: Window) -> Counter:
+    """(service, detail-type) -> how many events reconcile() would deliver again."""
+    return Counter((service, envelope["detail-type"]) for service, envelope in unprocessed(window))
+
+
+def reconcile(*, window: Window | None = None, name: str | None = None) -> Counter:
+    """Deliver every event of the window (default: the retention window) that a subscribing service has
+    not processed to that service's queue again; (service, detail-type) -> events sent."""
+    window = window or retention_window()
+    name = name or topology.prefixed(f"reconcile-{timezone.now():%Y%m%d-%H%M%S}")[:64]
+    sender = _QueueSender(services=registry.services(), name=name)
+    for service, envelope in unprocessed(window):
+        sender.send(service, envelope)
+    sent = sender.flush_all()
+    logger.info("reconcile %s: delivered %d unprocessed event(s) again", name, sum(sent.values()))
     return sent
 
 

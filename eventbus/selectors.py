@@ -65,6 +65,12 @@ def target_dlq_depth() -> int:
     return sum(message_counts(topology.target_dlq_name()))
 
 
+def task_dlq_depth() -> int | None:
+    """Messages in Celery's queue's DLQ, or None when the broker is not SQS (there is none)."""
+    tasks = topology.task_queue()
+    return None if tasks is None else sum(message_counts(tasks.dlq_name))
+
+
 def _summarise(body: str) -> tuple[str, str]:
     try:
         envelope = json.loads(body)

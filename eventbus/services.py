@@ -1,11 +1,18 @@
-"""Operator writes of the event plumbing: moving dead letters back to their queue."""
+"""Operator writes of the event plumbing: moving dead letters back to their queue, pruning stored
+metrics."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.utils import timezone
 
 from . import aws, topology
+from .models import MetricBucket, MetricCount
+from .sweeps import delete_in_batches
 
 logger = logging.getLogger(__name__)
 
@@ -16,7 +23,7 @@ class RedriveReport:
     failed: int = 0
 
 
-def redrive_dead_letters(*, queue: topology.ServiceQueue, max_messages: int) -> RedriveReport:
+def redrive_dead_letters(*, queue: topology.ServiceQueue | topology.TaskQueue, max_messages: int) -> RedriveReport:
     """Move up to `max_messages` from a queue's DLQ back to the queue, logging each one.
 
     Receive, send, then delete: works on AWS and on moto, which has no StartMessageMoveTask. A crash
@@ -58,3 +65,12 @@ def redrive_dead_letters(*, queue: topology.ServiceQueue, max_messages: int) -> 
             logger.info("redrive %s -> %s: message %s", queue.dlq_name, queue.name, message["MessageId"])
         report.moved += len(moved)
     return report
+
+
+def prune_metrics(*, older_than: timedelta | None = None) -> int:
+    """Delete stored minutes past METRICS_RETENTION_DAYS; CloudWatch keeps its own history."""
+    cutoff = timezone.now() - (older_than or timedelta(days=settings.METRICS_RETENTION_DAYS))
+    return sum(
+        delete_in_batches(sweep="prune-metrics", queryset=model.objects.filter(minute__lt=cutoff))
+        for model in (MetricCount, MetricBucket)
+    )

@@ -1,6 +1,6 @@
 from celery import shared_task
 
-from . import metrics, outbox
+from . import outbox, services
 
 
 @shared_task(ignore_result=True)
@@ -14,4 +14,4 @@ def wake_relay_by_task() -> None:
 
 @shared_task(ignore_result=True)
 def prune_metrics() -> None:
-    metrics.prune()
+    services.prune_metrics()

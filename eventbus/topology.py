@@ -55,6 +55,33 @@ TARGET_MAX_RETRY_ATTEMPTS = 185
 TARGET_MAX_EVENT_AGE_SECONDS = DAY
 
 
+@dataclass(frozen=True)
+class TaskQueue:
+    """Celery's own broker queue (internal tasks). A task message that kills its worker is never
+    acknowledged and would come back after every visibility timeout for ever: like every event queue, it
+    moves to a DLQ after SQS_MAX_RECEIVE_COUNT receives."""
+
+    name: str
+    visibility_timeout: int
+    service: str = "tasks"
+
+    @property
+    def dlq_name(self) -> str:
+        return f"{self.name}-dlq"
+
+
+def task_queue() -> TaskQueue | None:
+    """Celery's default queue as its SQS transport names it, or None when the broker is not SQS."""
+    if not settings.CELERY_BROKER_URL.startswith("sqs://"):
+        return None
+    options = settings.CELERY_BROKER_TRANSPORT_OPTIONS
+    return TaskQueue(
+        name=f"{options.get('queue_name_prefix', '')}{settings.CELERY_TASK_DEFAULT_QUEUE}",
+        # Celery's transport creates the queue with this timeout if it finds none; provisioning agrees.
+        visibility_timeout=int(options.get("visibility_timeout", 30)),
+    )
+
+
 def prefixed(name: str) -> str:
     return f"{settings.AWS_RESOURCE_PREFIX}{name}"
 
@@ -76,12 +103,16 @@ def consuming_queues() -> list[ServiceQueue]:
     return [SERVICE_QUEUES[service] for service in registry.services()]
 
 
-def queue_for(name_or_service: str) -> ServiceQueue:
-    """Accept a service ('inventory'), a queue ('inventory-updates-queue') or its DLQ name."""
+def queue_for(name_or_service: str) -> ServiceQueue | TaskQueue:
+    """Accept a service ('inventory'), a queue ('inventory-updates-queue') or its DLQ name; 'tasks' (or
+    its queue's names) for Celery's queue."""
     for queue in SERVICE_QUEUES.values():
         if name_or_service in {queue.service, queue.base_name, queue.name, queue.dlq_name, f"{queue.base_name}-dlq"}:
             return queue
-    known = ", ".join(sorted(queue.service for queue in SERVICE_QUEUES.values()))
+    tasks = task_queue()
+    if tasks is not None and name_or_service in {tasks.service, tasks.name, tasks.dlq_name}:
+        return tasks
+    known = ", ".join(sorted(queue.service for queue in SERVICE_QUEUES.values()) + ([tasks.service] if tasks else []))
     raise LookupError(f"unknown queue or service {name_or_service!r}; known services: {known}")
 
 

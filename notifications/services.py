@@ -15,11 +15,15 @@ from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from eventbus import metrics
 from eventbus.event_types import CancellationReason
+from eventbus.sweeps import OUTAGES, Sweep
 
 from .models import Notification
 
 logger = logging.getLogger(__name__)
+
+NOTIFICATION_SWEEP = "send-notifications"
 
 SUBJECTS = {
     Notification.Kind.ORDER_CONFIRMED: "Your order is confirmed",
@@ -93,13 +97,27 @@ def deliver_notification(*, notification_id: int) -> Notification:
     return notification
 
 
-def record_delivery_failure(*, notification_id: int, error: str, final: bool) -> None:
-    notification = Notification.objects.get(pk=notification_id)
-    notification.attempts += 1
-    notification.last_error = error[:2000]
+def record_delivery_failure(*, notification_id: int, error: str, final: bool) -> bool:
+    """Note a failed send on the notification. Each notification is its own task with its own retries,
+    so one that never goes holds up no other; one that fails for good, or whose row cannot even be
+    read or written (so retrying cannot help), is counted as a skipped item of the notification sweep.
+    Returns whether a retry is worth it."""
+    sweep = Sweep(NOTIFICATION_SWEEP)
+    try:
+        notification = Notification.objects.get(pk=notification_id)
+        notification.attempts += 1
+        notification.last_error = error[:2000]
+        if final:
+            notification.status = Notification.Status.FAILED
+        notification.save(update_fields=["attempts", "last_error", "status"])
+    except OUTAGES:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the row itself is bad: recorded, logged and counted once
+        sweep.failed(notification_id, exc)
+        return False
     if final:
-        notification.status = Notification.Status.FAILED
+        metrics.record_sweep_failure(sweep=NOTIFICATION_SWEEP)
         logger.error(
             "notification %s failed for good after %d attempts: %s", notification_id, notification.attempts, error
         )
-    notification.save(update_fields=["attempts", "last_error", "status"])
+    return not final

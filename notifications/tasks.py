@@ -11,8 +11,8 @@ def send_notification(self, notification_id: int) -> None:
     except Exception as exc:
         # Whatever the email backend raised is recorded on the notification, then retried.
         final = self.request.retries >= settings.NOTIFICATION_MAX_RETRIES
-        services.record_delivery_failure(
+        worth_retrying = services.record_delivery_failure(
             notification_id=notification_id, error=f"{type(exc).__name__}: {exc}", final=final
         )
-        if not final:
+        if worth_retrying:
             raise self.retry(exc=exc, countdown=min(600, 5 * 2**self.request.retries)) from exc

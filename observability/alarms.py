@@ -46,6 +46,7 @@ class Readings:
     oldest_ages: dict[str, float]  # service -> seconds the oldest unhandled delivery has waited
     outbox_backlog_age: float  # seconds
     results: dict[str, dict[str, int]]  # service -> result -> deliveries in the alarm period
+    skipped_items: int = 0  # items periodic sweeps are skipping now (SweepFailure rows)
 
 
 @dataclass(frozen=True)
@@ -192,6 +193,21 @@ def definitions() -> list[AlarmDefinition]:
             runbook="messages-in-a-dlq",
         )
     )
+    tasks = topology.task_queue()
+    if tasks is not None:
+        alarms.append(
+            AlarmDefinition(
+                key="tasks-dead-letters",
+                title="tasks: messages in Celery's DLQ",
+                description=f"A task message in {tasks.dlq_name} was received too often without being "
+                "acknowledged: it kills or hangs its worker.",
+                threshold=settings.ALARM_DLQ_MESSAGES,
+                unit="messages",
+                metric=_sqs_metric("ApproximateNumberOfMessagesVisible", tasks.dlq_name),
+                local=lambda readings, name=tasks.dlq_name: readings.dlq_depths.get(name),
+                runbook="messages-in-a-dlq",
+            )
+        )
     alarms.append(
         AlarmDefinition(
             key="outbox-backlog-age",
@@ -205,6 +221,19 @@ def definitions() -> list[AlarmDefinition]:
             # is relaying, which is the failure this alarm is for.
             treat_missing_data="breaching",
             runbook="the-outbox-is-not-draining",
+        )
+    )
+    alarms.append(
+        AlarmDefinition(
+            key="sweep-skipped-items",
+            title="Periodic sweeps skipping items",
+            description="A periodic sweep keeps failing on an item (a row it cannot read or handle) and skips it.",
+            threshold=0,
+            unit="items",
+            metric={"Namespace": NAMESPACE, "MetricName": str(Metric.SWEEP_ITEM_FAILED), "Statistic": "Sum"},
+            local=lambda readings: readings.skipped_items,
+            period=settings.ALARM_PERIOD_SECONDS,
+            runbook="a-sweep-skips-an-item",
         )
     )
     return alarms

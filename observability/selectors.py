@@ -19,7 +19,15 @@ from django.utils import timezone
 
 from eventbus import aws, registry, selectors, topology
 from eventbus.metrics import Metric, percentile
-from eventbus.models import ConsumerHeartbeat, DeliveryFailure, MetricBucket, MetricCount, OutboxEvent, ProcessedEvent
+from eventbus.models import (
+    ConsumerHeartbeat,
+    DeliveryFailure,
+    MetricBucket,
+    MetricCount,
+    OutboxEvent,
+    ProcessedEvent,
+    SweepFailure,
+)
 
 from .alarms import AlarmDefinition, AlarmState, Readings, definitions
 
@@ -206,11 +214,12 @@ class QueueHealth:
     depths: list[selectors.QueueDepth]
     target_dlq_depth: int | None
     error: str
+    task_dlq_depth: int | None = None
 
 
 def queue_health() -> QueueHealth:
     try:
-        return QueueHealth(selectors.queue_depths(), selectors.target_dlq_depth(), "")
+        return QueueHealth(selectors.queue_depths(), selectors.target_dlq_depth(), "", selectors.task_dlq_depth())
     except (BotoCoreError, ClientError) as exc:
         return QueueHealth([], None, aws.explain(exc))
 
@@ -220,6 +229,9 @@ def readings(*, queues: QueueHealth, backlog: OutboxBacklog, now: datetime | Non
     dlq_depths = {depth.dlq_name: depth.dlq_depth for depth in queues.depths}
     if queues.target_dlq_depth is not None:
         dlq_depths[topology.target_dlq_name()] = queues.target_dlq_depth
+    tasks = topology.task_queue()
+    if tasks is not None and queues.task_dlq_depth is not None:
+        dlq_depths[tasks.dlq_name] = queues.task_dlq_depth
     # A queue with nothing in it has no old message: the database is asked only about queues that
     # hold messages (or all of them when the queues cannot be read).
     busy = {depth.service for depth in queues.depths if depth.visible + depth.in_flight}
@@ -235,6 +247,7 @@ def readings(*, queues: QueueHealth, backlog: OutboxBacklog, now: datetime | Non
         oldest_ages=ages,
         outbox_backlog_age=backlog.oldest_age_seconds,
         results=results_by_service(since=since),
+        skipped_items=SweepFailure.objects.count(),
     )
 
 

@@ -62,6 +62,7 @@ def event_flow(request: HttpRequest) -> TemplateResponse:
         "failures": selectors.recent_failures(),
         "queues": queues,
         "target_dlq_name": topology.target_dlq_name(),
+        "task_queue": topology.task_queue(),
         "backlog": backlog,
         "alarms": alarms,
         "alarms_firing": sum(status.state == "ALARM" for status in alarms),

@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from eventbus import event_types
 from eventbus.state_machine import IllegalTransition
+from eventbus.sweeps import Sweep, delete_in_batches
 from inventory.selectors import catalogue_entries
 
 from .models import ApiClient, ApiKey, IdempotencyKey, Order, OrderLine
@@ -251,8 +252,8 @@ def place_order_idempotently(
 
 def purge_expired_idempotency_keys() -> int:
     cutoff = timezone.now() - timedelta(hours=settings.IDEMPOTENCY_KEY_TTL_HOURS)
-    deleted, _ = IdempotencyKey.objects.filter(created_at__lt=cutoff).delete()
-    return deleted
+    expired = IdempotencyKey.objects.filter(created_at__lt=cutoff)
+    return delete_in_batches(sweep="purge-idempotency-keys", queryset=expired)
 
 
 def _order_identity(order: Order) -> dict[str, str]:
@@ -383,8 +384,9 @@ def ship_order(*, order_id: uuid.UUID, carrier: str, tracking_number: str) -> Or
 
 
 def cancel_stuck_orders(*, older_than: timedelta | None = None) -> list[uuid.UUID]:
-    """Cancel orders left in PLACED or RESERVED too long (TIMEOUT); each in its own transaction, so
-    one order that moves on meanwhile does not stop the rest.
+    """Cancel orders left in PLACED or RESERVED too long (TIMEOUT), oldest first, each in its own
+    transaction: an order that moves on meanwhile is left alone, and one that cannot be cancelled (or
+    even read) is recorded and skipped (eventbus.sweeps), never stopping the rest.
 
     With ORDER_SAGA=stepfunctions each step of the state machine times out and compensates instead,
     so this sweep stands down rather than race the execution."""
@@ -393,12 +395,16 @@ def cancel_stuck_orders(*, older_than: timedelta | None = None) -> list[uuid.UUI
     if older_than is None:
         older_than = timedelta(minutes=settings.ORDER_TIMEOUT_MINUTES)
     cutoff = timezone.now() - older_than
-    stuck = Order.objects.filter(
-        status__in=[Order.Status.PLACED, Order.Status.RESERVED], status_changed_at__lt=cutoff
-    ).values_list("pk", flat=True)
+    # Only ids are read here: a row the model cannot load fails its own iteration, not this query.
+    stuck = list(
+        Order.objects.filter(status__in=[Order.Status.PLACED, Order.Status.RESERVED], status_changed_at__lt=cutoff)
+        .order_by("status_changed_at", "pk")
+        .values_list("pk", flat=True)
+    )
+    sweep = Sweep("cancel-stuck-orders")
     cancelled = []
     for order_id in stuck:
-        with transaction.atomic():
+        with sweep.item(order_id), transaction.atomic():
             order = _lock(order_id)
             if order.status not in (Order.Status.PLACED, Order.Status.RESERVED) or order.status_changed_at >= cutoff:
                 continue

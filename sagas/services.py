@@ -20,10 +20,12 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from eventbus import aws, topology
 from eventbus.events import ReceivedEvent
+from eventbus.sweeps import Sweep
 
 from .models import SagaReply
 
@@ -113,32 +115,33 @@ def answer(
 
 
 def send_pending_replies(*, limit: int = 200) -> int:
-    """Send due PENDING replies (the sweep for anything a crash left behind). Returns how many went."""
+    """Send due PENDING replies (the sweep for anything a crash left behind). Returns how many went.
+    A reply that cannot be read or sent is recorded and skipped (eventbus.sweeps); the claim's lease
+    paces its retries."""
     now = timezone.now()
-    with transaction.atomic():
-        rows = list(
-            SagaReply.objects.select_for_update(skip_locked=True)
-            .filter(status=SagaReply.Status.PENDING, next_attempt_at__lte=now)
-            .order_by("created_at")[:limit]
-        )
-        for row in rows:
-            row.next_attempt_at = now + CLAIM_LEASE
-        SagaReply.objects.bulk_update(rows, ["next_attempt_at"])
-    return sum(_send(row) for row in rows)
+    return _claim_and_send(
+        SagaReply.objects.filter(status=SagaReply.Status.PENDING, next_attempt_at__lte=now).order_by(
+            "created_at", "pk"
+        )[:limit]
+    )
 
 
 def send_replies(*, reply_ids: list[int]) -> int:
+    return _claim_and_send(SagaReply.objects.filter(pk__in=reply_ids, status=SagaReply.Status.PENDING))
+
+
+def _claim_and_send(due: QuerySet[SagaReply]) -> int:
+    # Only ids are read under the lock, so a row the model cannot load fails alone, below.
     with transaction.atomic():
-        rows = list(
-            SagaReply.objects.select_for_update(skip_locked=True).filter(
-                pk__in=reply_ids, status=SagaReply.Status.PENDING
-            )
-        )
-        claimed_until = timezone.now() + CLAIM_LEASE
-        for row in rows:
-            row.next_attempt_at = claimed_until
-        SagaReply.objects.bulk_update(rows, ["next_attempt_at"])
-    return sum(_send(row) for row in rows)
+        ids = list(due.select_for_update(skip_locked=True).values_list("pk", flat=True))
+        # SagaReply is not evented: a plain UPDATE is the claim.
+        SagaReply.objects.filter(pk__in=ids).update(next_attempt_at=timezone.now() + CLAIM_LEASE)
+    sweep = Sweep("send-saga-replies")
+    sent = 0
+    for reply in sweep.load(SagaReply.objects.all(), ids):
+        with sweep.item(reply.pk):
+            sent += _send(reply)
+    return sent
 
 
 def _send(reply: SagaReply) -> bool:

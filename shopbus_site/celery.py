@@ -1,8 +1,10 @@
 """The Celery app. Its broker carries internal tasks only; event queues are consumed by a bootstep."""
 
 import os
+from pathlib import Path
 
 from celery import Celery
+from celery.signals import worker_ready
 from click import Option
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "shopbus_site.settings")
@@ -28,3 +30,12 @@ def _register_event_consumer_step() -> None:
 
 
 _register_event_consumer_step()
+
+
+@worker_ready.connect
+def _tell_the_supervisor(**kwargs) -> None:
+    # `make run` announces the stack once its worker is consuming, instead of letting the login and
+    # key scroll away under the worker's start-up log (shopbus_site/management/commands/devstack.py).
+    ready_file = os.environ.get("SHOPBUS_WORKER_READY_FILE")
+    if ready_file:
+        Path(ready_file).write_text(f"{os.getpid()}\n")

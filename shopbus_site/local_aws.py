@@ -10,13 +10,19 @@ with moto_server's arguments), with two things moto repeats on every request don
 Both are pure functions of values that never change while the server runs (a parsed expression is
 only read by `find`; moto's modules are fixed at install), so memoising them changes nothing but the
 time.
+
+It also answers GET /shopbus/launch-token with the token `devstack` gave it in SHOPBUS_LAUNCH_TOKEN,
+so that the stack can tell the server it launched from any other moto answering on the same port.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
+
+LAUNCH_TOKEN_PATH = "/shopbus/launch-token"
 
 
 def speed_up_moto() -> None:
@@ -34,10 +40,29 @@ def speed_up_moto() -> None:
         backends.list_of_moto_modules = functools.cache(lambda: modules)
 
 
+def answer_launch_token(token: str) -> None:
+    """Serve `token` at LAUNCH_TOKEN_PATH in front of moto's own routing."""
+    import moto.server
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    class TokenAnsweringApplication(DomainDispatcherApplication):
+        def __call__(self, environ, start_response):
+            if environ.get("PATH_INFO") == LAUNCH_TOKEN_PATH:
+                start_response("200 OK", [("Content-Type", "text/plain")])
+                return [token.encode()]
+            return super().__call__(environ, start_response)
+
+    # moto's main builds its application from this module attribute.
+    moto.server.DomainDispatcherApplication = TokenAnsweringApplication
+
+
 def main() -> int:
     from moto.server import main as moto_server
 
     speed_up_moto()
+    token = os.environ.get("SHOPBUS_LAUNCH_TOKEN")
+    if token:
+        answer_launch_token(token)
     # One access-log line per request costs moto CPU and tells a developer nothing; errors still show.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     return moto_server()

@@ -181,6 +181,10 @@ EVENT_ARCHIVE_RETENTION_DAYS = env.int("EVENT_ARCHIVE_RETENTION_DAYS", default=9
 
 # --- Event plumbing -----------------------------------------------------------------------------
 OUTBOX_RELAY_INTERVAL_SECONDS = env.int("OUTBOX_RELAY_INTERVAL_SECONDS", default=10)
+# How long a relay's claim on the rows it publishes lasts unless renewed. A live relay renews it every
+# third of the lease while it publishes; a dead one's rows wait this long, or not at all when a relay on
+# the same host sees the process gone (docs/architecture.md, "Publishing").
+OUTBOX_CLAIM_LEASE_SECONDS = env.int("OUTBOX_CLAIM_LEASE_SECONDS", default=15)
 OUTBOX_MAX_BACKOFF_SECONDS = env.int("OUTBOX_MAX_BACKOFF_SECONDS", default=300)
 # Comma-separated services whose queues this worker consumes; empty means every service.
 EVENT_CONSUMERS = env.list("EVENT_CONSUMERS", default=[])

@@ -8,7 +8,7 @@ import requests
 from moto import mock_aws
 
 from eventbus import aws as aws_clients
-from eventbus import topology
+from eventbus import metrics, topology
 from eventbus.provisioning import Provisioner
 from inventory import services as inventory_services
 from orders import services as order_services
@@ -25,6 +25,12 @@ def aws(request):
         with mock_aws():
             yield
     aws_clients.client.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def fresh_metrics():
+    """Each test starts with nothing recorded, so what it reads from the metrics is its own doing."""
+    metrics.recorder.drain()
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from typing import TypeVar
 
 import pytest
 from django.db import connection
+from django.db.models import Model
 
 from eventbus import aws, selectors
 
@@ -91,3 +92,30 @@ def run_together(jobs: list[Callable[[], object]]) -> list[object]:
 on_both_databases = pytest.mark.parametrize(
     "database_vendor", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 )
+
+
+def poison(model: type[Model], pk: object, **columns: object) -> None:
+    """Write values straight into a row, past the model's validation, as a bad migration, a manual
+    fix or another program might: values the model cannot read back, or cannot work with."""
+    table = connection.ops.quote_name(model._meta.db_table)
+    assignments = ", ".join(f"{connection.ops.quote_name(model._meta.get_field(name).column)} = %s" for name in columns)
+    pk_value = model._meta.pk.get_db_prep_value(pk, connection)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET {assignments} WHERE {connection.ops.quote_name(model._meta.pk.column)} = %s",
+            [*columns.values(), pk_value],
+        )
+        assert cursor.rowcount == 1
+
+
+def skipped_items(sweep: str) -> int:
+    """How many items the sweep has skipped, as the SweepItemFailed metric counts them."""
+    from eventbus import metrics
+    from eventbus.models import MetricCount
+
+    metrics.flush()
+    return sum(
+        MetricCount.objects.filter(metric=metrics.Metric.SWEEP_ITEM_FAILED, service=sweep).values_list(
+            "count", flat=True
+        )
+    )

@@ -10,7 +10,7 @@ import uuid
 import pytest
 from botocore.exceptions import ClientError
 
-from eventbus import aws, metrics, outbox, topology
+from eventbus import aws, metrics, outbox, services, topology
 from eventbus.consuming import QueuePoller
 from eventbus.event_types import ORDER_PLACED
 from eventbus.metrics import Metric
@@ -147,9 +147,9 @@ def test_stored_minutes_are_pruned_after_the_retention(catalogue, cloudwatch_cal
         service="audit", detail_type="Order Placed", result="processed", processing_ms=1, end_to_end_ms=1
     )
     metrics.flush()
-    assert metrics.prune() == 0
+    assert services.prune_metrics() == 0
     settings.METRICS_RETENTION_DAYS = 0
-    assert metrics.prune() > 0
+    assert services.prune_metrics() > 0
     assert not MetricCount.objects.exists()
 
 

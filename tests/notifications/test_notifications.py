@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 import uuid
 
 import pytest
@@ -8,8 +9,10 @@ from django.core import mail
 from eventbus import event_types
 from eventbus.consuming import handle_message
 from eventbus.event_types import EventType
+from eventbus.models import SweepFailure
 from notifications.models import Notification
 from tests.events import envelope
+from tests.helpers import poison, skipped_items
 
 pytestmark = pytest.mark.django_db
 
@@ -173,3 +176,23 @@ def test_a_failed_send_is_retried_with_backoff_and_recorded(
     assert notification.status == "FAILED"
     assert notification.attempts == 3  # the first try and two retries
     assert "SMTPServerDisconnected" in notification.last_error
+
+
+def test_a_notification_that_cannot_be_read_is_recorded_once_and_the_others_are_sent(
+    django_capture_on_commit_callbacks, caplog
+):
+    with django_capture_on_commit_callbacks() as sends:
+        for n in range(2):
+            data = {"orderId": str(uuid.uuid4()), "customerId": f"c-{n}", "email": f"c{n}@example.com"}
+            deliver(event_types.ORDER_CONFIRMED, {**data, "totalAmount": "1.00", "currency": "USD"})
+    poisoned, fine = Notification.objects.order_by("pk")
+    poison(Notification, poisoned.pk, created_at="2020-13-45 00:00:00")  # month 13: ValueError when read
+
+    with caplog.at_level(logging.ERROR, logger="eventbus.sweeps"):
+        for send in sends:
+            send()
+
+    assert [email.to for email in mail.outbox] == [["c1@example.com"]]
+    assert len([r for r in caplog.records if str(poisoned.pk) in r.getMessage()]) == 1
+    assert SweepFailure.objects.get(sweep="send-notifications").item == str(poisoned.pk)
+    assert skipped_items("send-notifications") == 1

@@ -23,7 +23,7 @@ def cloudwatch_alarms() -> dict[str, dict]:
 def test_provisioning_creates_every_alarm_with_its_threshold_and_dimensions(settings, provisioned):
     alarms = cloudwatch_alarms()
     services_with_queues = [queue.service for queue in topology.consuming_queues()]
-    assert len(alarms) == 3 * len(services_with_queues) + 2
+    assert len(alarms) == 3 * len(services_with_queues) + 3
 
     dlq = alarms["shopbus-inventory-dead-letters"]
     assert (dlq["Namespace"], dlq["MetricName"], dlq["Statistic"]) == (
@@ -112,6 +112,20 @@ def test_an_unpublished_outbox_turns_the_backlog_alarm_on(provisioned, catalogue
 
     OutboxEvent.objects.update(status=OutboxEvent.Status.PENDING, created_at=timezone.now() - timedelta(minutes=5))
     assert evaluate()["outbox-backlog-age"] == AlarmState.ALARM
+
+
+def test_a_sweep_skipping_an_item_turns_its_alarm_on_until_the_item_succeeds(provisioned):
+    from eventbus.models import SweepFailure
+
+    skipped = cloudwatch_alarms()["shopbus-sweep-skipped-items"]
+    assert (skipped["MetricName"], skipped["Statistic"], skipped["Threshold"]) == ("SweepItemFailed", "Sum", 0)
+    assert skipped.get("Dimensions", []) == []  # the total over every sweep, which the flusher sends
+    assert evaluate()["sweep-skipped-items"] == AlarmState.OK
+
+    failure = SweepFailure.objects.create(sweep="cancel-stuck-orders", item="an order", error="InvalidOperation")
+    assert evaluate()["sweep-skipped-items"] == AlarmState.ALARM
+    failure.delete()
+    assert evaluate()["sweep-skipped-items"] == AlarmState.OK
 
 
 def test_a_delivery_waiting_too_long_turns_the_queue_age_alarm_on_until_it_is_handled(provisioned, catalogue):

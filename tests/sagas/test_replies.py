@@ -11,8 +11,10 @@ from botocore.stub import Stubber
 from django.db import transaction
 
 from eventbus import aws
+from eventbus.models import SweepFailure
 from sagas import services
 from sagas.models import SagaReply
+from tests.helpers import poison, skipped_items
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -88,3 +90,24 @@ def test_recording_the_same_token_twice_keeps_the_first_answer(stepfunctions):
     record(task_token="token-f")
     again = record(task_token="token-f", succeeded=False, error="PAYMENT_FAILED")
     assert again.succeeded and SagaReply.objects.count() == 1
+
+
+def test_a_reply_that_cannot_be_read_is_skipped_and_the_others_are_sent(stepfunctions, caplog):
+    replies = [
+        SagaReply.objects.create(
+            task_token=f"token-sweep-{n}", order_id=uuid.uuid4(), command="Charge Payment", succeeded=True
+        )
+        for n in range(3)
+    ]
+    poison(SagaReply, replies[1].pk, created_at="2020-13-45 00:00:00")  # month 13: ValueError when read
+    for reply in (replies[0], replies[2]):
+        stepfunctions.add_response("send_task_success", {}, {"taskToken": reply.task_token, "output": "{}"})
+
+    with caplog.at_level(logging.ERROR, logger="eventbus.sweeps"):
+        assert services.send_pending_replies() == 2
+
+    statuses = dict(SagaReply.objects.values_list("pk", "status"))
+    assert [statuses[reply.pk] for reply in replies] == ["SENT", "PENDING", "SENT"]
+    assert [r.getMessage() for r in caplog.records if str(replies[1].pk) in r.getMessage()]
+    assert SweepFailure.objects.get(sweep="send-saga-replies").item == str(replies[1].pk)
+    assert skipped_items("send-saga-replies") == 1

@@ -44,8 +44,14 @@ class Command(BaseCommand):
         self.stdout.write(
             f"{'(delivery)':<14} {topology.target_dlq_name():<28} {'':>8} {'':>10} {target_dlq_depth:>10}"
         )
+        tasks = topology.task_queue()
+        if tasks is not None:
+            visible, in_flight = selectors.message_counts(tasks.name)
+            self.stdout.write(
+                f"{'(tasks)':<14} {tasks.name:<28} {visible:>8} {in_flight:>10} {selectors.task_dlq_depth():>10}"
+            )
 
-    def show(self, queue: topology.ServiceQueue, limit: int) -> None:
+    def show(self, queue: topology.ServiceQueue | topology.TaskQueue, limit: int) -> None:
         letters = selectors.peek_dead_letters(queue_name=queue.dlq_name, limit=limit)
         if not letters:
             self.stdout.write(f"{queue.dlq_name} is empty.")
@@ -57,7 +63,7 @@ class Command(BaseCommand):
                 f"  body: {letter.body[:300]}"
             )
 
-    def redrive(self, queue: topology.ServiceQueue, max_messages: int) -> None:
+    def redrive(self, queue: topology.ServiceQueue | topology.TaskQueue, max_messages: int) -> None:
         if max_messages < 1:
             raise CommandError("--max must be at least 1")
         report = services.redrive_dead_letters(queue=queue, max_messages=max_messages)
