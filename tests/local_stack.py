@@ -78,11 +78,12 @@ class LocalStack:
                 raise RuntimeError(
                     f"the local stack exited early (status {self.process.returncode}); see {self.log_path}"
                 )
-            text = self.log_path.read_text()
-            key, login = re.search(r"key\s+(sb_\S+)", text), re.search(r"login (\S+) / (\S+)", text)
+            # The full announcement, once the web server answers and the worker consumes; devstack says
+            # the login and key earlier too, before either is up, so that earlier line is not enough.
+            text = self.log_path.read_text().partition("shopbus is running.")[2]
+            key, login = re.search(r"key\s+(sb_\S+)", text), re.search(r"login (\S+) / (\S+)\n", text)
             if key and login:
                 self.banner = Banner(login.group(1), login.group(2), key.group(1))
-                # devstack prints the banner once /healthz answers; this is a cheap second look.
                 self.get_json("/healthz")
                 return self.banner
             time.sleep(0.25)
