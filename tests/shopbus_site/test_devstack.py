@@ -60,7 +60,7 @@ class Stack:
             "WEB_PORT": str(self.web_port),
             "LOCAL_AWS_PORT": str(self.aws_port),
             "CELERY_BEAT_SCHEDULE_FILENAME": str(tmp_path / "beat-schedule"),
-            "EMAIL_URL": f"filemail://{tmp_path / 'emails'}",
+            "EMAIL_URL": f"filemail:///{tmp_path / 'emails'}",  # django-environ drops one slash
             **env,
         }
         self.log_path = tmp_path / "stack.log"
@@ -74,7 +74,11 @@ class Stack:
     def wait_until_running(self) -> str:
         """The API key, once the stack says it is running."""
         match = wait_for(
-            lambda: self.process.poll() is None and re.search(r"key\s+(sb_\S+)", self.output()),
+            # The full announcement: devstack says the key earlier too, before the web server answers.
+            lambda: (
+                self.process.poll() is None
+                and re.search(r"key\s+(sb_\S+)", self.output().partition("shopbus is running.")[2])
+            ),
             timeout=180,
             what=f"the stack to start (see {self.log_path})",
         )
