@@ -56,7 +56,8 @@ class Stack:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise SystemExit(f"the stack exited early; see {self.log_path}")
-            match = re.search(r"key\s+(sb_\S+)", self.log_path.read_text())
+            # The full announcement, not the early line that says the key before the web server answers.
+            match = re.search(r"shopbus is running\.[\s\S]*?key\s+(sb_\S+)", self.log_path.read_text())
             if match:
                 return match.group(1)
             time.sleep(0.2)

@@ -3,12 +3,16 @@ from __future__ import annotations
 import json
 
 from botocore.exceptions import BotoCoreError, ClientError
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseRedirect
+from django.urls import path, reverse
 from django.utils.html import format_html
 
 from shopbus_site.admin import IdentifierSearch, ReadOnlyAdmin, known_values_filter
 
-from . import aws, event_types, outbox, registry, selectors, topology
+from . import aws, event_types, outbox, registry, selectors, services, topology
 from .models import DeliveryFailure, OutboxEvent, ProcessedEvent, SweepFailure
 
 # The outbox holds shopbus's domain events; Step Functions publishes the saga's commands itself, and
@@ -80,13 +84,80 @@ class ProcessedEventAdmin(IdentifierSearch, ReadOnlyAdmin):
     show_full_result_count = False
 
 
+class RedriveForm(forms.Form):
+    queue = forms.CharField()
+    max_messages = forms.IntegerField(min_value=1, max_value=1000, initial=100)
+
+
 @admin.register(DeliveryFailure)
 class DeliveryFailureAdmin(ReadOnlyAdmin):
-    """Failed deliveries, under a live table of every queue's and DLQ's depth."""
+    """Failing events, one row each with where it stands, under a live table of every queue's and
+    DLQ's depth, from which staff allowed to (eventbus.redrive_dead_letters) redrive a DLQ."""
 
-    list_display = ("last_failed_at", "queue_name", "detail_type", "event_id", "receive_count", "reason")
+    list_display = (
+        "last_failed_at",
+        "state",
+        "state_changed_at",
+        "queue_name",
+        "detail_type",
+        "event_id",
+        "receive_count",
+        "reason",
+    )
     list_filter = ("queue_name", "detail_type")
     search_fields = ("event_id", "message_id")
+
+    def has_redrive_permission(self, request) -> bool:
+        return request.user.has_perm("eventbus.redrive_dead_letters")
+
+    def get_changelist_instance(self, request):
+        changelist = super().get_changelist_instance(request)
+        states = selectors.failure_states(failures=list(changelist.result_list))
+        for failure in changelist.result_list:
+            failure.current = states[failure.pk]
+        return changelist
+
+    @admin.display(description="State")
+    def state(self, failure: DeliveryFailure) -> str:
+        return failure.current.state
+
+    @admin.display(description="State since")
+    def state_changed_at(self, failure: DeliveryFailure):
+        return failure.current.since
+
+    def get_urls(self):
+        redrive = path(
+            "redrive/", self.admin_site.admin_view(self.redrive_view), name="eventbus_deliveryfailure_redrive"
+        )
+        return [redrive, *super().get_urls()]
+
+    def redrive_view(self, request):
+        if request.method != "POST":
+            return HttpResponseRedirect(reverse("admin:eventbus_deliveryfailure_changelist"))
+        if not self.has_redrive_permission(request):
+            raise PermissionDenied
+        form = RedriveForm(request.POST)
+        try:
+            queue = topology.queue_for(form.data.get("queue", ""))
+        except LookupError:
+            queue = None
+        if not form.is_valid() or queue is None:
+            self.message_user(request, "Choose a queue and how many messages to move (1 to 1000).", messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:eventbus_deliveryfailure_changelist"))
+        try:
+            report = services.redrive_dead_letters(queue=queue, max_messages=form.cleaned_data["max_messages"])
+        except (BotoCoreError, ClientError) as exc:
+            self.message_user(request, f"Nothing moved: {aws.explain(exc)}", messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:eventbus_deliveryfailure_changelist"))
+        for failure in DeliveryFailure.objects.filter(message_id__in=report.moved_message_ids):
+            self.log_change(request, failure, f"Redriven from {queue.dlq_name} to {queue.name}.")
+        self.message_user(
+            request,
+            f"Moved {report.moved} message(s) from {queue.dlq_name} back to {queue.name}"
+            + (f"; {report.failed} could not be moved (see the log)." if report.failed else "."),
+            messages.WARNING if report.failed else messages.SUCCESS,
+        )
+        return HttpResponseRedirect(reverse("admin:eventbus_deliveryfailure_changelist"))
 
     def changelist_view(self, request, extra_context=None):
         try:
@@ -103,6 +174,7 @@ class DeliveryFailureAdmin(ReadOnlyAdmin):
             "task_queue": tasks,
             "task_dlq_depth": task_dlq_depth,
             "depth_error": depth_error,
+            "can_redrive": self.has_redrive_permission(request),
             **(extra_context or {}),
         }
         return super().changelist_view(request, extra_context=context)

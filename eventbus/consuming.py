@@ -235,9 +235,11 @@ def record_failure(*, queue_name: str, message_id: str, receive_count: int, outc
         "receive_count": receive_count,
         "last_failed_at": now,
     }
-    DeliveryFailure.objects.update_or_create(
-        message_id=message_id, defaults=latest, create_defaults={**latest, "first_failed_at": now}
-    )
+    # One row per failing event on a queue, whichever of its messages failed last (a redrive sends a
+    # new one); a message too broken to name its event keeps a row of its own.
+    latest["message_id"] = message_id
+    key = {"queue_name": queue_name, "event_id": outcome.event_id} if outcome.event_id else {"message_id": message_id}
+    DeliveryFailure.objects.update_or_create(**key, defaults=latest, create_defaults={**latest, "first_failed_at": now})
 
 
 class QueuePoller(threading.Thread):

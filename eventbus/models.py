@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import models, router, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from .event_types import EventType
@@ -106,7 +107,11 @@ class ProcessedEvent(models.Model):
 
 
 class DeliveryFailure(models.Model):
-    """Why a queue message failed, kept by SQS message id so `dlq show` can say why it is in a DLQ."""
+    """Why an event failed on a queue: one row per (queue, event), whichever of its messages failed
+    last (a redrive sends a new message), kept with that message's id so `dlq show` can say why it
+    is in a DLQ. Whether it is still failing, was redriven, or was since handled is for the reader
+    (eventbus.selectors.failure_states); a message that cannot be parsed has no event and keeps a row
+    of its own."""
 
     message_id = models.CharField(max_length=100, unique=True)
     queue_name = models.CharField(max_length=100)
@@ -116,9 +121,16 @@ class DeliveryFailure(models.Model):
     receive_count = models.PositiveIntegerField(default=1)
     first_failed_at = models.DateTimeField(default=timezone.now)
     last_failed_at = models.DateTimeField(default=timezone.now)
+    redriven_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-last_failed_at"]
+        permissions = [("redrive_dead_letters", "Can redrive dead letters to their queue")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["queue_name", "event_id"], condition=~Q(event_id=""), name="one_failure_row_per_queued_event"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.queue_name} {self.message_id}"

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 
 from . import aws, registry, topology
-from .models import DeliveryFailure
+from .models import DeliveryFailure, ProcessedEvent
 
 MAX_CONCURRENT_CALLS = 16  # within aws.client's connection pool
 
@@ -112,3 +115,39 @@ def peek_dead_letters(*, queue_name: str, limit: int = 10) -> list[DeadLetter]:
             )
         )
     return letters
+
+
+@dataclass(frozen=True)
+class FailureState:
+    state: str  # "failing", "redriven" or "resolved"
+    since: datetime
+
+
+def failure_states(*, failures: list[DeliveryFailure]) -> dict[int, FailureState]:
+    """Where each failing event stands: resolved once its queue's service has handled it since (a
+    ProcessedEvent of one of that service's handlers), redriven if moved back from the DLQ after it
+    last failed, failing otherwise. One query whatever the number of rows."""
+    event_ids = set()
+    for failure in failures:
+        with contextlib.suppress(ValueError):
+            event_ids.add(uuid.UUID(failure.event_id))
+    handled: dict[tuple[str, str], datetime] = {}
+    for handler, event_id, processed_at in ProcessedEvent.objects.filter(event_id__in=event_ids).values_list(
+        "handler", "event_id", "processed_at"
+    ):
+        key = (handler.split(".", 1)[0], str(event_id))
+        handled[key] = max(processed_at, handled.get(key, processed_at))
+    states = {}
+    for failure in failures:
+        try:
+            service = topology.queue_for(failure.queue_name).service
+        except LookupError:
+            service = ""
+        resolved_at = handled.get((service, failure.event_id))
+        if resolved_at is not None and resolved_at >= failure.first_failed_at:
+            states[failure.pk] = FailureState("resolved", resolved_at)
+        elif failure.redriven_at is not None and failure.redriven_at >= failure.last_failed_at:
+            states[failure.pk] = FailureState("redriven", failure.redriven_at)
+        else:
+            states[failure.pk] = FailureState("failing", failure.last_failed_at)
+    return states

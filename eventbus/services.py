@@ -4,14 +4,14 @@ metrics."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
 from django.utils import timezone
 
 from . import aws, topology
-from .models import MetricBucket, MetricCount
+from .models import DeliveryFailure, MetricBucket, MetricCount
 from .sweeps import delete_in_batches
 
 logger = logging.getLogger(__name__)
@@ -21,6 +21,7 @@ logger = logging.getLogger(__name__)
 class RedriveReport:
     moved: int = 0
     failed: int = 0
+    moved_message_ids: list[str] = field(default_factory=list)
 
 
 def redrive_dead_letters(*, queue: topology.ServiceQueue | topology.TaskQueue, max_messages: int) -> RedriveReport:
@@ -64,6 +65,9 @@ def redrive_dead_letters(*, queue: topology.ServiceQueue | topology.TaskQueue, m
         for message in moved:
             logger.info("redrive %s -> %s: message %s", queue.dlq_name, queue.name, message["MessageId"])
         report.moved += len(moved)
+        report.moved_message_ids += [message["MessageId"] for message in moved]
+    # DeliveryFailure is a log, not an evented model: a bulk update records no event.
+    DeliveryFailure.objects.filter(message_id__in=report.moved_message_ids).update(redriven_at=timezone.now())
     return report
 
 

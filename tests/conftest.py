@@ -122,3 +122,15 @@ def start_stack(transactional_db, settings):
     """Start a live stack with chosen options inside the test: start_stack(coordinator=..., consumers=[...])."""
     with ExitStack() as stack:
         yield lambda **options: stack.enter_context(_running_stack(settings, **options))
+
+
+@pytest.fixture
+def quiet_relay(settings, provisioned):
+    """Events the handlers publish stay in the outbox, so each test reads only the queue it fed."""
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    from shopbus_site.celery import app
+
+    app.conf.task_always_eager = False
+    app.conf.broker_url = "memory://"
+    yield
+    app.conf.task_always_eager = True

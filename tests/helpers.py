@@ -13,7 +13,8 @@ import pytest
 from django.db import connection
 from django.db.models import Model
 
-from eventbus import aws, selectors
+from eventbus import aws, selectors, topology
+from eventbus.consuming import QueuePoller
 
 T = TypeVar("T")
 
@@ -119,3 +120,17 @@ def skipped_items(sweep: str) -> int:
             "count", flat=True
         )
     )
+
+
+def send_to_queue(service: str, body: str) -> None:
+    sqs = aws.client("sqs")
+    sqs.send_message(
+        QueueUrl=sqs.get_queue_url(QueueName=topology.SERVICE_QUEUES[service].name)["QueueUrl"], MessageBody=body
+    )
+
+
+def poll_queue(service: str, times: int = 1) -> None:
+    """A consumer's receive on one service's queue, `times` over, in this thread."""
+    poller = QueuePoller(topology.SERVICE_QUEUES[service], threading.Event())
+    for _ in range(times):
+        poller.poll_once()

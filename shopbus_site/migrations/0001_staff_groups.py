@@ -43,7 +43,7 @@ class Migration(migrations.Migration):
     dependencies = [
         ("auth", "0012_alter_user_first_name_max_length"),
         ("contenttypes", "0002_remove_content_type_name"),
-        ("eventbus", "0004_correlation_id_as_long_as_the_schema_allows"),
+        ("eventbus", "0005_sweep_failures_and_claim_owner"),
         ("inventory", "0003_staff_permissions"),
         ("orders", "0007_staff_permissions"),
         ("payments", "0002_gateway_calls_outside_transactions"),

@@ -19,22 +19,11 @@ from orders import services as order_services
 from orders.models import Order
 from tests.events import envelope, order_placed_data
 from tests.factories import OrderItemFactory, PlaceOrderRequestFactory
+from tests.helpers import poll_queue as poll
 from tests.helpers import queue_depth
+from tests.helpers import send_to_queue as send
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def send(service: str, body: str) -> None:
-    sqs = aws.client("sqs")
-    sqs.send_message(
-        QueueUrl=sqs.get_queue_url(QueueName=topology.SERVICE_QUEUES[service].name)["QueueUrl"], MessageBody=body
-    )
-
-
-def poll(service: str, times: int = 1) -> None:
-    poller = QueuePoller(topology.SERVICE_QUEUES[service], threading.Event())
-    for _ in range(times):
-        poller.poll_once()
 
 
 def reserved_items(order_id) -> dict:
@@ -43,18 +32,6 @@ def reserved_items(order_id) -> dict:
 
 def stock(sku: str) -> StockItem:
     return StockItem.objects.get(product__sku=sku)
-
-
-@pytest.fixture
-def quiet_relay(settings, provisioned):
-    """Events the handlers publish stay in the outbox, so each test reads only the queue it fed."""
-    settings.CELERY_TASK_ALWAYS_EAGER = False
-    from shopbus_site.celery import app
-
-    app.conf.task_always_eager = False
-    app.conf.broker_url = "memory://"
-    yield
-    app.conf.task_always_eager = True
 
 
 def test_the_same_message_delivered_twice_reserves_once(catalogue, quiet_relay):

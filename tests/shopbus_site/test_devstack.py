@@ -60,7 +60,7 @@ class Stack:
             "WEB_PORT": str(self.web_port),
             "LOCAL_AWS_PORT": str(self.aws_port),
             "CELERY_BEAT_SCHEDULE_FILENAME": str(tmp_path / "beat-schedule"),
-            "EMAIL_URL": f"filemail:///{tmp_path / 'emails'}",  # django-environ drops one slash
+            "EMAIL_URL": f"filemail://{tmp_path / 'emails'}",
             **env,
         }
         self.log_path = tmp_path / "stack.log"
@@ -74,10 +74,9 @@ class Stack:
     def wait_until_running(self) -> str:
         """The API key, once the stack says it is running."""
         match = wait_for(
-            # The full announcement: devstack says the key earlier too, before the web server answers.
+            # The full announcement, not the early line that says the key before the web server answers.
             lambda: (
-                self.process.poll() is None
-                and re.search(r"key\s+(sb_\S+)", self.output().partition("shopbus is running.")[2])
+                self.process.poll() is None and re.search(r"shopbus is running\.[\s\S]*?key\s+(sb_\S+)", self.output())
             ),
             timeout=180,
             what=f"the stack to start (see {self.log_path})",
