@@ -60,7 +60,7 @@ class Stack:
             "WEB_PORT": str(self.web_port),
             "LOCAL_AWS_PORT": str(self.aws_port),
             "CELERY_BEAT_SCHEDULE_FILENAME": str(tmp_path / "beat-schedule"),
-            "EMAIL_URL": f"filemail://{tmp_path / 'emails'}",
+            "EMAIL_URL": f"filemail:///{tmp_path / 'emails'}",  # django-environ drops one slash
             **env,
         }
         self.log_path = tmp_path / "stack.log"
