@@ -79,10 +79,11 @@ def main() -> None:
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
         "DATABASE_URL": f"sqlite:///{local / 'bench-clients.sqlite3'}",
+        "LOCAL_DIR": str(local / "bench-clients-stack"),
         "WEB_PORT": str(web_port),
         "LOCAL_AWS_PORT": str(aws_port),
         "CELERY_BEAT_SCHEDULE_FILENAME": str(local / "bench-clients-beat-schedule"),
-        "EMAIL_URL": f"filemail://{local / 'bench-emails'}",
+        "EMAIL_URL": f"filemail:///{local / 'bench-emails'}",  # an absolute path: django-environ drops a slash
     }
     print(f"Starting the local stack (web :{web_port}, local AWS :{aws_port}) …", flush=True)
     stack = Stack(env, local / "bench-clients-stack.log")

@@ -161,12 +161,13 @@ def main() -> None:
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
         "DATABASE_URL": f"sqlite:///{database}",
+        "LOCAL_DIR": str(local / "bench-stack"),
         "WEB_PORT": str(web_port),
         "LOCAL_AWS_PORT": str(aws_port),
         "CELERY_BEAT_SCHEDULE_FILENAME": str(local / "bench-beat-schedule"),
         # Emails go to files, as production hands them to SMTP: the console backend would print each
         # 60-line email through the worker's log, CPU that production never spends.
-        "EMAIL_URL": f"filemail://{local / 'bench-emails'}",
+        "EMAIL_URL": f"filemail:///{local / 'bench-emails'}",  # an absolute path: django-environ drops a slash
     }
     os.environ.update({k: v for k, v in env.items() if k in ("DATABASE_URL", "WEB_PORT", "LOCAL_AWS_PORT")})
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "shopbus_site.settings")

@@ -10,10 +10,12 @@ from pathlib import Path
 import environ
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-LOCAL_DIR = BASE_DIR / ".local"
-LOCAL_DIR.mkdir(exist_ok=True)
 
 env = environ.Env()
+# The local stack's state: its SQLite database, its API key, what `make run` announced, logs. Test and
+# benchmark stacks get their own, so they never replace the key a developer's `make run` keeps.
+LOCAL_DIR = Path(env("LOCAL_DIR", default=str(BASE_DIR / ".local")))
+LOCAL_DIR.mkdir(parents=True, exist_ok=True)
 
 DEBUG = env.bool("DEBUG", default=True)
 
@@ -239,8 +241,8 @@ PAYMENT_SIMULATED_DECLINE_RATE = env.float("PAYMENT_SIMULATED_DECLINE_RATE", def
 PAYMENT_MAX_GATEWAY_ATTEMPTS = env.int("PAYMENT_MAX_GATEWAY_ATTEMPTS", default=3)
 
 # --- Notifications ------------------------------------------------------------------------------
-# consolemail:// prints emails, filemail:///path writes them, smtp://user:pass@host:587 sends them
-# (for SES, its SMTP endpoint: smtp://KEY:SECRET@email-smtp.<region>.amazonaws.com:587/?tls=True).
+# consolemail:// prints emails, filemail:////absolute/path writes them (django-environ drops a slash),
+# smtp://user:pass@host:587 sends them (for SES, its SMTP endpoint: smtp://KEY:SECRET@email-smtp.<region>.amazonaws.com:587/?tls=True).
 # django-environ's documented idiom: sets EMAIL_BACKEND, EMAIL_HOST, EMAIL_PORT, … from one URL.
 vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="shopbus <orders@shopbus.localhost>")

@@ -52,6 +52,7 @@ class LocalStack:
             # pytest-django set tests.settings in this process; the stack runs the product's settings.
             "DJANGO_SETTINGS_MODULE": "shopbus_site.settings",
             "DATABASE_URL": f"sqlite:///{self.workdir / 'db.sqlite3'}",
+            "LOCAL_DIR": str(self.workdir / "local"),
             "WEB_PORT": str(self.web_port),
             "LOCAL_AWS_PORT": str(self.aws_port),
             "CELERY_BEAT_SCHEDULE_FILENAME": str(self.workdir / "beat-schedule"),

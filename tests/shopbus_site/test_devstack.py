@@ -57,6 +57,7 @@ class Stack:
             **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
             "DJANGO_SETTINGS_MODULE": "shopbus_site.settings",
             "DATABASE_URL": f"sqlite:///{self.database}",
+            "LOCAL_DIR": str(tmp_path / "local"),
             "WEB_PORT": str(self.web_port),
             "LOCAL_AWS_PORT": str(self.aws_port),
             "CELERY_BEAT_SCHEDULE_FILENAME": str(tmp_path / "beat-schedule"),
