@@ -102,7 +102,7 @@ class DeliveryFailureAdmin(ReadOnlyAdmin):
         "detail_type",
         "event_id",
         "receive_count",
-        "reason",
+        "short_reason",
     )
     list_filter = ("queue_name", "detail_type")
     search_fields = ("event_id", "message_id")
@@ -116,6 +116,12 @@ class DeliveryFailureAdmin(ReadOnlyAdmin):
         for failure in changelist.result_list:
             failure.current = states[failure.pk]
         return changelist
+
+    @admin.display(description="Reason")
+    def short_reason(self, failure: DeliveryFailure) -> str:
+        # The whole reason (a traceback, say) is on the row's own page; a list row stays one line.
+        first_line = failure.reason.splitlines()[0] if failure.reason else ""
+        return first_line if len(first_line) <= 120 else f"{first_line[:120]}…"
 
     @admin.display(description="State")
     def state(self, failure: DeliveryFailure) -> str:
