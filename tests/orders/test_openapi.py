@@ -15,13 +15,17 @@ from orders import services
 
 pytestmark = pytest.mark.django_db
 
+# Negative cases are still generated and sent (every mode runs), and must meet these checks. Not
+# negative_data_rejection: it reports false failures here, for a query parameter generated with no
+# value (which the HTTP client drops, so the request is valid) and for a case that removed the
+# Authorization header (which this test sends back). What it would catch, a schema-violating request
+# accepted, the explicit tests in test_api_hostile_input.py and test_api_clients.py pin down.
 CHECKS = [
     schemathesis.checks.not_a_server_error,
     schemathesis.checks.status_code_conformance,
     schemathesis.checks.content_type_conformance,
     schemathesis.checks.response_schema_conformance,
     schemathesis.checks.response_headers_conformance,
-    schemathesis.checks.negative_data_rejection,
     schemathesis.checks.unsupported_method,
 ]
 
