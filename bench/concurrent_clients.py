@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import threading
 import urllib.error
@@ -23,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from order_flow import ROOT, Stack, free_port, wait_for_web
+from order_flow import ROOT, Stack, free_port, stack_environment, wait_for_web
 
 ADDRESS = {"street": "1 Bench St", "city": "Seattle", "state": "WA", "zipCode": "98101", "country": "US"}
 
@@ -76,15 +75,7 @@ def main() -> None:
     for leftover in local.glob("bench-clients.sqlite3*"):
         leftover.unlink()
     web_port, aws_port = args.web_port or free_port(), args.aws_port or free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
-        "DATABASE_URL": f"sqlite:///{local / 'bench-clients.sqlite3'}",
-        "LOCAL_DIR": str(local / "bench-clients-stack"),
-        "WEB_PORT": str(web_port),
-        "LOCAL_AWS_PORT": str(aws_port),
-        "CELERY_BEAT_SCHEDULE_FILENAME": str(local / "bench-clients-beat-schedule"),
-        "EMAIL_URL": f"filemail:///{local / 'bench-emails'}",  # an absolute path: django-environ drops a slash
-    }
+    env = stack_environment(local, "bench-clients", web_port=web_port, aws_port=aws_port)
     print(f"Starting the local stack (web :{web_port}, local AWS :{aws_port}) …", flush=True)
     stack = Stack(env, local / "bench-clients-stack.log")
     counts: dict[str, Counter[str]] = {}

@@ -43,6 +43,21 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
+def stack_environment(local: Path, name: str, *, web_port: int, aws_port: int) -> dict[str, str]:
+    """A benchmark stack's environment: its own database, state, ports and beat schedule under `local`."""
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
+        "DATABASE_URL": f"sqlite:///{local / f'{name}.sqlite3'}",
+        "LOCAL_DIR": str(local / f"{name}-stack"),
+        "WEB_PORT": str(web_port),
+        "LOCAL_AWS_PORT": str(aws_port),
+        "CELERY_BEAT_SCHEDULE_FILENAME": str(local / f"{name}-beat-schedule"),
+        # Emails go to files, as production hands them to SMTP: the console backend would print each
+        # 60-line email through the worker's log, CPU that production never spends.
+        "EMAIL_URL": f"filemail:///{local / 'bench-emails'}",  # an absolute path: django-environ drops a slash
+    }
+
+
 class Stack:
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
         self.log_path = log_path
@@ -154,21 +169,10 @@ def main() -> None:
 
     local = ROOT / ".local"
     local.mkdir(exist_ok=True)
-    database = local / "bench.sqlite3"
     for leftover in local.glob("bench.sqlite3*"):
         leftover.unlink()
     web_port, aws_port = free_port(), free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
-        "DATABASE_URL": f"sqlite:///{database}",
-        "LOCAL_DIR": str(local / "bench-stack"),
-        "WEB_PORT": str(web_port),
-        "LOCAL_AWS_PORT": str(aws_port),
-        "CELERY_BEAT_SCHEDULE_FILENAME": str(local / "bench-beat-schedule"),
-        # Emails go to files, as production hands them to SMTP: the console backend would print each
-        # 60-line email through the worker's log, CPU that production never spends.
-        "EMAIL_URL": f"filemail:///{local / 'bench-emails'}",  # an absolute path: django-environ drops a slash
-    }
+    env = stack_environment(local, "bench", web_port=web_port, aws_port=aws_port)
     os.environ.update({k: v for k, v in env.items() if k in ("DATABASE_URL", "WEB_PORT", "LOCAL_AWS_PORT")})
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "shopbus_site.settings")
     sys.path.insert(0, str(ROOT))

@@ -8,6 +8,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+from django.conf import settings
 from django.http import JsonResponse
 
 from ..services import shortened
@@ -37,6 +38,11 @@ def error_response(
             body["fieldsOmitted"] = len(fields) - len(reported)
     body.update(extra)
     return JsonResponse(body, status=http_status)
+
+
+def body_too_large() -> JsonResponse:
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    return error_response(413, f"The request body is larger than {limit} bytes, the most this API takes.")
 
 
 def parse_json_body(raw: bytes) -> Any:

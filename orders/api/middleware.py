@@ -5,7 +5,7 @@ from collections.abc import Callable
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
-from .errors import error_response
+from .errors import body_too_large, error_response
 
 JSON_TYPES = frozenset({"application/json"})
 
@@ -37,7 +37,7 @@ class JsonApiMiddleware:
             length = 0
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         if limit is not None and length > limit:
-            return error_response(413, f"The request body is larger than {limit} bytes, the most this API takes.")
+            return body_too_large()
         if length and request.content_type not in JSON_TYPES:
             return error_response(
                 415, f"Send the body as JSON (Content-Type: application/json), not {request.content_type or 'untyped'}."

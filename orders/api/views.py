@@ -9,7 +9,6 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
@@ -28,7 +27,15 @@ from observability.timelines import order_timeline
 
 from .. import selectors, services
 from ..models import ApiKey, Order
-from .errors import ApiError, BodyNotJson, error_response, field_path, parse_json_body, validation_fields
+from .errors import (
+    ApiError,
+    BodyNotJson,
+    body_too_large,
+    error_response,
+    field_path,
+    parse_json_body,
+    validation_fields,
+)
 from .schemas import (
     CancelOrderIn,
     ErrorOut,
@@ -121,12 +128,6 @@ def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
 @api.exception_handler(RequestDataTooBig)
 def _too_large(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
     return body_too_large()
-
-
-def body_too_large() -> JsonResponse:
-    return error_response(
-        413, f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes, the most this API takes."
-    )
 
 
 def _order_id(raw: str) -> uuid.UUID:

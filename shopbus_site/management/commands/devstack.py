@@ -25,6 +25,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -277,8 +278,7 @@ class Command(BaseCommand):
         )
         # Kept where a second terminal can read it, however far the log has scrolled.
         announced_at = settings.LOCAL_DIR / "stack.txt"
-        announced_at.touch(mode=0o600)
-        announced_at.write_text(details)
+        _write_private(announced_at, details)
         self.stdout.write(
             self.style.SUCCESS(f"\nshopbus is running.\n{details}Also in {announced_at}. Ctrl-C stops everything.\n")
         )
@@ -299,8 +299,7 @@ class Command(BaseCommand):
         remembered = remembered_at.read_text().strip() if remembered_at.exists() else None
         plaintext = order_services.local_stack_key(client_name=LOCAL_CLIENT_NAME, remembered=remembered)
         if plaintext != remembered:
-            remembered_at.touch(mode=0o600)
-            remembered_at.write_text(plaintext + "\n")
+            _write_private(remembered_at, plaintext + "\n")
         return plaintext
 
     # --- supervision --------------------------------------------------------------------------
@@ -403,6 +402,12 @@ class Command(BaseCommand):
                 self.stderr.write(f"{child.name} did not stop in 20s; killing it")
                 process.kill()
                 process.wait()
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read: it holds a login or a key."""
+    path.touch(mode=0o600)
+    path.write_text(text)
 
 
 def _kill_session(process: subprocess.Popen) -> None:
