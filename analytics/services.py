@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -26,42 +28,76 @@ _STAGES = {
 }
 
 
-# A delivery is two statements here: each aggregate is one INSERT … ON CONFLICT DO UPDATE, written in
-# SQL because the ORM's upsert can only copy the new row's values (no `count + 1`, no COALESCE).
-# The conflict clause serialises concurrent writers on the unique index, so no row lock is needed.
+@dataclass(frozen=True)
+class CountedEvent:
+    detail_type: str
+    occurred_at: str
+    data: dict[str, Any]
+
+
+_STAGE_COLUMNS = frozenset(_STAGES.values())
+# How a stored timeline takes a new row's values. A stage keeps its first occurrence, so a duplicate
+# or a late replay changes nothing. The other columns are each set by one kind of event, and the latest
+# one stands; a row that does not carry the column (NULL, or '' for text) leaves the stored value.
+_TIMELINE_UPDATES = {
+    **dict.fromkeys(sorted(_STAGE_COLUMNS), "COALESCE({table}.{column}, excluded.{column})"),
+    "total_amount": "COALESCE(excluded.{column}, {table}.{column})",
+    "currency": "COALESCE(NULLIF(excluded.{column}, ''), {table}.{column})",
+    "cancellation_reason_code": "COALESCE(NULLIF(excluded.{column}, ''), {table}.{column})",
+    "refunded_amount": "COALESCE(excluded.{column}, {table}.{column})",
+}
+
+
+# A set of events is two statements, whatever its size: each aggregate is one INSERT … ON CONFLICT DO
+# UPDATE, written in SQL because the ORM's upsert can only copy the new row's values (no
+# `count + n`, no COALESCE). The conflict clause serialises concurrent writers on the unique index,
+# and each statement's rows are in key order, so two workers' sets lock rows in one order and never
+# deadlock (eventbus/registry.py, set-based handlers).
 # Handler-path services open no savepoint (docs/architecture.md, "Savepoints").
 @transaction.atomic(savepoint=False)
-def count_event(*, detail_type: str, occurred_at: str, data: dict[str, Any]) -> None:
-    when = parse_datetime(occurred_at)
-    hour = when.replace(minute=0, second=0, microsecond=0)
+def count_events(*, events: list[CountedEvent]) -> None:
+    counts: Counter[tuple[datetime, str]] = Counter()
+    timelines: dict[UUID, dict[str, Any]] = {}
+    for event in events:
+        when = parse_datetime(event.occurred_at)
+        counts[(when.replace(minute=0, second=0, microsecond=0), event.detail_type)] += 1
+        _add_to_timeline(timelines, event, when)
     insert_rows(
         HourlyEventCount,
-        [{"hour": hour, "detail_type": detail_type, "count": 1}],
+        [{"hour": hour, "detail_type": detail_type, "count": n} for (hour, detail_type), n in sorted(counts.items())],
         conflict=["hour", "detail_type"],
-        update={"count": "{table}.{column} + 1"},
+        update={"count": "{table}.{column} + excluded.{column}"},
     )
-    stage = _STAGES.get(detail_type)
-    if stage or detail_type == event_types.PAYMENT_REFUNDED.detail_type:
-        _update_timeline(UUID(data["orderId"]), stage, when, detail_type, data)
+    insert_rows(
+        OrderTimeline,
+        [timelines[order_id] for order_id in sorted(timelines)],
+        conflict=["order_id"],
+        update=_TIMELINE_UPDATES,
+    )
 
 
-def _update_timeline(order_id: UUID, stage: str | None, when: datetime, detail_type: str, data: dict[str, Any]) -> None:
-    values: dict[str, Any] = {"order_id": order_id}
-    # The first occurrence of a stage wins, so a duplicate or a late replay changes nothing.
-    assignments = {}
+def _add_to_timeline(timelines: dict[UUID, dict[str, Any]], event: CountedEvent, when: datetime) -> None:
+    """Merge what `event` says of its order into the set's one row for that order, as the upsert would
+    apply the events one after another (a statement may not update one row twice)."""
+    values: dict[str, Any] = {}
+    stage = _STAGES.get(event.detail_type)
     if stage:
         values[stage] = when
-        assignments[stage] = "COALESCE({table}.{column}, excluded.{column})"
-    if detail_type == event_types.ORDER_PLACED.detail_type:
-        values["total_amount"], values["currency"] = Decimal(data["totalAmount"]), data["currency"]
-        assignments["total_amount"] = assignments["currency"] = "excluded.{column}"
-    elif detail_type == event_types.ORDER_CANCELLED.detail_type:
-        values["cancellation_reason_code"] = data["reasonCode"]
-        assignments["cancellation_reason_code"] = "excluded.{column}"
-    elif detail_type == event_types.PAYMENT_REFUNDED.detail_type:
-        values["refunded_amount"] = Decimal(data["amount"])
-        assignments["refunded_amount"] = "excluded.{column}"
-    insert_rows(OrderTimeline, [values], conflict=["order_id"], update=assignments)
+    if event.detail_type == event_types.ORDER_PLACED.detail_type:
+        values["total_amount"], values["currency"] = Decimal(event.data["totalAmount"]), event.data["currency"]
+    elif event.detail_type == event_types.ORDER_CANCELLED.detail_type:
+        values["cancellation_reason_code"] = event.data["reasonCode"]
+    elif event.detail_type == event_types.PAYMENT_REFUNDED.detail_type:
+        values["refunded_amount"] = Decimal(event.data["amount"])
+    if not values:
+        return
+    order_id = UUID(event.data["orderId"])
+    row = timelines.setdefault(order_id, {"order_id": order_id})
+    for column, value in values.items():
+        if column in _STAGE_COLUMNS:
+            row.setdefault(column, value)
+        else:
+            row[column] = value
 
 
 def clear_window(start: datetime, end: datetime) -> None:

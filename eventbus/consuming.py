@@ -15,6 +15,7 @@ import json
 import logging
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -30,7 +31,7 @@ from . import aws, metrics, registry, topology
 from .events import MalformedEvent, ReceivedEvent, caused_by, parse_envelope
 from .models import DeliveryFailure, ProcessedEvent
 from .outbox import RelayThread
-from .rows import insert_rows
+from .rows import db_value, insert_new_rows, insert_rows
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +89,9 @@ def handle_batch(*, service: str, bodies: list[str]) -> list[Outcome]:
     Each message gets a transaction of its own, unless every handler of the batch is `batchable`
     (registry): then the batch is first tried as one transaction, with no savepoints, so up to ten
     messages pay for one BEGIN and one COMMIT, where a transaction (or a savepoint) per message would
-    cost two more round trips each (docs/performance.md). If any of them fails, or the commit does,
+    cost two more round trips each (docs/performance.md). A set-based handler's batch is one set: one
+    INSERT dedupes all of it, and the handler writes the new events at once. If any of them fails, or
+    the commit does,
     that attempt is rolled back whole and each message is handled again alone, in the same poll: each
     still succeeds or fails on its own, and a poisoned one holds back no other.
     """
@@ -104,9 +107,7 @@ def handle_batch(*, service: str, bodies: list[str]) -> list[Outcome]:
         started = time.monotonic()
         try:
             with transaction.atomic():
-                together = {
-                    index: _handle(event=event, subscription=subscription) for index, event, subscription in routed
-                }
+                together = _handle_together(routed)
         except Exception as exc:  # noqa: BLE001 - each message is retried alone below, which logs its failure
             logger.info("%s: a batch of %d failed (%s); handling its messages one by one", service, len(routed), exc)
         else:
@@ -157,21 +158,57 @@ def _handle_alone(*, event: ReceivedEvent, subscription: registry.Subscription) 
     return outcome
 
 
+def _handle_together(routed: list[tuple[int, ReceivedEvent, registry.Subscription]]) -> dict[int, Outcome]:
+    """A receive's batchable messages, in the caller's transaction: as one set if they share a
+    set-based handler, else one after another."""
+    subscription = routed[0][2]
+    if subscription.set_based and all(other is subscription for _, _, other in routed):
+        return _handle_set(events=[(index, event) for index, event, _ in routed], subscription=subscription)
+    return {index: _handle(event=event, subscription=subscription) for index, event, subscription in routed}
+
+
 def _handle(*, event: ReceivedEvent, subscription: registry.Subscription) -> Outcome:
     """Dedupe and run the handler, in the caller's transaction; raises whatever the handler raises."""
+    if subscription.set_based:
+        return _handle_set(events=[(0, event)], subscription=subscription)[0]
     handler_id = subscription.handler_id
     result, note = DeliveryResult.DUPLICATE, ""
     if _mark_processed(handler_id=handler_id, event=event):
         result = DeliveryResult.PROCESSED
         with caused_by(event.event_id):
             note = subscription.handler(event) or ""
-        if transaction.get_connection().needs_rollback:
-            # The handler caught an error from a block that rolls back with the transaction (a service
-            # without a savepoint): its work is lost, so the message must not be acknowledged.
-            raise TransactionManagementError(f"{handler_id} swallowed an error; the delivery's work is rolled back")
+        _refuse_swallowed_errors(handler_id)
         if note:
             _note_processed(handler_id=handler_id, event=event, note=note)
     return Outcome(acknowledged=True, result=result, event=event, handler=handler_id, note=note)
+
+
+def _handle_set(*, events: list[tuple[int, ReceivedEvent]], subscription: registry.Subscription) -> dict[int, Outcome]:
+    """Dedupe (index, event) pairs with one INSERT and hand the new events to the set-based handler at
+    once, in the caller's transaction; raises whatever the handler raises. A second copy of an event
+    in the same set is a duplicate, as it would be one message later."""
+    handler_id = subscription.handler_id
+    new_ids = _mark_processed_set(handler_id=handler_id, events=[event for _, event in events])
+    fresh: list[ReceivedEvent] = []
+    outcomes: dict[int, Outcome] = {}
+    for index, event in events:
+        result = DeliveryResult.DUPLICATE
+        if event.event_id in new_ids:
+            new_ids.discard(event.event_id)
+            fresh.append(event)
+            result = DeliveryResult.PROCESSED
+        outcomes[index] = Outcome(acknowledged=True, result=result, event=event, handler=handler_id)
+    if fresh:
+        subscription.handler(fresh)
+        _refuse_swallowed_errors(handler_id)
+    return outcomes
+
+
+def _refuse_swallowed_errors(handler_id: str) -> None:
+    if transaction.get_connection().needs_rollback:
+        # The handler caught an error from a block that rolls back with the transaction (a service
+        # without a savepoint): its work is lost, so the message must not be acknowledged.
+        raise TransactionManagementError(f"{handler_id} swallowed an error; the delivery's work is rolled back")
 
 
 def _handle_in_own_transactions(*, event: ReceivedEvent, subscription: registry.Subscription) -> Outcome:
@@ -209,6 +246,26 @@ def _mark_processed(*, handler_id: str, event: ReceivedEvent) -> bool:
         "replay_name": event.replay_name,
     }
     return insert_rows(ProcessedEvent, [row], conflict=["handler", "event_id"]) == 1
+
+
+def _mark_processed_set(*, handler_id: str, events: list[ReceivedEvent]) -> set[uuid.UUID]:
+    """Record that `handler_id` handled each of `events` with one INSERT, and return the ids of those it
+    had not. Rows go in event-id order, so two workers recording overlapping sets wait for each other
+    on the unique index in the same order and never deadlock."""
+    by_id = {event.event_id: event for event in reversed(events)}  # the first copy of each
+    rows = [
+        {
+            "handler": handler_id,
+            "event_id": event.event_id,
+            "detail_type": event.event_type.detail_type,
+            "envelope_id": event.envelope_id,
+            "replay_name": event.replay_name,
+        }
+        for _, event in sorted(by_id.items())
+    ]
+    stored = {db_value(ProcessedEvent, "event_id", event_id): event_id for event_id in by_id}
+    written = insert_new_rows(ProcessedEvent, rows, conflict=["handler", "event_id"], returning="event_id")
+    return {stored[value] for value in written}
 
 
 def _note_processed(*, handler_id: str, event: ReceivedEvent, note: str) -> None:

@@ -13,9 +13,15 @@ its routing exist (docs/sagas.md).
 A handler that may share its transaction with the other messages of a receive says so
 (`batchable=True`): it takes no row lock another message could want in a different order (two
 workers' batches would deadlock on PostgreSQL), and it has no effect outside the database (a batch
-rolled back for another message's failure would repeat it). Audit's insert and the notifications'
-insert qualify; stock, orders, payments, analytics' shared counters and the saga's start do not
-(docs/architecture.md, "Consuming").
+rolled back for another message's failure would repeat it). The notifications' inserts qualify, and
+the set-based handlers below; stock, orders, payments and the saga's start do not (docs/architecture.md,
+"Consuming").
+
+A catch-all handler may take a receive's events as one set (`set_based=True`, audit and analytics):
+it is called with the list of the receive's new events, and writes them with a statement per table
+rather than per event, each statement's rows in key order so that two workers' sets take their row
+locks in the same order and cannot deadlock. It records no events (a set has no one cause), and it
+is batchable. Alone, a message is a set of one (docs/performance.md).
 
 A handler that calls something outside the database that must not wait inside a transaction (a
 payment gateway) says so (`own_transactions=True`): the consumer runs it outside any transaction, it
@@ -41,17 +47,19 @@ from .event_types import SOURCE_PREFIX, EventType
 from .events import ReceivedEvent
 
 Handler = Callable[[ReceivedEvent], "str | None"]
+SetHandler = Callable[[list[ReceivedEvent]], None]
 
 
 @dataclass(frozen=True)
 class Subscription:
     service: str
     handler_id: str
-    handler: Handler
+    handler: Handler | SetHandler  # a SetHandler when set_based
     event_type: EventType | None  # None: every event whose source starts with SOURCE_PREFIX
     coordinator: str | None = None  # None: under either saga coordinator
     batchable: bool = False  # may share a transaction with other messages of the same receive
     own_transactions: bool = False  # runs outside the consumer's transaction and commits its own steps
+    set_based: bool = False  # takes a list of events, a receive's new ones, and writes them at once
 
     @property
     def active(self) -> bool:
@@ -104,13 +112,21 @@ def handles(
     return register
 
 
-def handles_every_event(*, name: str, batchable: bool = False) -> Callable[[Handler], Handler]:
-    """Subscribe the decorated function to every `ecommerce.*` event under the stable id `name`."""
+def handles_every_event(
+    *, name: str, batchable: bool = False, set_based: bool = False
+) -> Callable[[Handler | SetHandler], Handler | SetHandler]:
+    """Subscribe the decorated function to every `ecommerce.*` event under the stable id `name`; with
+    `set_based`, it takes a list of events."""
 
-    def register(handler: Handler) -> Handler:
+    def register(handler: Handler | SetHandler) -> Handler | SetHandler:
         service = _service_of(handler, name)
         _every_event[service] = Subscription(
-            service=service, handler_id=name, handler=handler, event_type=None, batchable=batchable
+            service=service,
+            handler_id=name,
+            handler=handler,
+            event_type=None,
+            batchable=batchable or set_based,
+            set_based=set_based,
         )
         return handler
 

@@ -30,13 +30,50 @@ def insert_rows(
     With `conflict` (the columns of a unique constraint), a row that collides is skipped (ON CONFLICT
     DO NOTHING), or, with `update`, the existing row is updated: {"count": "{table}.{column} + 1"}
     sets count to an SQL expression in which {table} and {column} name the existing row's, and
-    `excluded.{column}` names the new row's value.
+    `excluded.{column}` names the new row's value. With `update`, no two rows may share a conflict key
+    (the database refuses to update one row twice in a statement): merge them first.
     """
-    if issubclass(model, EventedModel):
-        raise TypeError(f"{model.__name__} records events on save; insert_rows() would silently drop them")
     if not rows:
         return 0
     connection = transaction.get_connection(using)
+    sql, params = _insert(model, rows, conflict=conflict, update=update, connection=connection)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
+
+
+def insert_new_rows(
+    model: type[models.Model], rows: list[dict[str, Any]], *, conflict: list[str], returning: str
+) -> set[Any]:
+    """INSERT `rows`, skipping those whose `conflict` key exists, and return the `returning` field of
+    the rows written, as the database stores it: compare with `db_value()` of the candidates. One
+    statement answers "which of these are new?" for a whole set (INSERT … ON CONFLICT DO NOTHING
+    RETURNING; SQLite has RETURNING since 3.35)."""
+    if not rows:
+        return set()
+    connection = transaction.get_connection()
+    sql, params = _insert(model, rows, conflict=conflict, update=None, connection=connection)
+    column = connection.ops.quote_name(model._meta.get_field(returning).column)
+    with connection.cursor() as cursor:
+        cursor.execute(f"{sql} RETURNING {column}", params)
+        return {row[0] for row in cursor.fetchall()}
+
+
+def db_value(model: type[models.Model], field_name: str, value: Any) -> Any:
+    """`value` as the database stores it in `field_name` (a UUID is a hex string on SQLite)."""
+    return model._meta.get_field(field_name).get_db_prep_save(value, transaction.get_connection())
+
+
+def _insert(
+    model: type[models.Model],
+    rows: list[dict[str, Any]],
+    *,
+    conflict: list[str] | None,
+    update: dict[str, str] | None,
+    connection,
+) -> tuple[str, list[Any]]:
+    if issubclass(model, EventedModel):
+        raise TypeError(f"{model.__name__} records events on save; insert_rows() would silently drop them")
     quote = connection.ops.quote_name
     meta = model._meta
     fields = [field for field in meta.concrete_fields if field is not meta.auto_field]
@@ -65,6 +102,4 @@ def insert_rows(
         for row in rows
         for field in fields
     ]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.rowcount
+    return sql, params

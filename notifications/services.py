@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -17,6 +18,7 @@ from django.utils import timezone
 
 from eventbus import metrics
 from eventbus.event_types import CancellationReason
+from eventbus.rows import insert_new_rows
 from eventbus.sweeps import OUTAGES, Sweep
 
 from .models import Notification
@@ -55,20 +57,24 @@ def set_sender(send_later: Callable[[int], None]) -> None:
 
 def queue_notification(
     *, event_id: uuid.UUID, kind: str, recipient: str, correlation_id: str, context: dict[str, Any]
-) -> Notification | None:
+) -> int | None:
+    """Make the event's notification of `kind`, once, and send it after the commit; returns its id, or
+    None if there is no one to send it to or it was already made. One INSERT … ON CONFLICT DO NOTHING
+    rather than get_or_create's read, savepoint and insert (eventbus/rows.py)."""
     if not recipient:
         logger.warning("no address to send %s for %s; nothing sent", kind, correlation_id)
         return None
-    notification, created = Notification.objects.get_or_create(
-        event_id=event_id,
-        kind=kind,
-        defaults={"recipient": recipient, "correlation_id": correlation_id, "context": context},
+    if _send_later is None:
+        raise ImproperlyConfigured("no notification sender is registered (notifications.tasks sets one)")
+    row = {"event_id": event_id, "kind": kind, "recipient": recipient, "correlation_id": correlation_id}
+    written = insert_new_rows(
+        Notification, [{**row, "context": context}], conflict=["event_id", "kind"], returning="id"
     )
-    if created:
-        if _send_later is None:
-            raise ImproperlyConfigured("no notification sender is registered (notifications.tasks sets one)")
-        transaction.on_commit(lambda: _send_later(notification.pk), robust=True)
-    return notification
+    if not written:
+        return None
+    (notification_id,) = written
+    transaction.on_commit(partial(_send_later, notification_id), robust=True)
+    return notification_id
 
 
 def render(notification: Notification) -> tuple[str, str, str]:

@@ -63,11 +63,31 @@ def test_the_service_never_overwrites_a_record():
         "correlation_id": "o-1",
         "occurred_at": "2026-11-24T10:00:00Z",
     }
-    services.record_envelope(**arguments, envelope=original)
-    services.record_envelope(**{**arguments, "detail_type": "Order Cancelled"}, envelope={"id": "second"})
+    services.record_envelopes(envelopes=[services.Envelope(**arguments, envelope=original)])
+    later = services.Envelope(**{**arguments, "detail_type": "Order Cancelled"}, envelope={"id": "second"})
+    services.record_envelopes(envelopes=[later])
 
     record = AuditEvent.objects.get(event_id=event_id)
     assert (record.detail_type, record.envelope) == ("Order Placed", original)
+
+
+def test_within_one_set_the_first_copy_of_an_event_stands():
+    event_id = uuid.uuid4()
+    arguments = {
+        "event_id": event_id,
+        "source": "ecommerce.orders",
+        "detail_type": "Order Placed",
+        "correlation_id": "o-1",
+        "occurred_at": "2026-11-24T10:00:00Z",
+    }
+    services.record_envelopes(
+        envelopes=[
+            services.Envelope(**arguments, envelope={"id": "first"}),
+            services.Envelope(**arguments, envelope={"id": "second"}),
+        ]
+    )
+
+    assert [record.envelope for record in AuditEvent.objects.all()] == [{"id": "first"}]
 
 
 @pytest.fixture

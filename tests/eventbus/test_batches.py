@@ -3,23 +3,31 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import logging
 import uuid
 
 import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
+from analytics.models import HourlyEventCount, OrderTimeline
 from audit.models import AuditEvent
 from eventbus import registry
-from eventbus.consuming import DeliveryResult, handle_batch
-from eventbus.event_types import INVENTORY_RESERVED, ORDER_PLACED
+from eventbus.consuming import DeliveryResult, handle_batch, handle_message
+from eventbus.event_types import INVENTORY_RESERVED, ORDER_CONFIRMED, ORDER_PLACED
 from eventbus.models import ProcessedEvent
+from notifications import services as notification_services
+from notifications.models import Notification
 from orders import services as order_services
-from tests.events import envelope, order_placed_data
+from tests.events import SAMPLE_DATA, envelope, order_placed_data
 from tests.factories import PlaceOrderRequestFactory
 from tests.helpers import run_together
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+TRANSACTION_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
 
 
 def begins(queries) -> int:
@@ -28,6 +36,14 @@ def begins(queries) -> int:
 
 def placed_events(count: int) -> list[str]:
     return [envelope(ORDER_PLACED, order_placed_data(uuid.uuid4())) for _ in range(count)]
+
+
+def confirmed_events(count: int) -> list[str]:
+    data = SAMPLE_DATA["Order Confirmed"]
+    return [
+        envelope(ORDER_CONFIRMED, {**data, "orderId": str(uuid.uuid4()), "email": "ada@example.com"})
+        for _ in range(count)
+    ]
 
 
 @pytest.fixture
@@ -43,14 +59,58 @@ def audit_handler(monkeypatch):
 
 
 @pytest.mark.skipif(connection.vendor != "sqlite", reason="PostgreSQL's BEGIN does not pass through Django's cursor")
-def test_a_batchable_service_commits_a_receive_in_one_transaction(db):
+def test_a_batchable_service_commits_a_receive_in_one_transaction(db, monkeypatch):
+    sent = []  # the emails' own transactions are the send task's, after the commit
+    monkeypatch.setattr(notification_services, "_send_later", sent.append)
     with CaptureQueriesContext(connection) as queries:
-        outcomes = handle_batch(service="audit", bodies=placed_events(3))
+        outcomes = handle_batch(service="notifications", bodies=confirmed_events(3))
 
     assert [outcome.result for outcome in outcomes] == [DeliveryResult.PROCESSED] * 3
-    assert AuditEvent.objects.count() == 3
+    assert Notification.objects.count() == len(sent) == 3
     assert begins(queries) == 1
     assert not [query["sql"] for query in queries if query["sql"].startswith("SAVEPOINT")]
+
+
+@pytest.mark.parametrize("service", ["audit", "analytics"])
+def test_a_set_based_service_writes_a_receive_with_a_statement_per_table(db, service):
+    with CaptureQueriesContext(connection) as queries:
+        outcomes = handle_batch(service=service, bodies=placed_events(10))
+
+    assert [outcome.result for outcome in outcomes] == [DeliveryResult.PROCESSED] * 10
+    assert ProcessedEvent.objects.count() == 10
+    data_statements = [query["sql"] for query in queries if not query["sql"].startswith(TRANSACTION_CONTROL)]
+    # The dedupe, then audit's envelopes, or analytics' hourly counts and its order timelines.
+    assert len(data_statements) == {"audit": 2, "analytics": 3}[service], data_statements
+
+
+def test_a_set_based_service_answers_a_set_as_it_would_each_message(db):
+    orders = [uuid.uuid4() for _ in range(3)]
+    bodies = [envelope(ORDER_PLACED, order_placed_data(order_id)) for order_id in orders]
+    bodies += [
+        envelope(INVENTORY_RESERVED, {"orderId": str(order_id), "items": [{"productId": "prod-1", "quantity": 1}]})
+        for order_id in orders
+    ]
+    bodies.insert(2, bodies[0])  # a redelivery within the same receive
+    bodies.append(envelope(INVENTORY_RESERVED, json.loads(bodies[-1])["detail"]["data"]))  # a producer's retry
+
+    def aggregates():
+        counts = sorted(HourlyEventCount.objects.values_list("hour", "detail_type", "count"))
+        timelines = sorted(
+            OrderTimeline.objects.values_list("order_id", "placed_at", "reserved_at", "total_amount", "currency")
+        )
+        return counts, timelines
+
+    one_by_one = [handle_message(service="analytics", body=body).result for body in bodies]
+    expected = aggregates()
+    HourlyEventCount.objects.all().delete()
+    OrderTimeline.objects.all().delete()
+    ProcessedEvent.objects.all().delete()
+
+    as_a_set = [outcome.result for outcome in handle_batch(service="analytics", bodies=bodies)]
+
+    assert as_a_set == one_by_one
+    assert one_by_one.count(DeliveryResult.DUPLICATE) == 1
+    assert aggregates() == expected
 
 
 @pytest.mark.skipif(connection.vendor != "sqlite", reason="PostgreSQL's BEGIN does not pass through Django's cursor")
@@ -72,10 +132,10 @@ def test_a_poisoned_message_in_a_batch_rolls_back_nothing_of_the_others(audit_ha
     poisoned_event = uuid.uuid4()
     record = None
 
-    def fail_on_the_poisoned_one(event):
-        if event.event_id == poisoned_event:
+    def fail_on_the_poisoned_one(events):
+        if any(event.event_id == poisoned_event for event in events):
             raise ValueError("poisoned")
-        return record(event)
+        return record(events)
 
     record = audit_handler(fail_on_the_poisoned_one)
     first, second = placed_events(2)
@@ -102,7 +162,7 @@ def test_the_same_event_twice_in_one_batch_is_handled_once(db):
 
 
 def test_a_handler_that_swallows_a_rolled_back_error_is_not_acknowledged(audit_handler):
-    def swallow(event):
+    def swallow(events):
         try:
             with transaction.atomic(savepoint=False):  # as a handler-path service opens
                 raise ValueError("lost")
@@ -139,3 +199,38 @@ def test_two_workers_batching_the_same_events_in_opposite_orders_record_each_onc
     assert processed.count(DeliveryResult.PROCESSED) == 10
     assert processed.count(DeliveryResult.DUPLICATE) == 10
     assert AuditEvent.objects.count() == ProcessedEvent.objects.count() == 10
+
+
+@pytest.mark.postgres
+def test_two_workers_counting_the_same_set_in_opposite_orders_never_deadlock(caplog):
+    # Both sets touch the same hourly counts and order timelines in opposite receive orders. Rows go to
+    # each statement in key order, so neither set is ever a deadlock victim handled again message by
+    # message, and each event is counted once.
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL: `make test` runs it against a throwaway server")
+    caplog.set_level(logging.INFO, logger="eventbus.consuming")
+    for _ in range(5):
+        orders = [uuid.uuid4() for _ in range(5)]
+        placed = [envelope(ORDER_PLACED, order_placed_data(order_id)) for order_id in orders]
+        items = [{"productId": "prod-1", "quantity": 1}]
+        reserved = [envelope(INVENTORY_RESERVED, {"orderId": str(order_id), "items": items}) for order_id in orders]
+        bodies = placed + reserved
+
+        results = run_together(
+            [
+                lambda bodies=bodies: handle_batch(service="analytics", bodies=bodies),
+                lambda bodies=bodies: handle_batch(service="analytics", bodies=bodies[::-1]),
+            ]
+        )
+
+        for outcomes in results:
+            assert not isinstance(outcomes, Exception), outcomes
+            assert all(outcome.acknowledged for outcome in outcomes), [outcome.note for outcome in outcomes]
+        assert sorted(HourlyEventCount.objects.values_list("detail_type", "count")) == [
+            ("Inventory Reserved", 5),
+            ("Order Placed", 5),
+        ]
+        assert OrderTimeline.objects.filter(placed_at__isnull=False, reserved_at__isnull=False).count() == 5
+        HourlyEventCount.objects.all().delete()
+        OrderTimeline.objects.all().delete()
+    assert "handling its messages one by one" not in caplog.text

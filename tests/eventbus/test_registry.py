@@ -105,11 +105,12 @@ def test_one_event_twice_in_one_service_is_refused(scratch_registry):
 
 
 def test_only_handlers_without_shared_locks_or_outside_effects_share_a_batch_transaction():
-    # Stock, orders, payments, analytics' counters and the saga's start must each commit alone
-    # (eventbus/registry.py): this list changes only with a reason.
+    # Stock, orders, payments and the saga's start must each commit alone (eventbus/registry.py);
+    # audit and analytics take a receive as one set, in key order: this list changes only with a reason.
     batchable = {s.handler_id for s in registry.subscriptions() if s.batchable}
-    assert batchable == {
-        "audit.record_envelope",
+    set_based = {s.handler_id for s in registry.subscriptions() if s.set_based}
+    assert set_based == {"audit.record_envelope", "analytics.count_event"}
+    assert batchable == set_based | {
         "notifications.order_confirmed",
         "notifications.order_cancelled",
         "notifications.order_shipped",
