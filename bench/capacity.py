@@ -165,6 +165,7 @@ def as_received(orders: int, *, threads: int, count_statements: bool = False) ->
     place_orders(orders)
     services = registry.services()
     totals = {"data": 0, "control": 0}
+    per_service: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # deliveries, data statements
     lock = threading.Lock()
 
     def consume(service: str, bodies: list[str]) -> None:
@@ -178,6 +179,8 @@ def as_received(orders: int, *, threads: int, count_statements: bool = False) ->
         with lock:
             totals["data"] += counter.data
             totals["control"] += counter.control
+            per_service[service][0] += len(bodies)
+            per_service[service][1] += counter.data
 
     events = deliveries = 0
     seconds = 0.0
@@ -210,6 +213,7 @@ def as_received(orders: int, *, threads: int, count_statements: bool = False) ->
         "seconds": seconds,
         "data_statements": totals["data"],
         "control_statements": totals["control"],
+        "per_service": dict(per_service),
     }
 
 
@@ -257,7 +261,12 @@ def main() -> None:
     print(
         f"statements per delivery, counted in a separate run of {COUNTED_ORDERS} orders: "
         f"{counted['data_statements'] / counted['deliveries']:.1f} data, "
-        f"{counted['control_statements'] / counted['deliveries']:.1f} transaction control"
+        f"{counted['control_statements'] / counted['deliveries']:.1f} transaction control; data statements per "
+        "delivery by service: "
+        + ", ".join(
+            f"{service} {statements / deliveries:.1f}"
+            for service, (deliveries, statements) in sorted(counted["per_service"].items())
+        )
     )
     report(concurrent, f"a thread per service queue, {concurrent['threads']} at once (a worker consuming every queue)")
     print(f"\ndatabase growth per order, tables and indexes: {bytes_per_order / 1024:.1f} KiB")
