@@ -91,9 +91,8 @@ def handle_batch(*, service: str, bodies: list[str]) -> list[Outcome]:
     messages pay for one BEGIN and one COMMIT, where a transaction (or a savepoint) per message would
     cost two more round trips each (docs/performance.md). A set-based handler's batch is one set: one
     INSERT dedupes all of it, and the handler writes the new events at once. If any of them fails, or
-    the commit does,
-    that attempt is rolled back whole and each message is handled again alone, in the same poll: each
-    still succeeds or fails on its own, and a poisoned one holds back no other.
+    the commit does, that attempt is rolled back whole and each message is handled again alone, in the
+    same poll: each still succeeds or fails on its own, and a poisoned one holds back no other.
     """
     outcomes: dict[int, Outcome] = {}
     routed: list[tuple[int, ReceivedEvent, registry.Subscription]] = []

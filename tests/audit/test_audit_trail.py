@@ -53,19 +53,22 @@ def test_an_event_is_recorded_once_however_often_it_arrives():
     assert [record.envelope for record in AuditEvent.objects.all()] == [json.loads(first)]
 
 
+def audited(event_id: uuid.UUID, *, envelope: dict, detail_type: str = "Order Placed") -> services.Envelope:
+    return services.Envelope(
+        event_id=event_id,
+        source="ecommerce.orders",
+        detail_type=detail_type,
+        correlation_id="o-1",
+        occurred_at="2026-11-24T10:00:00Z",
+        envelope=envelope,
+    )
+
+
 def test_the_service_never_overwrites_a_record():
     event_id = uuid.uuid4()
     original = {"id": "first", "detail": {}}
-    arguments = {
-        "event_id": event_id,
-        "source": "ecommerce.orders",
-        "detail_type": "Order Placed",
-        "correlation_id": "o-1",
-        "occurred_at": "2026-11-24T10:00:00Z",
-    }
-    services.record_envelopes(envelopes=[services.Envelope(**arguments, envelope=original)])
-    later = services.Envelope(**{**arguments, "detail_type": "Order Cancelled"}, envelope={"id": "second"})
-    services.record_envelopes(envelopes=[later])
+    services.record_envelopes(envelopes=[audited(event_id, envelope=original)])
+    services.record_envelopes(envelopes=[audited(event_id, envelope={"id": "second"}, detail_type="Order Cancelled")])
 
     record = AuditEvent.objects.get(event_id=event_id)
     assert (record.detail_type, record.envelope) == ("Order Placed", original)
@@ -73,18 +76,8 @@ def test_the_service_never_overwrites_a_record():
 
 def test_within_one_set_the_first_copy_of_an_event_stands():
     event_id = uuid.uuid4()
-    arguments = {
-        "event_id": event_id,
-        "source": "ecommerce.orders",
-        "detail_type": "Order Placed",
-        "correlation_id": "o-1",
-        "occurred_at": "2026-11-24T10:00:00Z",
-    }
     services.record_envelopes(
-        envelopes=[
-            services.Envelope(**arguments, envelope={"id": "first"}),
-            services.Envelope(**arguments, envelope={"id": "second"}),
-        ]
+        envelopes=[audited(event_id, envelope={"id": "first"}), audited(event_id, envelope={"id": "second"})]
     )
 
     assert [record.envelope for record in AuditEvent.objects.all()] == [{"id": "first"}]
