@@ -34,8 +34,8 @@ def documented_environment() -> dict[str, str]:
     return environment
 
 
-def run_in_production(*command: str) -> subprocess.CompletedProcess[str]:
-    environment = {"PATH": os.environ["PATH"], **documented_environment()}
+def run_in_production(*command: str, overrides: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environment = {"PATH": os.environ["PATH"], **documented_environment(), **(overrides or {})}
     return subprocess.run(
         command, cwd=BASE_DIR, env=environment, capture_output=True, text=True, timeout=120, check=False
     )
@@ -101,3 +101,30 @@ def test_https_through_the_load_balancer_is_served_with_hsts(production_answers)
 
 def test_a_host_not_allowed_is_refused(production_answers):
     assert production_answers["other_host"] == 400
+
+
+DATABASE_OPTIONS_SCRIPT = """
+import json
+import os
+
+os.environ["DJANGO_SETTINGS_MODULE"] = "shopbus_site.settings"
+from django.conf import settings
+
+print(json.dumps(settings.DATABASES["default"].get("OPTIONS", {})))
+"""
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({}, {"server_side_binding": True, "prepare_threshold": 5}),
+        # Behind a pooler without protocol-level prepared statements (PgBouncer before 1.21).
+        ({"DATABASE_PREPARED_STATEMENTS": "false"}, {"server_side_binding": True}),
+        ({"DATABASE_SERVER_SIDE_BINDING": "false"}, {}),
+    ],
+)
+def test_postgresql_prepares_statements_unless_told_not_to(overrides, expected):
+    result = run_in_production(sys.executable, "-c", DATABASE_OPTIONS_SCRIPT, overrides=overrides)
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == expected
