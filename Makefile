@@ -27,8 +27,9 @@ test: test-sqlite test-postgres
 test-sqlite: $(VENV)/.dev-installed
 	$(PY) -m pytest
 
+# With the workers' prepared statements: Django's default binding is the well-trodden path.
 test-postgres: $(VENV)/.dev-installed
-	$(PY) -m tests.postgres_server -- $(PY) -m pytest -m postgres
+	DATABASE_PREPARED_STATEMENTS=true $(PY) -m tests.postgres_server -- $(PY) -m pytest -m postgres
 
 ## Lint and check formatting (ruff), as CI does before the tests. `make format` rewrites the tree.
 lint: $(VENV)/.dev-installed

@@ -37,6 +37,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "shopbus_site.settings")
 os.environ.setdefault("DEBUG", "false")  # no query log: it is not what production runs
 os.environ.setdefault("SECRET_KEY", "bench-only-not-a-secret")
 os.environ.setdefault("CELERY_BROKER_URL", "memory://")
+os.environ.setdefault("DATABASE_PREPARED_STATEMENTS", "true")  # as the workers run (README)
 
 import django
 
@@ -249,7 +250,9 @@ def main() -> None:
     finally:
         connection.creation.destroy_test_db(test_name, verbosity=0)
 
-    print(f"database: {vendor} · bare one-row INSERT+COMMIT transactions/s: {bare:,.0f}")
+    prepared = connection.settings_dict.get("OPTIONS", {}).get("prepare_threshold") is not None
+    print(f"database: {vendor}{' (prepared statements)' if prepared else ''} · ", end="")
+    print(f"bare one-row INSERT+COMMIT transactions/s: {bare:,.0f}")
     print(f"\none message per transaction ({alone['orders']} orders), per (service, detail-type):")
     print(f"{'service':<14} {'detail-type':<20} {'deliveries':>10} {'SQL/delivery':>13} {'ms/delivery':>12}")
     for (service, detail_type), (count, statements, spent) in sorted(alone["per_key"].items()):

@@ -8,7 +8,7 @@ class EventbusConfig(AppConfig):
     verbose_name = "Event bus"
 
     def ready(self) -> None:
-        from . import outbox, registry, signals, tasks
+        from . import checks, outbox, registry, signals, tasks  # noqa: F401 - checks registers a system check
         from .models import EventedModel
 
         # Subscriptions are declared in each app's handlers.py; importing them fills the registry.

@@ -107,16 +107,17 @@ else:
     DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = env.bool(
         "DATABASE_DISABLE_SERVER_SIDE_CURSORS", default=False
     )
-    # Parameters sent apart from the SQL, and each statement prepared once per connection after
-    # psycopg's default of 5 runs: the server stops parsing and planning the same few statements every
-    # delivery, and psycopg stops quoting parameters into SQL text in Python. A worker's delivery costs
-    # about a third less (docs/performance.md, "Handler capacity"). Django leaves both off by default
-    # for poolers: behind PgBouncer in transaction mode, use 1.21 or later with max_prepared_statements
-    # set, or set DATABASE_PREPARED_STATEMENTS=false.
-    if env.bool("DATABASE_SERVER_SIDE_BINDING", default=True):
-        DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = True
-        if env.bool("DATABASE_PREPARED_STATEMENTS", default=True):
-            DATABASES["default"]["OPTIONS"]["prepare_threshold"] = 5
+    # For worker processes (README, "Running in production"): parameters sent apart from the SQL, and
+    # each statement prepared once per connection after psycopg's default of 5 runs, so the server
+    # stops parsing and planning the same few statements every delivery and psycopg stops quoting
+    # parameters into SQL text in Python; a delivery costs a fifth to a quarter less
+    # (docs/performance.md, "Handler capacity"). Off by default, as in Django: a migration that
+    # changes a column's type makes a connection's prepared statements that read it fail until a
+    # rollback drops them; a worker's delivery fails once and is retried, but a web request outside a
+    # transaction would fail until its connection is recycled. Behind PgBouncer in transaction mode it
+    # needs PgBouncer 1.21+ with max_prepared_statements set.
+    if env.bool("DATABASE_PREPARED_STATEMENTS", default=False):
+        DATABASES["default"].setdefault("OPTIONS", {}).update(server_side_binding=True, prepare_threshold=5)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
