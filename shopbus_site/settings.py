@@ -110,7 +110,7 @@ else:
     # For worker processes (README, "Running in production"): parameters sent apart from the SQL, and
     # each statement prepared once per connection after psycopg's default of 5 runs, so the server
     # stops parsing and planning the same few statements every delivery and psycopg stops quoting
-    # parameters into SQL text in Python; a delivery costs a fifth to a quarter less
+    # parameters into SQL text in Python; a delivery costs 17–19% less
     # (docs/performance.md, "Handler capacity"). Off by default, as in Django: a migration that
     # changes a column's type makes a connection's prepared statements that read it fail until a
     # rollback drops them; a worker's delivery fails once and is retried, but a web request outside a
