@@ -237,14 +237,7 @@ def _mark_processed(*, handler_id: str, event: ReceivedEvent) -> bool:
     NOTHING answers "duplicate?": catching an IntegrityError instead would need a savepoint around
     it, two more round trips on every delivery. A concurrent delivery of the same event waits on the
     unique index and then finds the row, so only one of them runs the handler."""
-    row = {
-        "handler": handler_id,
-        "event_id": event.event_id,
-        "detail_type": event.event_type.detail_type,
-        "envelope_id": event.envelope_id,
-        "replay_name": event.replay_name,
-    }
-    return insert_rows(ProcessedEvent, [row], conflict=["handler", "event_id"]) == 1
+    return insert_rows(ProcessedEvent, [_processed_row(handler_id, event)], conflict=["handler", "event_id"]) == 1
 
 
 def _mark_processed_set(*, handler_id: str, events: list[ReceivedEvent]) -> set[uuid.UUID]:
@@ -252,19 +245,20 @@ def _mark_processed_set(*, handler_id: str, events: list[ReceivedEvent]) -> set[
     had not. Rows go in event-id order, so two workers recording overlapping sets wait for each other
     on the unique index in the same order and never deadlock."""
     by_id = {event.event_id: event for event in reversed(events)}  # the first copy of each
-    rows = [
-        {
-            "handler": handler_id,
-            "event_id": event.event_id,
-            "detail_type": event.event_type.detail_type,
-            "envelope_id": event.envelope_id,
-            "replay_name": event.replay_name,
-        }
-        for _, event in sorted(by_id.items())
-    ]
+    rows = [_processed_row(handler_id, event) for _, event in sorted(by_id.items())]
     stored = {db_value(ProcessedEvent, "event_id", event_id): event_id for event_id in by_id}
     written = insert_new_rows(ProcessedEvent, rows, conflict=["handler", "event_id"], returning="event_id")
     return {stored[value] for value in written}
+
+
+def _processed_row(handler_id: str, event: ReceivedEvent) -> dict[str, Any]:
+    return {
+        "handler": handler_id,
+        "event_id": event.event_id,
+        "detail_type": event.event_type.detail_type,
+        "envelope_id": event.envelope_id,
+        "replay_name": event.replay_name,
+    }
 
 
 def _note_processed(*, handler_id: str, event: ReceivedEvent, note: str) -> None:
