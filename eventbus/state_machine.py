@@ -12,8 +12,12 @@ class IllegalTransition(Exception):
         self.target = target
 
 
+def is_legal(*, table: Mapping[str, frozenset[str]], current: str, target: str) -> bool:
+    return target in table.get(current, frozenset())
+
+
 def guard_transition(*, table: Mapping[str, frozenset[str]], what: str, current: str, target: str) -> None:
-    if target not in table.get(current, frozenset()):
+    if not is_legal(table=table, current=current, target=target):
         raise IllegalTransition(what, current, target)
 
 
@@ -21,6 +25,9 @@ class GuardedStatus:
     """Model mixin: `status` changes only through transition_to(), along the class's TRANSITIONS."""
 
     TRANSITIONS: Mapping[str, frozenset[str]] = {}
+
+    def can_transition_to(self, target: str) -> bool:
+        return is_legal(table=self.TRANSITIONS, current=self.status, target=target)
 
     def transition_to(self, target: str) -> str:
         """Move to `target` or raise IllegalTransition. Returns the previous status."""

@@ -5,7 +5,8 @@ import re
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpResponseRedirect
+from django.http import HttpResponseRedirect
+from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
@@ -163,14 +164,17 @@ class OrderAdmin(PermissionGuardedActions, IdentifierSearch, admin.ModelAdmin):
     def change_view(self, request, object_id, form_url="", extra_context=None):
         # The order's story: its events, who handled them and when, failures, and the records
         # other services keep for it (reached through their own admin pages, searched by order id).
-        order = self.get_object(request, object_id)
         extra_context = {
             **(extra_context or {}),
             "timeline": order_timeline(order_id=object_id),
             "saga": execution_summary(order_id=object_id),
-            "order_actions": self._order_actions(request, order) if order is not None else [],
         }
         return super().change_view(request, object_id, form_url, extra_context)
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        # The order change_view already loaded, rather than a second query for it.
+        context["order_actions"] = self._order_actions(request, obj) if obj is not None else []
+        return super().render_change_form(request, context, add=add, change=change, form_url=form_url, obj=obj)
 
     def has_delete_permission(self, request, obj=None):
         return False
@@ -184,11 +188,10 @@ class OrderAdmin(PermissionGuardedActions, IdentifierSearch, admin.ModelAdmin):
     def _order_actions(self, request, order: Order) -> list[tuple[str, str]]:
         """The buttons on an order's page: only the transitions that are legal now, and only for staff
         allowed to make them."""
-        legal = Order.TRANSITIONS.get(order.status, frozenset())
         actions = []
-        if Order.Status.SHIPPED in legal and self.has_ship_permission(request):
+        if order.can_transition_to(Order.Status.SHIPPED) and self.has_ship_permission(request):
             actions.append(("Ship…", reverse("admin:orders_order_ship", args=[order.pk])))
-        if Order.Status.CANCELLED in legal and self.has_cancel_permission(request):
+        if order.can_transition_to(Order.Status.CANCELLED) and self.has_cancel_permission(request):
             actions.append(("Cancel order…", reverse("admin:orders_order_cancel", args=[order.pk])))
         return actions
 
@@ -199,20 +202,14 @@ class OrderAdmin(PermissionGuardedActions, IdentifierSearch, admin.ModelAdmin):
         ]
         return own + super().get_urls()
 
-    def _order_or_404(self, order_id) -> Order:
-        order = Order.objects.filter(pk=order_id).first()
-        if order is None:
-            raise Http404(f"No order {order_id}.")
-        return order
-
     def _back_to(self, order: Order) -> HttpResponseRedirect:
         return HttpResponseRedirect(reverse("admin:orders_order_change", args=[order.pk]))
 
     def cancel_view(self, request, order_id):
         if not self.has_cancel_permission(request):
             raise PermissionDenied
-        order = self._order_or_404(order_id)
-        if Order.Status.CANCELLED not in Order.TRANSITIONS.get(order.status, frozenset()):
+        order = get_object_or_404(Order, pk=order_id)
+        if not order.can_transition_to(Order.Status.CANCELLED):
             self.message_user(request, why_not_cancellable(order.pk, order.status), level=messages.ERROR)
             return self._back_to(order)
         form = CancelOrdersForm(request.POST if request.method == "POST" else None)
@@ -234,8 +231,8 @@ class OrderAdmin(PermissionGuardedActions, IdentifierSearch, admin.ModelAdmin):
     def ship_view(self, request, order_id):
         if not self.has_ship_permission(request):
             raise PermissionDenied
-        order = self._order_or_404(order_id)
-        if Order.Status.SHIPPED not in Order.TRANSITIONS.get(order.status, frozenset()):
+        order = get_object_or_404(Order, pk=order_id)
+        if not order.can_transition_to(Order.Status.SHIPPED):
             self.message_user(request, why_not_shippable(order.pk, order.status), level=messages.ERROR)
             return self._back_to(order)
         form = ShipOrderForm(request.POST if request.method == "POST" else None)
@@ -276,7 +273,7 @@ class OrderAdmin(PermissionGuardedActions, IdentifierSearch, admin.ModelAdmin):
                 order = self._place(request, form, items)
                 if order is not None:
                     self.message_user(request, f"Order {order.id} placed for {order.total_amount} {order.currency}.")
-                    return HttpResponseRedirect(reverse("admin:orders_order_change", args=[order.pk]))
+                    return self._back_to(order)
         else:
             form = PlaceOrderForm()
             items = OrderItemFormSet(prefix="items", form_kwargs={"catalogue": catalogue})
@@ -352,7 +349,7 @@ class OrderAdmin(PermissionGuardedActions, IdentifierSearch, admin.ModelAdmin):
             )
             return None
         order = queryset.get()
-        if Order.Status.SHIPPED not in Order.TRANSITIONS.get(order.status, frozenset()):
+        if not order.can_transition_to(Order.Status.SHIPPED):
             self.message_user(request, why_not_shippable(order.pk, order.status), level=messages.ERROR)
             return None
         form = ShipOrderForm(request.POST if "apply" in request.POST else None)
