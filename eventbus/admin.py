@@ -167,18 +167,15 @@ class DeliveryFailureAdmin(ReadOnlyAdmin):
 
     def changelist_view(self, request, extra_context=None):
         try:
-            depths, target_dlq_depth, depth_error = selectors.queue_depths(), selectors.target_dlq_depth(), ""
-            task_dlq_depth = selectors.task_dlq_depth()
+            depths, depth_error = selectors.bus_depths(), ""
         except (BotoCoreError, ClientError) as exc:
-            depths, target_dlq_depth, depth_error = [], None, aws.explain(exc)
-            task_dlq_depth = None
-        tasks = topology.task_queue()
+            depths, depth_error = None, aws.explain(exc)
         context = {
-            "queue_depths": depths,
+            "queue_depths": depths.queues if depths else [],
             "target_dlq_name": topology.target_dlq_name(),
-            "target_dlq_depth": target_dlq_depth,
-            "task_queue": tasks,
-            "task_dlq_depth": task_dlq_depth,
+            "target_dlq_depth": depths.target_dlq_depth if depths else None,
+            "task_queue": topology.task_queue(),
+            "task_dlq_depth": depths.task_dlq_depth if depths else None,
             "depth_error": depth_error,
             "can_redrive": self.has_redrive_permission(request),
             **(extra_context or {}),

@@ -264,14 +264,12 @@ def _processed_row(handler_id: str, event: ReceivedEvent) -> dict[str, Any]:
 def _note_processed(*, handler_id: str, event: ReceivedEvent, note: str) -> None:
     """What the handler said it did, for the order timeline."""
     connection = transaction.get_connection()
-    meta = ProcessedEvent._meta
     quote = connection.ops.quote_name
-    event_id = meta.get_field("event_id").get_db_prep_save(event.event_id, connection)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {quote(meta.db_table)} SET {quote('note')} = %s "
+            f"UPDATE {quote(ProcessedEvent._meta.db_table)} SET {quote('note')} = %s "
             f"WHERE {quote('handler')} = %s AND {quote('event_id')} = %s",
-            [note[:300], handler_id, event_id],
+            [note[:300], handler_id, db_value(ProcessedEvent, "event_id", event.event_id)],
         )
 
 

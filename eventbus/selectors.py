@@ -55,23 +55,33 @@ def message_counts_of(queue_names: list[str]) -> dict[str, tuple[int, int]]:
         return dict(zip(queue_names, pool.map(message_counts, queue_names), strict=True))
 
 
-def queue_depths() -> list[QueueDepth]:
+@dataclass(frozen=True)
+class BusDepths:
+    queues: list[QueueDepth]
+    target_dlq_depth: int
+    # Celery's queue, (visible, in flight), and its DLQ; None when the broker is not SQS.
+    task_queue: tuple[int, int] | None
+    task_dlq_depth: int | None
+
+
+def bus_depths() -> BusDepths:
+    """Every queue's depth, asked at once: each service's queue and DLQ, the rule targets' DLQ, and
+    Celery's queue and DLQ when the broker is SQS."""
     queues = [topology.SERVICE_QUEUES[service] for service in registry.services()]
-    counts = message_counts_of([name for queue in queues for name in (queue.name, queue.dlq_name)])
-    return [
-        QueueDepth(queue.service, queue.name, *counts[queue.name], queue.dlq_name, sum(counts[queue.dlq_name]))
-        for queue in queues
-    ]
-
-
-def target_dlq_depth() -> int:
-    return sum(message_counts(topology.target_dlq_name()))
-
-
-def task_dlq_depth() -> int | None:
-    """Messages in Celery's queue's DLQ, or None when the broker is not SQS (there is none)."""
     tasks = topology.task_queue()
-    return None if tasks is None else sum(message_counts(tasks.dlq_name))
+    names = [name for queue in queues for name in (queue.name, queue.dlq_name)] + [topology.target_dlq_name()]
+    if tasks is not None:
+        names += [tasks.name, tasks.dlq_name]
+    counts = message_counts_of(names)
+    return BusDepths(
+        queues=[
+            QueueDepth(queue.service, queue.name, *counts[queue.name], queue.dlq_name, sum(counts[queue.dlq_name]))
+            for queue in queues
+        ],
+        target_dlq_depth=sum(counts[topology.target_dlq_name()]),
+        task_queue=None if tasks is None else counts[tasks.name],
+        task_dlq_depth=None if tasks is None else sum(counts[tasks.dlq_name]),
+    )
 
 
 def _summarise(body: str) -> tuple[str, str]:

@@ -19,9 +19,12 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class RedriveReport:
-    moved: int = 0
     failed: int = 0
     moved_message_ids: list[str] = field(default_factory=list)
+
+    @property
+    def moved(self) -> int:
+        return len(self.moved_message_ids)
 
 
 def redrive_dead_letters(*, queue: topology.ServiceQueue | topology.TaskQueue, max_messages: int) -> RedriveReport:
@@ -64,7 +67,6 @@ def redrive_dead_letters(*, queue: topology.ServiceQueue | topology.TaskQueue, m
             )
         for message in moved:
             logger.info("redrive %s -> %s: message %s", queue.dlq_name, queue.name, message["MessageId"])
-        report.moved += len(moved)
         report.moved_message_ids += [message["MessageId"] for message in moved]
     # DeliveryFailure is a log, not an evented model: a bulk update records no event.
     DeliveryFailure.objects.filter(message_id__in=report.moved_message_ids).update(redriven_at=timezone.now())

@@ -34,7 +34,7 @@ class NotificationAdmin(ReadOnlyAdmin):
     # stored with the notification.
     @admin.display(description="Subject")
     def subject(self, notification: Notification) -> str:
-        return services.render(notification)[0]
+        return services.subject(notification)
 
     @admin.display(description="Body")
     def body(self, notification: Notification) -> str:

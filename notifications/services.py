@@ -77,12 +77,15 @@ def queue_notification(
     return notification_id
 
 
+def subject(notification: Notification) -> str:
+    return SUBJECTS[notification.kind].format(**notification.context)
+
+
 def render(notification: Notification) -> tuple[str, str, str]:
     context = {**notification.context, "shop_name": "shopbus"}
-    subject = SUBJECTS[notification.kind].format(**notification.context)
     text = render_to_string(f"notifications/email/{notification.kind}.txt", context)
     html = render_to_string(f"notifications/email/{notification.kind}.html", context)
-    return subject, text, html
+    return subject(notification), text, html
 
 
 @transaction.atomic

@@ -219,7 +219,8 @@ class QueueHealth:
 
 def queue_health() -> QueueHealth:
     try:
-        return QueueHealth(selectors.queue_depths(), selectors.target_dlq_depth(), "", selectors.task_dlq_depth())
+        depths = selectors.bus_depths()
+        return QueueHealth(depths.queues, depths.target_dlq_depth, "", depths.task_dlq_depth)
     except (BotoCoreError, ClientError) as exc:
         return QueueHealth([], None, aws.explain(exc))
 

@@ -34,21 +34,21 @@ class Command(BaseCommand):
             raise CommandError(aws.explain(exc)) from None
 
     def list_depths(self) -> None:
-        depths, target_dlq_depth = selectors.queue_depths(), selectors.target_dlq_depth()
+        depths = selectors.bus_depths()
         self.stdout.write(f"{'service':<14} {'queue':<28} {'visible':>8} {'in flight':>10} {'DLQ depth':>10}")
-        for depth in depths:
+        for depth in depths.queues:
             self.stdout.write(
                 f"{depth.service:<14} {depth.queue_name:<28} "
                 f"{depth.visible:>8} {depth.in_flight:>10} {depth.dlq_depth:>10}"
             )
         self.stdout.write(
-            f"{'(delivery)':<14} {topology.target_dlq_name():<28} {'':>8} {'':>10} {target_dlq_depth:>10}"
+            f"{'(delivery)':<14} {topology.target_dlq_name():<28} {'':>8} {'':>10} {depths.target_dlq_depth:>10}"
         )
         tasks = topology.task_queue()
-        if tasks is not None:
-            visible, in_flight = selectors.message_counts(tasks.name)
+        if depths.task_queue is not None:
+            visible, in_flight = depths.task_queue
             self.stdout.write(
-                f"{'(tasks)':<14} {tasks.name:<28} {visible:>8} {in_flight:>10} {selectors.task_dlq_depth():>10}"
+                f"{'(tasks)':<14} {tasks.name:<28} {visible:>8} {in_flight:>10} {depths.task_dlq_depth:>10}"
             )
 
     def show(self, queue: topology.ServiceQueue | topology.TaskQueue, limit: int) -> None:
