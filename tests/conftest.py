@@ -8,10 +8,12 @@ import requests
 from moto import mock_aws
 
 from eventbus import aws as aws_clients
-from eventbus import metrics, topology
+from eventbus import metrics, outbox, topology
+from eventbus.models import OutboxEvent
 from eventbus.provisioning import Provisioner
 from inventory import services as inventory_services
 from orders import services as order_services
+from tests.factories import PlaceOrderRequestFactory
 
 
 @pytest.fixture(autouse=True)
@@ -42,6 +44,19 @@ def provisioned(aws):
 def catalogue(db):
     """The demo catalogue: prod-1 Laptop 999.99 x50, prod-2 Mouse 29.99 x100, prod-3 Keyboard x5, …"""
     inventory_services.load_demo_catalogue()
+
+
+@pytest.fixture
+def pending_events(provisioned, catalogue, monkeypatch):
+    """Orders whose Order Placed events wait in the outbox, as if the relay had not run yet."""
+    monkeypatch.setattr(outbox, "wake_relay", lambda: None)
+
+    def place(count: int) -> list[OutboxEvent]:
+        for _ in range(count):
+            order_services.place_order(request=PlaceOrderRequestFactory())
+        return list(OutboxEvent.objects.filter(status="PENDING").order_by("created_at"))
+
+    return place
 
 
 @pytest.fixture

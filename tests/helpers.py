@@ -134,3 +134,57 @@ def poll_queue(service: str, times: int = 1) -> None:
     poller = QueuePoller(topology.SERVICE_QUEUES[service], threading.Event())
     for _ in range(times):
         poller.poll_once()
+
+
+def restock(client, *products: Model, quantity: int | str, reason: str = "delivery"):
+    """The products list's Restock action, as the admin's form posts it."""
+    from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+
+    return client.post(
+        "/admin/inventory/product/",
+        {
+            "action": "restock",
+            ACTION_CHECKBOX_NAME: [str(product.pk) for product in products],
+            "apply": "Restock",
+            "quantity": quantity,
+            "reason": reason,
+        },
+    )
+
+
+def staff_client(*, superuser: bool = False, groups: tuple[str, ...] = (), permissions: tuple[str, ...] = ()):
+    """A test client signed in as a new staff member with these groups and permissions. Named after its
+    groups ("Support-user"), or "super-user" / "staff-user". A transactional test's flush removes the
+    groups the data migration made: such a test gives permissions instead."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group, Permission
+    from django.test import Client
+
+    name = "-".join(groups) or ("super" if superuser else f"staff{len(permissions) or ''}")
+    user = get_user_model().objects.create_user(
+        username=f"{name}-user", password="pw", is_staff=True, is_superuser=superuser
+    )
+    user.groups.set(Group.objects.filter(name__in=groups))
+    user.user_permissions.set(Permission.objects.filter(codename__in=permissions))
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def dead_lettered_order(settings) -> Model:
+    """An order whose Inventory Reserved ends in the orders DLQ: its row is missing until restored."""
+    from eventbus.event_types import INVENTORY_RESERVED
+    from orders import services as order_services
+    from orders.models import Order
+    from tests.events import envelope
+    from tests.factories import OrderItemFactory, PlaceOrderRequestFactory
+
+    order = order_services.place_order(request=PlaceOrderRequestFactory(items=[OrderItemFactory(product_id="prod-2")]))
+    reserved = envelope(
+        INVENTORY_RESERVED, {"orderId": str(order.pk), "items": [{"productId": "prod-2", "quantity": 1}]}
+    )
+    Order.objects.filter(pk=order.pk).delete()  # a botched restore, say
+    send_to_queue("orders", reserved)
+    poll_queue("orders", times=settings.SQS_MAX_RECEIVE_COUNT + 1)
+    assert queue_depth(topology.SERVICE_QUEUES["orders"].dlq_name) == 1
+    return order

@@ -14,17 +14,13 @@ from django.utils import timezone
 
 from eventbus import aws, claims, outbox
 from eventbus.models import OutboxEvent
-from orders import services as order_services
-from tests.factories import PlaceOrderRequestFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def pending(provisioned, catalogue, monkeypatch) -> list[OutboxEvent]:
-    monkeypatch.setattr(outbox, "wake_relay", lambda: None)
-    order_services.place_order(request=PlaceOrderRequestFactory())
-    return list(OutboxEvent.objects.filter(status="PENDING"))
+def pending(pending_events) -> list[OutboxEvent]:
+    return pending_events(1)
 
 
 @pytest.fixture

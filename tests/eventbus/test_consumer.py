@@ -18,9 +18,9 @@ from inventory.models import Reservation, StockItem
 from orders import services as order_services
 from orders.models import Order
 from tests.events import envelope, order_placed_data
-from tests.factories import OrderItemFactory, PlaceOrderRequestFactory
+from tests.factories import PlaceOrderRequestFactory
+from tests.helpers import dead_lettered_order, queue_depth
 from tests.helpers import poll_queue as poll
-from tests.helpers import queue_depth
 from tests.helpers import send_to_queue as send
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -130,15 +130,7 @@ def test_a_failing_message_in_a_receive_holds_back_no_other(catalogue, quiet_rel
 
 def test_a_redriven_message_is_processed(catalogue, quiet_relay, settings):
     orders_queue = topology.SERVICE_QUEUES["orders"]
-    order = order_services.place_order(request=PlaceOrderRequestFactory(items=[OrderItemFactory(product_id="prod-2")]))
-    reserved = envelope(
-        INVENTORY_RESERVED, {"orderId": str(order.pk), "items": [{"productId": "prod-2", "quantity": 1}]}
-    )
-    # The order row is missing (say, a botched restore), so the handler fails until it is back.
-    Order.objects.filter(pk=order.pk).delete()
-    send("orders", reserved)
-    poll("orders", times=settings.SQS_MAX_RECEIVE_COUNT + 1)
-    assert queue_depth(orders_queue.dlq_name) == 1
+    order = dead_lettered_order(settings)
     order.save(force_insert=True)  # restored
 
     out = io.StringIO()

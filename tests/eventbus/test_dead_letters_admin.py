@@ -5,46 +5,16 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.admin.models import LogEntry
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Permission
 from django.test import Client
 
 from eventbus import topology
-from eventbus.event_types import INVENTORY_RESERVED
 from eventbus.models import DeliveryFailure
-from orders import services as order_services
 from orders.models import Order
-from tests.events import envelope
-from tests.factories import OrderItemFactory, PlaceOrderRequestFactory
-from tests.helpers import poll_queue, queue_depth, send_to_queue
+from tests.helpers import dead_lettered_order, poll_queue, queue_depth, staff_client
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 ORDERS = topology.SERVICE_QUEUES["orders"]
-
-
-def staff(*, superuser: bool = False, permissions: tuple[str, ...] = ()) -> Client:
-    user = get_user_model().objects.create_user(
-        username=f"staff-{superuser}-{len(permissions)}", password="pw", is_staff=True, is_superuser=superuser
-    )
-    # Explicit permissions: a transactional test's flush removes the groups the data migration made.
-    user.user_permissions.set(Permission.objects.filter(codename__in=permissions))
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-def dead_lettered_order(settings) -> Order:
-    """An order whose Inventory Reserved ends in the orders DLQ: its row is missing until restored."""
-    order = order_services.place_order(request=PlaceOrderRequestFactory(items=[OrderItemFactory(product_id="prod-2")]))
-    reserved = envelope(
-        INVENTORY_RESERVED, {"orderId": str(order.pk), "items": [{"productId": "prod-2", "quantity": 1}]}
-    )
-    Order.objects.filter(pk=order.pk).delete()  # a botched restore, say
-    send_to_queue("orders", reserved)
-    poll_queue("orders", times=settings.SQS_MAX_RECEIVE_COUNT + 1)
-    assert queue_depth(ORDERS.dlq_name) == 1
-    return order
 
 
 def redrive(client: Client) -> object:
@@ -60,7 +30,7 @@ def states(client: Client) -> list[str]:
 
 def test_staff_redrive_a_dlq_and_the_failing_event_is_resolved(catalogue, quiet_relay, settings):
     order = dead_lettered_order(settings)
-    operator = staff(superuser=True)
+    operator = staff_client(superuser=True)
     page = operator.get("/admin/eventbus/deliveryfailure/").content.decode()
     assert "Redrive to orders" in page
     assert states(operator) == ["failing"]
@@ -82,7 +52,7 @@ def test_staff_redrive_a_dlq_and_the_failing_event_is_resolved(catalogue, quiet_
 
 def test_an_event_that_fails_again_after_a_redrive_is_still_one_row(catalogue, quiet_relay, settings):
     dead_lettered_order(settings)
-    operator = staff(superuser=True)
+    operator = staff_client(superuser=True)
     redrive(operator)  # the order is still missing, so it fails again, as a new message
     poll_queue("orders", times=settings.SQS_MAX_RECEIVE_COUNT + 1)
     assert DeliveryFailure.objects.count() == 1
@@ -91,7 +61,7 @@ def test_an_event_that_fails_again_after_a_redrive_is_still_one_row(catalogue, q
 
 def test_only_staff_allowed_to_redrive_see_the_button_and_a_forged_post_is_403(catalogue, quiet_relay, settings):
     dead_lettered_order(settings)
-    support = staff(permissions=("view_deliveryfailure",))
+    support = staff_client(permissions=("view_deliveryfailure",))
     page = support.get("/admin/eventbus/deliveryfailure/")
     assert page.status_code == 200
     assert "Redrive to orders" not in page.content.decode()

@@ -11,24 +11,9 @@ from django.utils import timezone
 from eventbus import metrics, outbox, services
 from eventbus.metrics import Metric
 from eventbus.models import MetricCount, OutboxEvent, SweepFailure
-from orders import services as order_services
-from tests.factories import PlaceOrderRequestFactory
 from tests.helpers import drain, poison, skipped_items
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def pending_events(provisioned, catalogue, monkeypatch):
-    """Orders whose Order Placed events wait in the outbox, as if the relay had not run yet."""
-    monkeypatch.setattr(outbox, "wake_relay", lambda: None)
-
-    def place(count: int) -> list[OutboxEvent]:
-        for _ in range(count):
-            order_services.place_order(request=PlaceOrderRequestFactory())
-        return list(OutboxEvent.objects.filter(status="PENDING").order_by("created_at"))
-
-    return place
 
 
 def test_an_outbox_row_that_cannot_be_read_is_skipped_and_the_rest_are_published(pending_events, service_queue, caplog):

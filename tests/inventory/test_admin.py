@@ -6,13 +6,13 @@ at 2^31 - 1 ("integer out of range"). The admin refuses both the same way on eit
 from __future__ import annotations
 
 import pytest
-from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.auth import get_user_model
 from django.db import connection
 
 from eventbus.models import OutboxEvent
 from inventory.models import STOCK_COUNT_MAX, Product, StockItem
 from tests.factories import ProductFactory
+from tests.helpers import restock
 
 pytestmark = pytest.mark.django_db
 
@@ -44,19 +44,6 @@ def add_product(client, **fields):
         "low_stock_threshold": 10,
     }
     return client.post("/admin/inventory/product/add/", {**data, **fields})
-
-
-def restock(client, product: Product, quantity: int):
-    return client.post(
-        "/admin/inventory/product/",
-        {
-            "action": "restock",
-            ACTION_CHECKBOX_NAME: [product.pk],
-            "apply": "Restock",
-            "quantity": quantity,
-            "reason": "delivery",
-        },
-    )
 
 
 @pytest.mark.parametrize("value", TOO_BIG)
@@ -104,7 +91,7 @@ def test_changing_the_low_stock_threshold_past_the_column_is_a_form_error(staff_
 def test_restocking_past_the_column_is_a_form_error(staff_client, value):
     product = ProductFactory(sku="big-1")
 
-    response = restock(staff_client, product, value)
+    response = restock(staff_client, product, quantity=value)
 
     assert response.status_code == 200
     assert response.context["form"].errors == {"quantity": [MAX_ERROR]}
@@ -115,18 +102,9 @@ def test_a_restock_that_would_push_stock_past_the_column_is_refused_whole(staff_
     fits, overflows = ProductFactory(sku="fits"), ProductFactory(sku="full", stock__on_hand=STOCK_COUNT_MAX - 5)
     OutboxEvent.objects.all().delete()
 
-    response = restock(staff_client, Product.objects.get(pk=fits.pk), 6)
+    response = restock(staff_client, Product.objects.get(pk=fits.pk), quantity=6)
     assert response.status_code == 302
-    response = staff_client.post(
-        "/admin/inventory/product/",
-        {
-            "action": "restock",
-            ACTION_CHECKBOX_NAME: [fits.pk, overflows.pk],
-            "apply": "Restock",
-            "quantity": 6,
-            "reason": "delivery",
-        },
-    )
+    response = restock(staff_client, fits, overflows, quantity=6)
 
     assert response.status_code == 200
     [error] = response.context["form"].errors["quantity"]
@@ -140,5 +118,5 @@ def test_a_restock_that_would_push_stock_past_the_column_is_refused_whole(staff_
 def test_a_restock_up_to_the_column_max_works(staff_client):
     product = ProductFactory(sku="full", stock__on_hand=STOCK_COUNT_MAX - 5)
 
-    assert restock(staff_client, product, 5).status_code == 302
+    assert restock(staff_client, product, quantity=5).status_code == 302
     assert StockItem.objects.get(pk=product.stock.pk).on_hand == STOCK_COUNT_MAX

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth import get_user_model
 
 from notifications.models import Notification
 from orders import services
@@ -13,22 +12,20 @@ from tests.flow import run_until_quiet
 pytestmark = pytest.mark.django_db
 
 
-def test_a_notifications_page_shows_the_subject_and_body_sent(client, catalogue):
+def test_a_notifications_page_shows_the_subject_and_body_sent(admin_client, catalogue):
     order = services.place_order(request=PlaceOrderRequestFactory(items=[OrderItemFactory(product_id="prod-2")]))
     run_until_quiet()
     confirmation = Notification.objects.get(kind=Notification.Kind.ORDER_CONFIRMED)
-    client.force_login(get_user_model().objects.create_superuser("staff", "staff@example.com", "pw"))
 
-    content = client.get(f"/admin/notifications/notification/{confirmation.pk}/change/").content.decode()
+    content = admin_client.get(f"/admin/notifications/notification/{confirmation.pk}/change/").content.decode()
 
     assert "Your order is confirmed" in content
     assert f"Your order {order.pk} is confirmed and paid: 29.99 USD." in content
 
 
-def test_admin_times_show_seconds_and_the_time_zone(client, catalogue):
+def test_admin_times_show_seconds_and_the_time_zone(admin_client, catalogue):
     services.place_order(request=PlaceOrderRequestFactory(items=[OrderItemFactory(product_id="prod-2")]))
     run_until_quiet()
-    client.force_login(get_user_model().objects.create_superuser("staff", "staff@example.com", "pw"))
-    content = client.get("/admin/notifications/notification/").content.decode()
+    content = admin_client.get("/admin/notifications/notification/").content.decode()
     created_at = Notification.objects.get().created_at
     assert created_at.strftime("%Y-%m-%d %H:%M:%S UTC") in content

@@ -10,6 +10,7 @@ from eventbus.models import OutboxEvent
 from orders import services
 from orders.models import ApiClient, Order
 from tests.factories import OrderItemFactory, PlaceOrderRequestFactory, ProductFactory
+from tests.helpers import restock
 
 pytestmark = pytest.mark.django_db
 
@@ -184,16 +185,7 @@ def test_the_restock_action_publishes_stock_updated(staff_client, catalogue):
     from inventory.models import Product
 
     keyboard = Product.objects.get(sku="prod-3")
-    staff_client.post(
-        "/admin/inventory/product/",
-        {
-            "action": "restock",
-            ACTION_CHECKBOX_NAME: [str(keyboard.pk)],
-            "apply": "1",
-            "quantity": "20",
-            "reason": "delivery",
-        },
-    )
+    restock(staff_client, keyboard, quantity="20")
     keyboard.stock.refresh_from_db()
     assert keyboard.stock.on_hand == 25
     event = OutboxEvent.objects.filter(detail_type="Stock Updated", correlation_id="prod-3").latest("created_at")

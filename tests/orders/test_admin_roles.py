@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.models import LogEntry
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.test import Client
 
@@ -14,33 +13,24 @@ from inventory.models import Product
 from orders import services
 from orders.models import ApiClient, Order
 from tests.factories import OrderItemFactory, PlaceOrderRequestFactory
+from tests.helpers import restock, staff_client
 
 pytestmark = pytest.mark.django_db
 
 
-def login(*, groups: list[str] = (), superuser: bool = False) -> Client:
-    user = get_user_model().objects.create_user(
-        username=f"{'-'.join(groups) or 'super'}-user", password="pw", is_staff=True, is_superuser=superuser
-    )
-    user.groups.set(Group.objects.filter(name__in=groups))
-    client = Client()
-    client.force_login(user)
-    return client
-
-
 @pytest.fixture
 def superuser():
-    return login(superuser=True)
+    return staff_client(superuser=True)
 
 
 @pytest.fixture
 def support():
-    return login(groups=["Support"])
+    return staff_client(groups=("Support",))
 
 
 @pytest.fixture
 def warehouse():
-    return login(groups=["Warehouse"])
+    return staff_client(groups=("Warehouse",))
 
 
 def placed_order() -> Order:
@@ -152,10 +142,7 @@ def test_a_forged_object_action_is_403(request, catalogue, role, path, data):
 
 def test_a_forged_list_action_is_403(support, catalogue):
     keyboard = Product.objects.get(sku="prod-3")
-    response = support.post(
-        "/admin/inventory/product/",
-        {"action": "restock", ACTION_CHECKBOX_NAME: [str(keyboard.pk)], "apply": "1", "quantity": "5", "reason": "x"},
-    )
+    response = restock(support, keyboard, quantity="5", reason="x")
     assert response.status_code == 403
     keyboard.stock.refresh_from_db()
     assert keyboard.stock.on_hand == 5
@@ -165,16 +152,7 @@ def test_a_forged_list_action_is_403(support, catalogue):
 
 def test_a_restock_is_in_the_products_history_with_its_reason(warehouse, catalogue):
     keyboard = Product.objects.get(sku="prod-3")
-    warehouse.post(
-        "/admin/inventory/product/",
-        {
-            "action": "restock",
-            ACTION_CHECKBOX_NAME: [str(keyboard.pk)],
-            "apply": "1",
-            "quantity": "20",
-            "reason": "Delivery note 881",
-        },
-    )
+    restock(warehouse, keyboard, quantity="20", reason="Delivery note 881")
     assert history(keyboard) == ["Restocked 20 unit(s). Reason given: Delivery note 881"]
 
 
