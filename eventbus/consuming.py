@@ -224,20 +224,19 @@ def _handle_in_own_transactions(*, event: ReceivedEvent, subscription: registry.
         return Outcome(acknowledged=True, result=DeliveryResult.DUPLICATE, event=event, handler=handler_id)
     with caused_by(event.event_id):
         note = subscription.handler(event) or ""
-    with transaction.atomic():
-        # False if a concurrent delivery of the event finished first; the handler ran safely twice.
-        _mark_processed(handler_id=handler_id, event=event)
-        if note:
-            _note_processed(handler_id=handler_id, event=event, note=note)
+    # Autocommit: one statement, which is False if a concurrent delivery of the event finished first
+    # (the handler ran safely twice). The note goes in with the row, as the handler already said it.
+    _mark_processed(handler_id=handler_id, event=event, note=note)
     return Outcome(acknowledged=True, result=DeliveryResult.PROCESSED, event=event, handler=handler_id, note=note)
 
 
-def _mark_processed(*, handler_id: str, event: ReceivedEvent) -> bool:
+def _mark_processed(*, handler_id: str, event: ReceivedEvent, note: str = "") -> bool:
     """Record that `handler_id` handled the event; False if it already had. One INSERT … ON CONFLICT DO
     NOTHING answers "duplicate?": catching an IntegrityError instead would need a savepoint around
     it, two more round trips on every delivery. A concurrent delivery of the same event waits on the
     unique index and then finds the row, so only one of them runs the handler."""
-    return insert_rows(ProcessedEvent, [_processed_row(handler_id, event)], conflict=["handler", "event_id"]) == 1
+    row = {**_processed_row(handler_id, event), "note": note[:300]}
+    return insert_rows(ProcessedEvent, [row], conflict=["handler", "event_id"]) == 1
 
 
 def _mark_processed_set(*, handler_id: str, events: list[ReceivedEvent]) -> set[uuid.UUID]:

@@ -18,10 +18,11 @@ from functools import cache
 from typing import Protocol
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils.module_loading import import_string
 
 from eventbus.event_types import PaymentFailure
+from eventbus.rows import insert_new_rows
 
 from .models import SimulatedGatewayRequest
 
@@ -127,16 +128,15 @@ class SimulatedGateway:
     def _record(
         self, *, idempotency_key: str, operation: str, parameters: str, answer: dict
     ) -> SimulatedGatewayRequest:
-        """The first answer for the key, recorded now if this is the first request with it."""
-        try:
-            with transaction.atomic(durable=True):
-                request, _ = SimulatedGatewayRequest.objects.get_or_create(
-                    idempotency_key=idempotency_key,
-                    defaults={"operation": operation, "parameters": parameters, **answer},
-                )
-        except IntegrityError:
-            # A concurrent request with the same key recorded it first; its answer is the answer.
-            request = SimulatedGatewayRequest.objects.get(idempotency_key=idempotency_key)
+        """The first answer for the key, recorded now if this is the first request with it. One INSERT
+        … ON CONFLICT DO NOTHING answers "first?": a concurrent request with the same key waits on the
+        unique index, and then this one reads the answer it recorded."""
+        row = {"idempotency_key": idempotency_key, "operation": operation, "parameters": parameters, **answer}
+        with transaction.atomic(durable=True):
+            if insert_new_rows(SimulatedGatewayRequest, [row], conflict=["idempotency_key"], returning="id"):
+                request = SimulatedGatewayRequest(**row)
+            else:
+                request = SimulatedGatewayRequest.objects.get(idempotency_key=idempotency_key)
         if (request.operation, request.parameters) != (operation, parameters):
             raise GatewayRequestError(f"idempotency key {idempotency_key!r} was used with other parameters")
         return request
