@@ -159,11 +159,49 @@ def _handle_alone(*, event: ReceivedEvent, subscription: registry.Subscription) 
 
 def _handle_together(routed: list[tuple[int, ReceivedEvent, registry.Subscription]]) -> dict[int, Outcome]:
     """A receive's batchable messages, in the caller's transaction: as one set if they share a
-    set-based handler, else one after another."""
+    set-based handler, else each to its handler."""
     subscription = routed[0][2]
     if subscription.set_based and all(other is subscription for _, _, other in routed):
         return _handle_set(events=[(index, event) for index, event, _ in routed], subscription=subscription)
-    return {index: _handle(event=event, subscription=subscription) for index, event, subscription in routed}
+    return _handle_each(routed)
+
+
+def _handle_each(routed: list[tuple[int, ReceivedEvent, registry.Subscription]]) -> dict[int, Outcome]:
+    """Dedupe a receive's messages with an INSERT per handler, run the new ones' handlers in the order
+    of the orders they lock, and keep their notes with one pipelined UPDATE; in the caller's
+    transaction, raising whatever a handler raises.
+
+    Every batch takes its locks in one global order, so two workers' batches cannot deadlock: first
+    the ProcessedEvent rows, by handler id and then event id (a copy of an event delivered to two
+    workers waits on that unique-index entry, holding no order yet), then the orders' rows, by order
+    id (a batchable handler locks no row but its event's order's: registry)."""
+    by_handler: dict[str, list[ReceivedEvent]] = {}
+    for _, event, subscription in routed:
+        by_handler.setdefault(subscription.handler_id, []).append(event)
+    new = {
+        (handler_id, event_id)
+        for handler_id, events in sorted(by_handler.items())
+        for event_id in _mark_processed_set(handler_id=handler_id, events=events)
+    }
+    outcomes: dict[int, Outcome] = {}
+    notes: list[tuple[str, ReceivedEvent, str]] = []
+    # sorted() is stable: a second copy of an event stays behind the first, which is the one handled.
+    for index, event, subscription in sorted(routed, key=lambda entry: entry[1].data.get("orderId", "")):
+        handler_id = subscription.handler_id
+        outcome = outcomes[index] = Outcome(
+            acknowledged=True, result=DeliveryResult.DUPLICATE, event=event, handler=handler_id
+        )
+        if (handler_id, event.event_id) not in new:
+            continue
+        new.discard((handler_id, event.event_id))
+        with caused_by(event.event_id):
+            outcome.note = subscription.handler(event) or ""
+        _refuse_swallowed_errors(handler_id)
+        outcome.result = DeliveryResult.PROCESSED
+        if outcome.note:
+            notes.append((handler_id, event, outcome.note))
+    _note_processed(notes)
+    return outcomes
 
 
 def _handle(*, event: ReceivedEvent, subscription: registry.Subscription) -> Outcome:
@@ -178,7 +216,7 @@ def _handle(*, event: ReceivedEvent, subscription: registry.Subscription) -> Out
             note = subscription.handler(event) or ""
         _refuse_swallowed_errors(handler_id)
         if note:
-            _note_processed(handler_id=handler_id, event=event, note=note)
+            _note_processed([(handler_id, event, note)])
     return Outcome(acknowledged=True, result=result, event=event, handler=handler_id, note=note)
 
 
@@ -260,15 +298,21 @@ def _processed_row(handler_id: str, event: ReceivedEvent) -> dict[str, Any]:
     }
 
 
-def _note_processed(*, handler_id: str, event: ReceivedEvent, note: str) -> None:
-    """What the handler said it did, for the order timeline."""
+def _note_processed(notes: list[tuple[str, ReceivedEvent, str]]) -> None:
+    """What each handler said it did, for the order timeline: (handler id, event, note). One
+    executemany, which psycopg sends as one pipeline, a single round trip for a whole batch."""
+    if not notes:
+        return
     connection = transaction.get_connection()
     quote = connection.ops.quote_name
     with connection.cursor() as cursor:
-        cursor.execute(
+        cursor.executemany(
             f"UPDATE {quote(ProcessedEvent._meta.db_table)} SET {quote('note')} = %s "
             f"WHERE {quote('handler')} = %s AND {quote('event_id')} = %s",
-            [note[:300], handler_id, db_value(ProcessedEvent, "event_id", event.event_id)],
+            [
+                (note[:300], handler_id, db_value(ProcessedEvent, "event_id", event.event_id))
+                for handler_id, event, note in notes
+            ],
         )
 
 

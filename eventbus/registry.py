@@ -11,11 +11,12 @@ A handler that drives only one saga coordinator says which (`coordinator="choreo
 its routing exist (docs/sagas.md).
 
 A handler that may share its transaction with the other messages of a receive says so
-(`batchable=True`): it takes no row lock another message could want in a different order (two
-workers' batches would deadlock on PostgreSQL), and it has no effect outside the database (a batch
-rolled back for another message's failure would repeat it). The notifications' inserts qualify, and
-the set-based handlers below; stock, orders, payments and the saga's start do not (docs/architecture.md,
-"Consuming").
+(`batchable=True`). It has no effect outside the database (a batch rolled back for another message's
+failure would repeat it), and it locks no row but its own event's order's (detail.data.orderId): the
+consumer dedupes a batch first and then runs its handlers in order-id order, so two workers' batches
+take their locks in one order and cannot deadlock on PostgreSQL. The notifications' inserts qualify,
+the orders' reactions to the saga's events, and the set-based handlers below; stock (whose rows
+many orders share), payments and the saga's commands do not (docs/architecture.md, "Consuming").
 
 A catch-all handler may take a receive's events as one set (`set_based=True`, audit and analytics):
 it is called with the list of the receive's new events, and writes them with a statement per table

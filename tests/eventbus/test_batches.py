@@ -13,13 +13,14 @@ from django.test.utils import CaptureQueriesContext
 
 from analytics.models import HourlyEventCount, OrderTimeline
 from audit.models import AuditEvent
-from eventbus import registry
+from eventbus import outbox, registry
 from eventbus.consuming import DeliveryResult, handle_batch, handle_message
-from eventbus.event_types import INVENTORY_RESERVED, ORDER_CONFIRMED, ORDER_PLACED
+from eventbus.event_types import INVENTORY_RESERVED, ORDER_CONFIRMED, ORDER_PLACED, PAYMENT_PROCESSED
 from eventbus.models import ProcessedEvent
 from notifications import services as notification_services
 from notifications.models import Notification
 from orders import services as order_services
+from orders.models import Order
 from tests.events import SAMPLE_DATA, envelope, order_placed_data
 from tests.factories import PlaceOrderRequestFactory
 from tests.helpers import run_together
@@ -114,18 +115,47 @@ def test_a_set_based_service_answers_a_set_as_it_would_each_message(db):
 
 
 @pytest.mark.skipif(connection.vendor != "sqlite", reason="PostgreSQL's BEGIN does not pass through Django's cursor")
-def test_a_service_that_takes_shared_locks_commits_each_message_alone(catalogue):
-    # Batching orders would hold one order's row lock while taking the next: two workers' batches in
-    # opposite orders would deadlock.
-    orders = [order_services.place_order(request=PlaceOrderRequestFactory()) for _ in range(3)]
+def test_a_service_that_takes_shared_locks_commits_each_message_alone(catalogue, monkeypatch):
+    # Batching inventory would hold one order's stock rows while taking the next order's, which share
+    # products with it: two workers' batches could deadlock.
+    monkeypatch.setattr(outbox, "wake_relay", lambda: None)  # the relay's own transactions are not counted
+    bodies = [envelope(ORDER_PLACED, order_placed_data(uuid.uuid4())) for _ in range(3)]
+
+    with CaptureQueriesContext(connection) as queries:
+        outcomes = handle_batch(service="inventory", bodies=bodies)
+
+    assert [outcome.result for outcome in outcomes] == [DeliveryResult.PROCESSED] * 3
+    assert begins(queries) == 3
+
+
+def reserved_and_paid(orders) -> list[str]:
+    """Inventory Reserved, then Payment Processed, for each order."""
     items = [{"productId": "prod-1", "quantity": 1}]
-    bodies = [envelope(INVENTORY_RESERVED, {"orderId": str(order.pk), "items": items}) for order in orders]
+    paid = {**SAMPLE_DATA["Payment Processed"], "email": "ada@example.com"}
+    return [envelope(INVENTORY_RESERVED, {"orderId": str(order.pk), "items": items}) for order in orders] + [
+        envelope(PAYMENT_PROCESSED, {**paid, "orderId": str(order.pk)}) for order in orders
+    ]
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="PostgreSQL's BEGIN does not pass through Django's cursor")
+def test_orders_commit_a_receive_in_one_transaction_with_one_dedupe_per_handler(catalogue, monkeypatch):
+    monkeypatch.setattr(outbox, "wake_relay", lambda: None)
+    orders = [order_services.place_order(request=PlaceOrderRequestFactory()) for _ in range(3)]
+    bodies = reserved_and_paid(orders)
 
     with CaptureQueriesContext(connection) as queries:
         outcomes = handle_batch(service="orders", bodies=bodies)
 
-    assert [outcome.result for outcome in outcomes] == [DeliveryResult.PROCESSED] * 3
-    assert begins(queries) == 3
+    assert [outcome.result for outcome in outcomes] == [DeliveryResult.PROCESSED] * 6
+    assert [outcome.note for outcome in outcomes] == [Order.Status.RESERVED] * 3 + [Order.Status.CONFIRMED] * 3
+    assert begins(queries) == 1
+    dedupes = [query for query in queries if "INSERT" in query["sql"] and "processed" in query["sql"].lower()]
+    assert len(dedupes) == 2  # one per handler: orders.stock_reserved and orders.payment_processed
+    assert sorted(ProcessedEvent.objects.values_list("note", flat=True)) == sorted(outcome.note for outcome in outcomes)
+    assert {order.status for order in Order.objects.all()} == {Order.Status.CONFIRMED}
+    # A redelivered receive finds every event handled and changes nothing.
+    again = handle_batch(service="orders", bodies=bodies[::-1])
+    assert [outcome.result for outcome in again] == [DeliveryResult.DUPLICATE] * 6
 
 
 def test_a_poisoned_message_in_a_batch_rolls_back_nothing_of_the_others(audit_handler):
@@ -233,4 +263,32 @@ def test_two_workers_counting_the_same_set_in_opposite_orders_never_deadlock(cap
         assert OrderTimeline.objects.filter(placed_at__isnull=False, reserved_at__isnull=False).count() == 5
         HourlyEventCount.objects.all().delete()
         OrderTimeline.objects.all().delete()
+    assert "handling its messages one by one" not in caplog.text
+
+
+@pytest.mark.postgres
+def test_two_workers_batching_the_same_orders_in_opposite_orders_never_deadlock(catalogue, caplog):
+    # Each batch locks the same five orders, and the copies of the same events, in opposite receive
+    # orders. Deduped first and handled in order-id order, neither batch is ever a deadlock victim
+    # handled again message by message, and each event is handled once.
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL: `make test` runs it against a throwaway server")
+    caplog.set_level(logging.INFO, logger="eventbus.consuming")
+    for _ in range(5):
+        orders = [order_services.place_order(request=PlaceOrderRequestFactory()) for _ in range(5)]
+        bodies = reserved_and_paid(orders)
+
+        results = run_together(
+            [
+                lambda bodies=bodies: handle_batch(service="orders", bodies=bodies),
+                lambda bodies=bodies: handle_batch(service="orders", bodies=bodies[::-1]),
+            ]
+        )
+
+        for outcomes in results:
+            assert not isinstance(outcomes, Exception), outcomes
+            assert all(outcome.acknowledged for outcome in outcomes), [outcome.note for outcome in outcomes]
+        handled = [outcome.result for outcomes in results for outcome in outcomes]
+        assert handled.count(DeliveryResult.PROCESSED) == handled.count(DeliveryResult.DUPLICATE) == 10
+        assert {Order.objects.get(pk=order.pk).status for order in orders} == {Order.Status.CONFIRMED}
     assert "handling its messages one by one" not in caplog.text

@@ -105,8 +105,9 @@ def test_one_event_twice_in_one_service_is_refused(scratch_registry):
 
 
 def test_only_handlers_without_shared_locks_or_outside_effects_share_a_batch_transaction():
-    # Stock, orders, payments and the saga's start must each commit alone (eventbus/registry.py);
-    # audit and analytics take a receive as one set, in key order: this list changes only with a reason.
+    # Stock, payments and the saga's commands must each commit alone; the orders' reactions lock only
+    # their event's order (eventbus/registry.py); audit and analytics take a receive as one set, in key
+    # order: this list changes only with a reason.
     batchable = {s.handler_id for s in registry.subscriptions() if s.batchable}
     set_based = {s.handler_id for s in registry.subscriptions() if s.set_based}
     assert set_based == {"audit.record_envelope", "analytics.count_event"}
@@ -117,6 +118,11 @@ def test_only_handlers_without_shared_locks_or_outside_effects_share_a_batch_tra
         "notifications.payment_failed",
         "notifications.refund_issued",
         "notifications.low_stock_alert",
+        "orders.stock_reserved",
+        "orders.reservation_failed",
+        "orders.payment_processed",
+        "orders.payment_failed",
+        "orders.payment_refunded",
     }
 
 
