@@ -16,7 +16,8 @@ failure would repeat it), and it locks no row but its own event's order's (detai
 consumer dedupes a batch first and then runs its handlers in order-id order, so two workers' batches
 take their locks in one order and cannot deadlock on PostgreSQL. The notifications' inserts qualify,
 the orders' reactions to the saga's events, and the set-based handlers below; stock (whose rows
-many orders share), payments and the saga's commands do not (docs/architecture.md, "Consuming").
+many orders share) and payments do not, and the saga's commands are left unbatched
+(docs/architecture.md, "Consuming").
 
 A catch-all handler may take a receive's events as one set (`set_based=True`, audit and analytics):
 it is called with the list of the receive's new events, and writes them with a statement per table

@@ -291,4 +291,10 @@ def test_two_workers_batching_the_same_orders_in_opposite_orders_never_deadlock(
         handled = [outcome.result for outcomes in results for outcome in outcomes]
         assert handled.count(DeliveryResult.PROCESSED) == handled.count(DeliveryResult.DUPLICATE) == 10
         assert {Order.objects.get(pk=order.pk).status for order in orders} == {Order.Status.CONFIRMED}
+    # Each handler's note was kept with its row, through the pipelined UPDATE. (The batch that took
+    # an order's Payment Processed first saw its Inventory Reserved come late.)
+    notes = list(ProcessedEvent.objects.filter(handler__startswith="orders.").values_list("note", flat=True))
+    assert len(notes) == 5 * 10
+    assert set(notes) <= {Order.Status.RESERVED, Order.Status.CONFIRMED, "ignored: order is CONFIRMED"}, notes
+    assert Order.Status.CONFIRMED in notes
     assert "handling its messages one by one" not in caplog.text
