@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.db import transaction
+from django.db.models import OuterRef, Subquery
 
 from eventbus import event_types
 from eventbus.event_types import ReservationFailure, StockChange
@@ -32,6 +33,21 @@ class StockError(ValueError):
 def _locked_stock(skus: list[str]) -> dict[str, StockItem]:
     rows = StockItem.objects.select_for_update().select_related("product").filter(product__sku__in=skus).order_by("pk")
     return {row.product.sku: row for row in rows}
+
+
+def _locked_stock_of(reservation: Reservation) -> list[StockItem]:
+    """The stock rows of the reservation's lines, locked in pk order as _locked_stock locks them, each
+    with its product and its line's quantity (`line_quantity`): one query, where reading the lines and
+    then locking their stock took two. Every line's product has a stock row: one is opened with each
+    product, and neither can be deleted while a line names the product."""
+    line = ReservationLine.objects.filter(reservation=reservation, product=OuterRef("product"))
+    return list(
+        StockItem.objects.select_for_update(of=("self",))
+        .select_related("product")
+        .filter(product__in=reservation.lines.values("product"))
+        .annotate(line_quantity=Subquery(line.values("quantity")))
+        .order_by("pk")
+    )
 
 
 def _stock_updated(
@@ -160,21 +176,19 @@ def release_stock(*, order_id: uuid.UUID) -> Reservation:
         return reservation
     was_committed = reservation.status == Reservation.Status.COMMITTED
     reservation.transition_to(Reservation.Status.RETURNED if was_committed else Reservation.Status.RELEASED)
-    lines = list(reservation.lines.select_related("product"))
-    stock = _locked_stock([line.product.sku for line in lines])
-    for line in lines:
-        row = stock[line.product.sku]
+    stock = _locked_stock_of(reservation)
+    for row in stock:
         if was_committed:
-            row.on_hand += line.quantity
-            _stock_updated(row, change=line.quantity, reason_code=StockChange.RETURN, order_id=order_id)
+            row.on_hand += row.line_quantity
+            _stock_updated(row, change=row.line_quantity, reason_code=StockChange.RETURN, order_id=order_id)
         else:
-            row.reserved -= line.quantity
+            row.reserved -= row.line_quantity
         row.save(update_fields=["on_hand", "reserved", "updated_at"])
     reservation.record_event(
         event_types.INVENTORY_RELEASED,
         {
             "orderId": str(order_id),
-            "items": [{"productId": line.product.sku, "quantity": line.quantity} for line in lines],
+            "items": [{"productId": row.product.sku, "quantity": row.line_quantity} for row in stock],
             "committed": was_committed,
         },
         correlation_id=order_id,
@@ -190,13 +204,10 @@ def commit_stock(*, order_id: uuid.UUID) -> Reservation | None:
     if reservation is None or reservation.status != Reservation.Status.RESERVED:
         return reservation
     reservation.transition_to(Reservation.Status.COMMITTED)
-    lines = list(reservation.lines.select_related("product"))
-    stock = _locked_stock([line.product.sku for line in lines])
-    for line in lines:
-        row = stock[line.product.sku]
-        row.on_hand -= line.quantity
-        row.reserved -= line.quantity
-        _stock_updated(row, change=-line.quantity, reason_code=StockChange.SALE, order_id=order_id)
+    for row in _locked_stock_of(reservation):
+        row.on_hand -= row.line_quantity
+        row.reserved -= row.line_quantity
+        _stock_updated(row, change=-row.line_quantity, reason_code=StockChange.SALE, order_id=order_id)
         row.save(update_fields=["on_hand", "reserved", "updated_at"])
     reservation.save()
     return reservation

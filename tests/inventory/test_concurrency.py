@@ -11,7 +11,7 @@ from django.db import connection
 
 from eventbus.consuming import handle_message
 from eventbus.event_types import ORDER_PLACED
-from eventbus.models import ProcessedEvent
+from eventbus.models import OutboxEvent, ProcessedEvent
 from inventory import services
 from inventory.models import Reservation, StockItem
 from tests.events import envelope, order_placed_data
@@ -66,3 +66,36 @@ def test_one_message_handled_by_two_workers_at_once_reserves_once():
     assert StockItem.objects.get(product__sku="dup").reserved == 3
     assert Reservation.objects.count() == 1
     assert ProcessedEvent.objects.count() == 1
+
+
+def test_commits_and_releases_of_orders_sharing_products_at_once_keep_the_counts_exact():
+    # Each locks its lines' stock rows in one query (FOR UPDATE OF the stock rows alone, in pk order).
+    ProductFactory(sku="a", stock__on_hand=100)
+    ProductFactory(sku="b", stock__on_hand=100)
+    order_ids = [uuid.uuid4() for _ in range(10)]
+    for n, order_id in enumerate(order_ids):
+        first, second = ("a", "b") if n % 2 else ("b", "a")
+        items = [services.RequestedItem(first, 1), services.RequestedItem(second, 2)]
+        services.reserve_stock(order_id=order_id, items=items)
+
+    outcomes = run_together(
+        [
+            (lambda o=order_id: services.commit_stock(order_id=o).status)
+            if n % 2
+            else (lambda o=order_id: services.release_stock(order_id=o).status)
+            for n, order_id in enumerate(order_ids)
+        ]
+    )
+
+    assert sorted(outcomes) == ["COMMITTED"] * 5 + ["RELEASED"] * 5, outcomes
+    counts = {s.product.sku: (s.on_hand, s.reserved) for s in StockItem.objects.select_related("product")}
+    # The odd orders (1 of a, 2 of b) were committed; the even ones (1 of b, 2 of a) released.
+    assert counts == {"a": (95, 0), "b": (90, 0)}, counts
+    released = OutboxEvent.objects.filter(detail_type="Inventory Released")
+    assert (
+        sorted(
+            sorted((item["productId"], item["quantity"]) for item in event.detail["data"]["items"])
+            for event in released
+        )
+        == [[("a", 2), ("b", 1)]] * 5
+    )
