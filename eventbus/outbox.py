@@ -22,7 +22,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connections, transaction
-from django.db.models import Min, Q
+from django.db.models import Min, Q, QuerySet
 from django.utils import timezone
 
 from . import aws, claims, metrics, sweeps, topology
@@ -215,12 +215,9 @@ class _ClaimKeeper(threading.Thread):
         try:
             while not self.done.wait(max(lease.total_seconds() / 3, 0.1)):
                 try:
-                    renewed = OutboxEvent.objects.filter(
-                        pk__in=self.ids,
-                        status=OutboxEvent.Status.PENDING,
-                        claimed_by=str(self.owner),
-                        claimed_until__isnull=False,
-                    ).update(claimed_until=timezone.now() + lease)
+                    renewed = _still_claimed(ids=self.ids, owner=self.owner).update(
+                        claimed_until=timezone.now() + lease
+                    )
                 except DatabaseError as exc:
                     logger.warning("outbox relay: could not renew its claim: %s", exc)
                     continue
@@ -239,9 +236,15 @@ def _release(*, ids: list[uuid.UUID], owner: claims.Owner) -> None:
     pass need not wait out the lease. Rows a completed pass skipped as bad stay claimed instead: the
     lease then paces their retries, rather than every commit's wake-up."""
     with contextlib.suppress(DatabaseError):  # then the lease runs out instead
-        OutboxEvent.objects.filter(
-            pk__in=ids, status=OutboxEvent.Status.PENDING, claimed_by=str(owner), claimed_until__isnull=False
-        ).update(claimed_until=None)
+        _still_claimed(ids=ids, owner=owner).update(claimed_until=None)
+
+
+def _still_claimed(*, ids: list[uuid.UUID], owner: claims.Owner) -> QuerySet[OutboxEvent]:
+    """Those of `ids` still pending and still claimed by `owner`: a row another relay took over, or
+    one published meanwhile, is left alone."""
+    return OutboxEvent.objects.filter(
+        pk__in=ids, status=OutboxEvent.Status.PENDING, claimed_by=str(owner), claimed_until__isnull=False
+    )
 
 
 def trace_header(*, correlation_id: str, started_at: datetime, event_id: uuid.UUID) -> str:

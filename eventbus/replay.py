@@ -161,9 +161,9 @@ def replay_locally(*, services: list[str], window: Window, name: str) -> Counter
 # again. Duplicate detection makes an event that was in fact handled meanwhile harmless.
 
 
-def retention_window(now: datetime | None = None) -> Window:
+def retention_window() -> Window:
     """What the archive would keep, up to now: the span reconciliation looks at."""
-    now = now or timezone.now()
+    now = timezone.now()
     return Window(now - timedelta(days=settings.EVENT_ARCHIVE_RETENTION_DAYS), now)
 
 
@@ -220,11 +220,11 @@ def plan_reconciliation(window: Window) -> Counter:
     return Counter((service, envelope["detail-type"]) for service, envelope in unprocessed(window))
 
 
-def reconcile(*, window: Window | None = None, name: str | None = None) -> Counter:
+def reconcile(*, window: Window | None = None) -> Counter:
     """Deliver every event of the window (default: the retention window) that a subscribing service has
     not processed to that service's queue again; (service, detail-type) -> events sent."""
     window = window or retention_window()
-    name = name or topology.prefixed(f"reconcile-{timezone.now():%Y%m%d-%H%M%S}")[:64]
+    name = topology.prefixed(f"reconcile-{timezone.now():%Y%m%d-%H%M%S}")[:64]
     sender = _QueueSender(services=registry.services(), name=name)
     for service, envelope in unprocessed(window):
         sender.send(service, envelope)
