@@ -195,7 +195,12 @@ def _handle_each(routed: list[tuple[int, ReceivedEvent, registry.Subscription]])
             continue
         new.discard((handler_id, event.event_id))
         with caused_by(event.event_id):
-            outcome.note = subscription.handler(event) or ""
+            if subscription.set_based:
+                # A service's catch-all set beside its own exact handlers: each event is a set of one,
+                # as it would be alone.
+                subscription.handler([event])
+            else:
+                outcome.note = subscription.handler(event) or ""
         _refuse_swallowed_errors(handler_id)
         outcome.result = DeliveryResult.PROCESSED
         if outcome.note:

@@ -158,6 +158,28 @@ def test_orders_commit_a_receive_in_one_transaction_with_one_dedupe_per_handler(
     assert [outcome.result for outcome in again] == [DeliveryResult.DUPLICATE] * 6
 
 
+def test_a_receive_mixing_a_set_based_handler_with_an_exact_one_is_handled_together(db, monkeypatch, caplog):
+    # No service has both today; one that did must still share the batch, each event its set of one.
+    caplog.set_level(logging.INFO, logger="eventbus.consuming")
+    confirmed = []
+
+    def note_confirmation(event):
+        confirmed.append(event.event_id)
+        return "noted"
+
+    note_confirmation.__module__ = "audit.handlers"
+    monkeypatch.setattr(registry, "_exact", {service: dict(routes) for service, routes in registry._exact.items()})
+    registry.handles(ORDER_CONFIRMED, name="audit.note_confirmation", batchable=True)(note_confirmation)
+    bodies = placed_events(1) + confirmed_events(1)
+
+    outcomes = handle_batch(service="audit", bodies=bodies)
+
+    assert [outcome.result for outcome in outcomes] == [DeliveryResult.PROCESSED] * 2
+    assert "handling its messages one by one" not in caplog.text
+    assert AuditEvent.objects.count() == len(confirmed) == 1
+    assert ProcessedEvent.objects.get(handler="audit.note_confirmation").note == "noted"
+
+
 def test_a_poisoned_message_in_a_batch_rolls_back_nothing_of_the_others(audit_handler):
     poisoned_event = uuid.uuid4()
     record = None
