@@ -5,6 +5,7 @@ from contextlib import ExitStack, contextmanager
 
 import pytest
 import requests
+from django.db import connection
 from moto import mock_aws
 
 from eventbus import aws as aws_clients
@@ -33,6 +34,14 @@ def aws(request):
 def fresh_metrics():
     """Each test starts with nothing recorded, so what it reads from the metrics is its own doing."""
     metrics.recorder.drain()
+
+
+@pytest.fixture(params=["any", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def on_each_database(request):
+    """The test runs in the SQLite pass and again, marked postgres, in `make test`'s PostgreSQL pass:
+    for code whose SQL only PostgreSQL checks (row locks, column limits)."""
+    if request.param == "postgresql" and connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL: `make test` runs it against a throwaway server")
 
 
 @pytest.fixture

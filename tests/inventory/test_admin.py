@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.db import connection
 
 from eventbus.models import OutboxEvent
 from inventory.models import STOCK_COUNT_MAX, Product, StockItem
@@ -20,15 +19,9 @@ TOO_BIG = [2**31, 2**63]
 MAX_ERROR = f"Ensure this value is less than or equal to {STOCK_COUNT_MAX}."
 
 
-@pytest.fixture(params=["any", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database(request):
-    """Each test runs in the SQLite pass and again, marked postgres, where PostgreSQL's column limit is real."""
-    if request.param == "postgresql" and connection.vendor != "postgresql":
-        pytest.skip("needs PostgreSQL: `make test` runs it against a throwaway server")
-
-
 @pytest.fixture
-def staff_client(client, database):
+def staff_client(client, on_each_database):
+    # Each test runs on both databases: PostgreSQL's column limit is real.
     user = get_user_model().objects.create_superuser("staff", "staff@example.com", "pw")
     client.force_login(user)
     return client

@@ -9,7 +9,8 @@ from inventory import services
 from inventory.models import Reservation, StockItem
 from tests.factories import ProductFactory
 
-pytestmark = pytest.mark.django_db
+# On both databases: stock rows are locked with SQL (FOR UPDATE OF) that SQLite ignores.
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("on_each_database")]
 
 
 def item(sku: str, quantity: int) -> services.RequestedItem:

@@ -27,7 +27,8 @@ from tests.factories import OrderItemFactory, PlaceOrderRequestFactory, ProductF
 from tests.payments import recording_gateway
 from tests.saga_checks import assert_settled_consistently
 
-pytestmark = pytest.mark.django_db
+# On both databases: the saga locks each order with SQL that SQLite ignores.
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("on_each_database")]
 
 SAGA_SERVICES = ("orders", "inventory", "payments")
 ON_HAND = 3

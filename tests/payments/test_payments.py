@@ -12,7 +12,8 @@ from payments.gateways import GatewayError
 from payments.models import Payment, Refund, SimulatedGatewayRequest
 from tests.payments.recording_gateway import Crash
 
-pytestmark = pytest.mark.django_db
+# On both databases: payments lock their row with SQL that SQLite ignores.
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("on_each_database")]
 
 
 def placed(order_id: uuid.UUID, token: str = "tok_visa") -> Payment:
