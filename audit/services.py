@@ -23,10 +23,10 @@ class Envelope:
 
 def record_envelopes(*, envelopes: list[Envelope]) -> None:
     """Keep each envelope as delivered. The first record of an event id stands: a later copy (a replay,
-    a redelivery) is skipped by the same INSERT, never overwritten. Audit writes a row for every event,
-    so a receive's envelopes are one hand-built statement rather than the ORM's (eventbus/rows.py), in
-    event-id order so that concurrent writers meet on the unique index in one order."""
-    first_of_each = {envelope.event_id: envelope for envelope in reversed(envelopes)}
+    a redelivery, or a second copy in the same list) is skipped by the same INSERT, never overwritten.
+    Audit writes a row for every event, so a receive's envelopes are one hand-built statement rather
+    than the ORM's (eventbus/rows.py), in event-id order so that concurrent writers meet on the unique
+    index in one order; the sort is stable, so a first copy stays ahead of its later ones."""
     rows = [
         {
             "event_id": envelope.event_id,
@@ -36,6 +36,6 @@ def record_envelopes(*, envelopes: list[Envelope]) -> None:
             "occurred_at": parse_datetime(envelope.occurred_at),
             "envelope": envelope.envelope,
         }
-        for _, envelope in sorted(first_of_each.items())
+        for envelope in sorted(envelopes, key=lambda envelope: envelope.event_id)
     ]
     insert_rows(AuditEvent, rows, conflict=["event_id"])

@@ -142,7 +142,7 @@ def _handle_alone(*, event: ReceivedEvent, subscription: registry.Subscription) 
             outcome = _handle_in_own_transactions(event=event, subscription=subscription)
         else:
             with transaction.atomic():
-                outcome = _handle(event=event, subscription=subscription)
+                outcome = _handle_together([(0, event, subscription)])[0]
     except Exception as exc:
         # Whatever the handler raised, the message stays on the queue for a retry and then the DLQ.
         logger.warning("handler %s failed on event %s", subscription.handler_id, event.event_id, exc_info=True)
@@ -158,8 +158,8 @@ def _handle_alone(*, event: ReceivedEvent, subscription: registry.Subscription) 
 
 
 def _handle_together(routed: list[tuple[int, ReceivedEvent, registry.Subscription]]) -> dict[int, Outcome]:
-    """A receive's batchable messages, in the caller's transaction: as one set if they share a
-    set-based handler, else each to its handler."""
+    """A receive's batchable messages, or a single message, in the caller's transaction: as one set if
+    they share a set-based handler, else each to its handler. Raises whatever a handler raises."""
     subscription = routed[0][2]
     if subscription.set_based and all(other is subscription for _, _, other in routed):
         return _handle_set(events=[(index, event) for index, event, _ in routed], subscription=subscription)
@@ -209,22 +209,6 @@ def _handle_each(routed: list[tuple[int, ReceivedEvent, registry.Subscription]])
     return outcomes
 
 
-def _handle(*, event: ReceivedEvent, subscription: registry.Subscription) -> Outcome:
-    """Dedupe and run the handler, in the caller's transaction; raises whatever the handler raises."""
-    if subscription.set_based:
-        return _handle_set(events=[(0, event)], subscription=subscription)[0]
-    handler_id = subscription.handler_id
-    result, note = DeliveryResult.DUPLICATE, ""
-    if _mark_processed(handler_id=handler_id, event=event):
-        result = DeliveryResult.PROCESSED
-        with caused_by(event.event_id):
-            note = subscription.handler(event) or ""
-        _refuse_swallowed_errors(handler_id)
-        if note:
-            _note_processed([(handler_id, event, note)])
-    return Outcome(acknowledged=True, result=result, event=event, handler=handler_id, note=note)
-
-
 def _handle_set(*, events: list[tuple[int, ReceivedEvent]], subscription: registry.Subscription) -> dict[int, Outcome]:
     """Dedupe (index, event) pairs with one INSERT and hand the new events to the set-based handler at
     once, in the caller's transaction; raises whatever the handler raises. A second copy of an event
@@ -267,25 +251,21 @@ def _handle_in_own_transactions(*, event: ReceivedEvent, subscription: registry.
         return Outcome(acknowledged=True, result=DeliveryResult.DUPLICATE, event=event, handler=handler_id)
     with caused_by(event.event_id):
         note = subscription.handler(event) or ""
-    # Autocommit: one statement, which is False if a concurrent delivery of the event finished first
-    # (the handler ran safely twice). The note goes in with the row, as the handler already said it.
-    _mark_processed(handler_id=handler_id, event=event, note=note)
+    # One autocommitted INSERT, with the note the handler already gave. A concurrent delivery of the
+    # event that finished first wrote the row already, and this one is skipped: the handler ran
+    # safely twice.
+    row = {**_processed_row(handler_id, event), "note": note[:300]}
+    insert_rows(ProcessedEvent, [row], conflict=["handler", "event_id"])
     return Outcome(acknowledged=True, result=DeliveryResult.PROCESSED, event=event, handler=handler_id, note=note)
 
 
-def _mark_processed(*, handler_id: str, event: ReceivedEvent, note: str = "") -> bool:
-    """Record that `handler_id` handled the event; False if it already had. One INSERT … ON CONFLICT DO
-    NOTHING answers "duplicate?": catching an IntegrityError instead would need a savepoint around
-    it, two more round trips on every delivery. A concurrent delivery of the same event waits on the
-    unique index and then finds the row, so only one of them runs the handler."""
-    row = {**_processed_row(handler_id, event), "note": note[:300]}
-    return insert_rows(ProcessedEvent, [row], conflict=["handler", "event_id"]) == 1
-
-
 def _mark_processed_set(*, handler_id: str, events: list[ReceivedEvent]) -> set[uuid.UUID]:
-    """Record that `handler_id` handled each of `events` with one INSERT, and return the ids of those it
-    had not. Rows go in event-id order, so two workers recording overlapping sets wait for each other
-    on the unique index in the same order and never deadlock."""
+    """Record that `handler_id` handled each of `events` with one INSERT … ON CONFLICT DO NOTHING
+    RETURNING, and return the ids of those it had not: catching an IntegrityError instead would need a
+    savepoint, two more round trips on every delivery. A concurrent delivery of the same event waits on
+    the unique index and then finds the row, so only one of them runs the handler. Rows go in event-id
+    order, so two workers recording overlapping sets wait for each other in the same order and never
+    deadlock."""
     by_id = {event.event_id: event for event in reversed(events)}  # the first copy of each
     rows = [_processed_row(handler_id, event) for _, event in sorted(by_id.items())]
     stored = {db_value(ProcessedEvent, "event_id", event_id): event_id for event_id in by_id}

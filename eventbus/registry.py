@@ -115,7 +115,7 @@ def handles(
 
 
 def handles_every_event(
-    *, name: str, batchable: bool = False, set_based: bool = False
+    *, name: str, set_based: bool = False
 ) -> Callable[[Handler | SetHandler], Handler | SetHandler]:
     """Subscribe the decorated function to every `ecommerce.*` event under the stable id `name`; with
     `set_based`, it takes a list of events."""
@@ -127,7 +127,7 @@ def handles_every_event(
             handler_id=name,
             handler=handler,
             event_type=None,
-            batchable=batchable or set_based,
+            batchable=set_based,
             set_based=set_based,
         )
         return handler

@@ -35,6 +35,21 @@ def begins(queries) -> int:
     return sum(query["sql"].startswith("BEGIN") for query in queries)
 
 
+def race_in_opposite_orders(*, service: str, bodies: list[str]) -> list[list]:
+    """Two workers handle the same receive at once, one in reverse order; each must acknowledge every
+    message. Returns both workers' outcomes."""
+    results = run_together(
+        [
+            lambda: handle_batch(service=service, bodies=bodies),
+            lambda: handle_batch(service=service, bodies=bodies[::-1]),
+        ]
+    )
+    for outcomes in results:
+        assert not isinstance(outcomes, Exception), outcomes
+        assert all(outcome.acknowledged for outcome in outcomes), [outcome.note for outcome in outcomes]
+    return results
+
+
 def placed_events(count: int) -> list[str]:
     return [envelope(ORDER_PLACED, order_placed_data(uuid.uuid4())) for _ in range(count)]
 
@@ -237,16 +252,7 @@ def test_two_workers_batching_the_same_events_in_opposite_orders_record_each_onc
         pytest.skip("needs PostgreSQL: `make test` runs it against a throwaway server")
     bodies = placed_events(10)
 
-    results = run_together(
-        [
-            lambda: handle_batch(service="audit", bodies=bodies),
-            lambda: handle_batch(service="audit", bodies=bodies[::-1]),
-        ]
-    )
-
-    for outcomes in results:
-        assert not isinstance(outcomes, Exception), outcomes
-        assert all(outcome.acknowledged for outcome in outcomes), [outcome.note for outcome in outcomes]
+    results = race_in_opposite_orders(service="audit", bodies=bodies)
     processed = [outcome.result for outcomes in results for outcome in outcomes]
     assert processed.count(DeliveryResult.PROCESSED) == 10
     assert processed.count(DeliveryResult.DUPLICATE) == 10
@@ -268,16 +274,7 @@ def test_two_workers_counting_the_same_set_in_opposite_orders_never_deadlock(cap
         reserved = [envelope(INVENTORY_RESERVED, {"orderId": str(order_id), "items": items}) for order_id in orders]
         bodies = placed + reserved
 
-        results = run_together(
-            [
-                lambda bodies=bodies: handle_batch(service="analytics", bodies=bodies),
-                lambda bodies=bodies: handle_batch(service="analytics", bodies=bodies[::-1]),
-            ]
-        )
-
-        for outcomes in results:
-            assert not isinstance(outcomes, Exception), outcomes
-            assert all(outcome.acknowledged for outcome in outcomes), [outcome.note for outcome in outcomes]
+        race_in_opposite_orders(service="analytics", bodies=bodies)
         assert sorted(HourlyEventCount.objects.values_list("detail_type", "count")) == [
             ("Inventory Reserved", 5),
             ("Order Placed", 5),
@@ -300,16 +297,7 @@ def test_two_workers_batching_the_same_orders_in_opposite_orders_never_deadlock(
         orders = [order_services.place_order(request=PlaceOrderRequestFactory()) for _ in range(5)]
         bodies = reserved_and_paid(orders)
 
-        results = run_together(
-            [
-                lambda bodies=bodies: handle_batch(service="orders", bodies=bodies),
-                lambda bodies=bodies: handle_batch(service="orders", bodies=bodies[::-1]),
-            ]
-        )
-
-        for outcomes in results:
-            assert not isinstance(outcomes, Exception), outcomes
-            assert all(outcome.acknowledged for outcome in outcomes), [outcome.note for outcome in outcomes]
+        results = race_in_opposite_orders(service="orders", bodies=bodies)
         handled = [outcome.result for outcomes in results for outcome in outcomes]
         assert handled.count(DeliveryResult.PROCESSED) == handled.count(DeliveryResult.DUPLICATE) == 10
         assert {Order.objects.get(pk=order.pk).status for order in orders} == {Order.Status.CONFIRMED}
