@@ -173,8 +173,9 @@ def _handle_each(routed: list[tuple[int, ReceivedEvent, registry.Subscription]])
 
     Every batch takes its locks in one global order, so two workers' batches cannot deadlock: first
     the ProcessedEvent rows, by handler id and then event id (a copy of an event delivered to two
-    workers waits on that unique-index entry, holding no order yet), then the orders' rows, by order
-    id (a batchable handler locks no row but its event's order's: registry)."""
+    workers waits on that unique-index entry, holding no order yet), then the rows the service locks
+    ahead for all the new events at once (registry, `locks_ahead`: inventory's stock, by pk), then the
+    orders' rows, by order id (a batchable handler locks no other row: registry)."""
     by_handler: dict[str, list[ReceivedEvent]] = {}
     for _, event, subscription in routed:
         by_handler.setdefault(subscription.handler_id, []).append(event)
@@ -185,26 +186,28 @@ def _handle_each(routed: list[tuple[int, ReceivedEvent, registry.Subscription]])
     }
     outcomes: dict[int, Outcome] = {}
     notes: list[tuple[str, ReceivedEvent, str]] = []
-    # sorted() is stable: a second copy of an event stays behind the first, which is the one handled.
-    for index, event, subscription in sorted(routed, key=lambda entry: entry[1].data.get("orderId", "")):
-        handler_id = subscription.handler_id
-        outcome = outcomes[index] = Outcome(
-            acknowledged=True, result=DeliveryResult.DUPLICATE, event=event, handler=handler_id
-        )
-        if (handler_id, event.event_id) not in new:
-            continue
-        new.discard((handler_id, event.event_id))
-        with caused_by(event.event_id):
-            if subscription.set_based:
-                # A service's catch-all set beside its own exact handlers: each event is a set of one,
-                # as it would be alone.
-                subscription.handler([event])
-            else:
-                outcome.note = subscription.handler(event) or ""
-        _refuse_swallowed_errors(handler_id)
-        outcome.result = DeliveryResult.PROCESSED
-        if outcome.note:
-            notes.append((handler_id, event, outcome.note))
+    fresh = [event for _, event, subscription in routed if (subscription.handler_id, event.event_id) in new]
+    with registry.locked_ahead(routed[0][2].service, fresh):
+        # sorted() is stable: a second copy of an event stays behind the first, which is the one handled.
+        for index, event, subscription in sorted(routed, key=lambda entry: entry[1].data.get("orderId", "")):
+            handler_id = subscription.handler_id
+            outcome = outcomes[index] = Outcome(
+                acknowledged=True, result=DeliveryResult.DUPLICATE, event=event, handler=handler_id
+            )
+            if (handler_id, event.event_id) not in new:
+                continue
+            new.discard((handler_id, event.event_id))
+            with caused_by(event.event_id):
+                if subscription.set_based:
+                    # A service's catch-all set beside its own exact handlers: each event is a set of
+                    # one, as it would be alone.
+                    subscription.handler([event])
+                else:
+                    outcome.note = subscription.handler(event) or ""
+            _refuse_swallowed_errors(handler_id)
+            outcome.result = DeliveryResult.PROCESSED
+            if outcome.note:
+                notes.append((handler_id, event, outcome.note))
     _note_processed(notes)
     return outcomes
 

@@ -12,11 +12,13 @@ its routing exist (docs/sagas.md).
 
 A handler that may share its transaction with the other messages of a receive says so
 (`batchable=True`). It has no effect outside the database (a batch rolled back for another message's
-failure would repeat it), and it locks no row but its own event's order's (detail.data.orderId): the
-consumer dedupes a batch first and then runs its handlers in order-id order, so two workers' batches
-take their locks in one order and cannot deadlock on PostgreSQL. The notifications' inserts qualify,
-the orders' reactions to the saga's events, and the set-based handlers below; stock (whose rows
-many orders share) and payments do not, and the saga's commands are left unbatched
+failure would repeat it), and it locks no row but its own event's order's (detail.data.orderId) and
+those its service's `locks_ahead` function took: the consumer dedupes a batch first, then enters that
+function's context with the batch's new events, and runs the handlers in order-id order inside it,
+so two workers' batches take their locks in one order and cannot deadlock on PostgreSQL. The
+notifications' inserts qualify, the orders' reactions to the saga's events, inventory's (whose stock
+rows many orders share, so it locks every stock row a receive needs first, in pk order) and the
+set-based handlers below; payments do not, and the saga's commands are left unbatched
 (docs/architecture.md, "Consuming").
 
 A catch-all handler may take a receive's events as one set (`set_based=True`, audit and analytics):
@@ -40,6 +42,7 @@ cannot turn every event it already handled into a new one. Names are `<service>.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -50,6 +53,7 @@ from .events import ReceivedEvent
 
 Handler = Callable[[ReceivedEvent], "str | None"]
 SetHandler = Callable[[list[ReceivedEvent]], None]
+LocksAhead = Callable[[list[ReceivedEvent]], AbstractContextManager[None]]
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,7 @@ class Subscription:
 
 _exact: dict[str, dict[tuple[str, str], Subscription]] = {}
 _every_event: dict[str, Subscription] = {}
+_locks_ahead: dict[str, LocksAhead] = {}
 
 
 def _service_of(handler: Handler, handler_id: str) -> str:
@@ -133,6 +138,24 @@ def handles_every_event(
         return handler
 
     return register
+
+
+def locks_ahead(function: LocksAhead) -> LocksAhead:
+    """Declare the decorated function as its service's lock-ahead: given a receive's new events, it
+    returns the context in which their handlers run, having locked every shared row they will lock,
+    at once and in one global order. Handlers whose rows many orders share can then be batchable."""
+    service = function.__module__.split(".")[0]
+    if service in _locks_ahead and _locks_ahead[service] is not function:
+        raise ImproperlyConfigured(f"{service} already locks ahead with {_locks_ahead[service].__qualname__}")
+    _locks_ahead[service] = function
+    return function
+
+
+def locked_ahead(service: str, events: list[ReceivedEvent]) -> AbstractContextManager[None]:
+    """The context for `service`'s handlers of `events` (registry, `locks_ahead`); nothing to enter if
+    the service declares none or there is no event to handle."""
+    function = _locks_ahead.get(service)
+    return function(events) if function and events else nullcontext()
 
 
 def subscriptions(*, active_only: bool = False) -> list[Subscription]:

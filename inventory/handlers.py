@@ -1,6 +1,8 @@
+from contextlib import AbstractContextManager
+
 from eventbus import event_types
 from eventbus.events import ReceivedEvent
-from eventbus.registry import handles
+from eventbus.registry import handles, locks_ahead
 from sagas.definition import ORDER_CANCELLED, OUT_OF_STOCK
 from sagas.services import answer
 
@@ -12,7 +14,20 @@ def _requested(event: ReceivedEvent) -> list[services.RequestedItem]:
     return [services.RequestedItem(product_id=i["productId"], quantity=i["quantity"]) for i in event.data["items"]]
 
 
-@handles(event_types.ORDER_PLACED, name="inventory.reserve_stock", coordinator="choreography")
+_RESERVING = {event_types.ORDER_PLACED, event_types.RESERVE_STOCK}
+
+
+@locks_ahead
+def hold_stock_for(events: list[ReceivedEvent]) -> AbstractContextManager[None]:
+    """Every stock row a receive's handlers will lock, locked first: the requested products of the
+    reservations, and the lines' products of the rest (commit and release)."""
+    return services.hold_stock(
+        skus={item["productId"] for event in events if event.event_type in _RESERVING for item in event.data["items"]},
+        order_ids={event.order_id for event in events if event.event_type not in _RESERVING},
+    )
+
+
+@handles(event_types.ORDER_PLACED, name="inventory.reserve_stock", coordinator="choreography", batchable=True)
 def reserve_stock(event: ReceivedEvent) -> str:
     return services.reserve_stock(order_id=event.order_id, items=_requested(event)).status
 
@@ -32,7 +47,7 @@ def reserve_stock_on_command(event: ReceivedEvent) -> str:
     return reservation.status
 
 
-@handles(event_types.ORDER_CANCELLED, name="inventory.release_stock")
+@handles(event_types.ORDER_CANCELLED, name="inventory.release_stock", batchable=True)
 def release_stock(event: ReceivedEvent) -> str:
     return services.release_stock(order_id=event.order_id).status
 
@@ -44,7 +59,7 @@ def release_stock_on_command(event: ReceivedEvent) -> str:
     return reservation.status
 
 
-@handles(event_types.ORDER_CONFIRMED, name="inventory.commit_stock")
+@handles(event_types.ORDER_CONFIRMED, name="inventory.commit_stock", batchable=True)
 def commit_stock(event: ReceivedEvent) -> str:
     reservation = services.commit_stock(order_id=event.order_id)
     return reservation.status if reservation else "no reservation"

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from decimal import Decimal
 
 from django.db import transaction
-from django.db.models import OuterRef, Subquery
+from django.db.models import OuterRef, Q, Subquery
 
 from eventbus import event_types
 from eventbus.event_types import ReservationFailure, StockChange
@@ -30,24 +33,96 @@ class StockError(ValueError):
     pass
 
 
+@dataclass(frozen=True)
+class _HeldStock:
+    """The stock rows a receive's batch locked up front (hold_stock), which its handlers' services use
+    rather than lock them again order by order. The rows are shared: each service's change to one is
+    seen by the next, as it would be after a commit."""
+
+    skus: frozenset[str]  # asked for, whether or not a product has the SKU
+    by_sku: dict[str, StockItem]
+    by_product: dict[int, StockItem]
+    lines: dict[uuid.UUID, list[tuple[int, int]]]  # order id: (product id, quantity) of its reservation
+
+
+_held_stock: ContextVar[_HeldStock | None] = ContextVar("held_stock", default=None)
+
+
+@contextmanager
+def hold_stock(*, skus: Iterable[str], order_ids: Iterable[uuid.UUID]) -> Iterator[None]:
+    """Read the lines of the reservations `order_ids` already have, then lock, in one query and in pk
+    order, the stock rows (with their products) of `skus` and of those lines, for the services called
+    inside: a receive's orders share products, so locking each order's rows in turn would let two
+    workers' batches take them in opposite orders and deadlock. Inside a transaction. A row it did
+    not lock (a reservation made between the read and the lock) is locked by the service as usual."""
+    skus, order_ids = frozenset(skus), list(order_ids)
+    lines: dict[uuid.UUID, list[tuple[int, int]]] = {}
+    if order_ids:
+        for order_id, product_id, quantity in ReservationLine.objects.filter(
+            reservation__order_id__in=order_ids
+        ).values_list("reservation__order_id", "product_id", "quantity"):
+            lines.setdefault(order_id, []).append((product_id, quantity))
+    products = {product_id for order_lines in lines.values() for product_id, _ in order_lines}
+    rows = list(
+        StockItem.objects.select_for_update()
+        .select_related("product")
+        .filter(Q(product__sku__in=skus) | Q(product_id__in=products))
+        .order_by("pk")
+    )
+    held = _HeldStock(
+        skus=skus,
+        by_sku={row.product.sku: row for row in rows},
+        by_product={row.product_id: row for row in rows},
+        lines=lines,
+    )
+    token = _held_stock.set(held)
+    try:
+        yield
+    finally:
+        _held_stock.reset(token)
+
+
+def _as_held(row: StockItem) -> StockItem:
+    """A row locked inside hold_stock, as the one instance of it the receive's services share: a row
+    changed through two instances would keep only the last one's change."""
+    held = _held_stock.get()
+    if held is None:
+        return row
+    row = held.by_product.setdefault(row.product_id, row)
+    held.by_sku.setdefault(row.product.sku, row)
+    return row
+
+
 def _locked_stock(skus: list[str]) -> dict[str, StockItem]:
+    held = _held_stock.get()
+    if held is not None and held.skus.issuperset(skus):
+        return {sku: held.by_sku[sku] for sku in skus if sku in held.by_sku}
     rows = StockItem.objects.select_for_update().select_related("product").filter(product__sku__in=skus).order_by("pk")
-    return {row.product.sku: row for row in rows}
+    return {row.product.sku: _as_held(row) for row in rows}
 
 
-def _locked_stock_of(reservation: Reservation) -> list[StockItem]:
+def _locked_stock_of(reservation: Reservation) -> list[tuple[StockItem, int]]:
     """The stock rows of the reservation's lines, locked in pk order as _locked_stock locks them, each
-    with its product and its line's quantity (`line_quantity`): one query, where reading the lines and
-    then locking their stock took two. Every line's product has a stock row: one is opened with each
-    product, and neither can be deleted while a line names the product."""
+    with its product and its line's quantity: one query, where reading the lines and then locking
+    their stock took two (none if the receive's batch holds them). Every line's product has a stock
+    row: one is opened with each product, and neither can be deleted while a line names the product."""
+    held = _held_stock.get()
+    lines = held.lines.get(reservation.order_id) if held is not None else None
+    if lines is not None and all(product_id in held.by_product for product_id, _ in lines):
+        return sorted(((held.by_product[product_id], quantity) for product_id, quantity in lines), key=_by_pk)
     line = ReservationLine.objects.filter(reservation=reservation, product=OuterRef("product"))
-    return list(
+    rows = (
         StockItem.objects.select_for_update(of=("self",))
         .select_related("product")
         .filter(product__in=reservation.lines.values("product"))
         .annotate(line_quantity=Subquery(line.values("quantity")))
         .order_by("pk")
     )
+    return [(_as_held(row), row.line_quantity) for row in rows]
+
+
+def _by_pk(pair: tuple[StockItem, int]) -> int:
+    return pair[0].pk
 
 
 def _stock_updated(
@@ -177,18 +252,18 @@ def release_stock(*, order_id: uuid.UUID) -> Reservation:
     was_committed = reservation.status == Reservation.Status.COMMITTED
     reservation.transition_to(Reservation.Status.RETURNED if was_committed else Reservation.Status.RELEASED)
     stock = _locked_stock_of(reservation)
-    for row in stock:
+    for row, quantity in stock:
         if was_committed:
-            row.on_hand += row.line_quantity
-            _stock_updated(row, change=row.line_quantity, reason_code=StockChange.RETURN, order_id=order_id)
+            row.on_hand += quantity
+            _stock_updated(row, change=quantity, reason_code=StockChange.RETURN, order_id=order_id)
         else:
-            row.reserved -= row.line_quantity
+            row.reserved -= quantity
         row.save(update_fields=["on_hand", "reserved", "updated_at"])
     reservation.record_event(
         event_types.INVENTORY_RELEASED,
         {
             "orderId": str(order_id),
-            "items": [{"productId": row.product.sku, "quantity": row.line_quantity} for row in stock],
+            "items": [{"productId": row.product.sku, "quantity": quantity} for row, quantity in stock],
             "committed": was_committed,
         },
         correlation_id=order_id,
@@ -204,10 +279,10 @@ def commit_stock(*, order_id: uuid.UUID) -> Reservation | None:
     if reservation is None or reservation.status != Reservation.Status.RESERVED:
         return reservation
     reservation.transition_to(Reservation.Status.COMMITTED)
-    for row in _locked_stock_of(reservation):
-        row.on_hand -= row.line_quantity
-        row.reserved -= row.line_quantity
-        _stock_updated(row, change=-row.line_quantity, reason_code=StockChange.SALE, order_id=order_id)
+    for row, quantity in _locked_stock_of(reservation):
+        row.on_hand -= quantity
+        row.reserved -= quantity
+        _stock_updated(row, change=-quantity, reason_code=StockChange.SALE, order_id=order_id)
         row.save(update_fields=["on_hand", "reserved", "updated_at"])
     reservation.save()
     return reservation

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import uuid
@@ -15,8 +16,9 @@ from analytics.models import HourlyEventCount, OrderTimeline
 from audit.models import AuditEvent
 from eventbus import outbox, registry
 from eventbus.consuming import DeliveryResult, handle_batch, handle_message
-from eventbus.event_types import INVENTORY_RESERVED, ORDER_CONFIRMED, ORDER_PLACED, PAYMENT_PROCESSED
-from eventbus.models import ProcessedEvent
+from eventbus.event_types import INVENTORY_RESERVED, ORDER_CANCELLED, ORDER_CONFIRMED, ORDER_PLACED, PAYMENT_PROCESSED
+from eventbus.models import OutboxEvent, ProcessedEvent
+from inventory.models import Reservation, StockItem
 from notifications import services as notification_services
 from notifications.models import Notification
 from orders import services as order_services
@@ -129,18 +131,67 @@ def test_a_set_based_service_answers_a_set_as_it_would_each_message(db):
     assert aggregates() == expected
 
 
+def stock_locks(queries) -> int:
+    return sum(query["sql"].startswith('SELECT "inventory_stockitem"') for query in queries)
+
+
+def stock_of(*skus: str) -> list[tuple[int, int]]:
+    return [tuple(StockItem.objects.filter(product__sku=sku).values_list("on_hand", "reserved").get()) for sku in skus]
+
+
+def placed_for(orders: list[uuid.UUID], skus: list[str]) -> list[str]:
+    return [
+        envelope(ORDER_PLACED, order_placed_data(order_id, sku=sku, quantity=2))
+        for order_id, sku in zip(orders, skus, strict=True)
+    ]
+
+
+def decided(orders: list[uuid.UUID], detail_type: str) -> list[str]:
+    data = SAMPLE_DATA[detail_type]
+    return [
+        envelope(
+            ORDER_CONFIRMED if detail_type == "Order Confirmed" else ORDER_CANCELLED, {**data, "orderId": str(order_id)}
+        )
+        for order_id in orders
+    ]
+
+
 @pytest.mark.skipif(connection.vendor != "sqlite", reason="PostgreSQL's BEGIN does not pass through Django's cursor")
-def test_a_service_that_takes_shared_locks_commits_each_message_alone(catalogue, monkeypatch):
-    # Batching inventory would hold one order's stock rows while taking the next order's, which share
-    # products with it: two workers' batches could deadlock.
+def test_inventory_commits_a_receive_in_one_transaction_locking_its_stock_once(catalogue, monkeypatch):
+    # Its orders share stock rows, so the receive locks all of them first, in pk order, in one query;
+    # each reservation, commit and release then works on those rows.
     monkeypatch.setattr(outbox, "wake_relay", lambda: None)  # the relay's own transactions are not counted
-    bodies = [envelope(ORDER_PLACED, order_placed_data(uuid.uuid4())) for _ in range(3)]
+    orders = sorted((uuid.uuid4() for _ in range(4)), key=str)  # the order a receive handles them in
 
     with CaptureQueriesContext(connection) as queries:
-        outcomes = handle_batch(service="inventory", bodies=bodies)
+        placed = handle_batch(service="inventory", bodies=placed_for(orders, ["prod-1", "prod-2", "prod-1", "prod-2"]))
 
-    assert [outcome.result for outcome in outcomes] == [DeliveryResult.PROCESSED] * 3
-    assert begins(queries) == 3
+    assert [outcome.note for outcome in placed] == [Reservation.Status.RESERVED] * 4
+    assert (begins(queries), stock_locks(queries)) == (1, 1)
+    assert stock_of("prod-1", "prod-2") == [(50, 4), (100, 4)]
+
+    bodies = decided(orders[:3], "Order Confirmed") + decided(orders[3:], "Order Cancelled")
+    with CaptureQueriesContext(connection) as queries:
+        decided_outcomes = handle_batch(service="inventory", bodies=bodies)
+
+    assert [outcome.note for outcome in decided_outcomes] == [Reservation.Status.COMMITTED] * 3 + [
+        Reservation.Status.RELEASED
+    ]
+    assert (begins(queries), stock_locks(queries)) == (1, 1)
+    assert stock_of("prod-1", "prod-2") == [(46, 0), (98, 0)]
+    # Each commit published the stock as its order left it, the next one seeing the last one's change.
+    sales = [
+        (row.detail["data"]["productId"], row.detail["data"]["onHand"], row.detail["data"]["reserved"])
+        for row in OutboxEvent.objects.filter(detail_type="Stock Updated", detail__data__reasonCode="SALE").order_by(
+            "created_at"
+        )
+    ]
+    assert sorted(sales) == [("prod-1", 46, 0), ("prod-1", 48, 2), ("prod-2", 98, 2)]
+    # A redelivered receive finds every event handled, and takes no lock.
+    with CaptureQueriesContext(connection) as queries:
+        again = handle_batch(service="inventory", bodies=bodies[::-1])
+    assert [outcome.result for outcome in again] == [DeliveryResult.DUPLICATE] * 4
+    assert stock_locks(queries) == 0
 
 
 def reserved_and_paid(orders) -> list[str]:
@@ -307,4 +358,33 @@ def test_two_workers_batching_the_same_orders_in_opposite_orders_never_deadlock(
     assert len(notes) == 5 * 10
     assert set(notes) <= {Order.Status.RESERVED, Order.Status.CONFIRMED, "ignored: order is CONFIRMED"}, notes
     assert Order.Status.CONFIRMED in notes
+    assert "handling its messages one by one" not in caplog.text
+
+
+def inventory_receives_at_once(*receives: list[str]) -> list[list[str]]:
+    """Each receive handled by a worker of its own, all at once: each receive's notes."""
+    results = run_together([functools.partial(handle_batch, service="inventory", bodies=bodies) for bodies in receives])
+    return [[outcome.note for outcome in outcomes] for outcomes in results]
+
+
+@pytest.mark.postgres
+def test_two_workers_batching_orders_that_share_stock_never_deadlock(catalogue, caplog):
+    # Each worker's receive holds orders for two products, which the other's orders take in the
+    # opposite order (order ids interleaved): locked order by order, the two batches would each hold
+    # one product's row while waiting for the other's. Locked ahead, both take both rows first, in pk
+    # order, so neither is ever a deadlock victim handled again message by message.
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL: `make test` runs it against a throwaway server")
+    caplog.set_level(logging.INFO, logger="eventbus.consuming")
+    for _ in range(5):
+        orders = sorted((uuid.uuid4() for _ in range(8)), key=str)
+        first, second = orders[0::2], orders[1::2]
+        reserved = inventory_receives_at_once(
+            placed_for(first, ["prod-1", "prod-2"] * 2), placed_for(second, ["prod-2", "prod-1"] * 2)
+        )
+        assert reserved == [[Reservation.Status.RESERVED] * 4] * 2
+        settled = inventory_receives_at_once(decided(first, "Order Confirmed"), decided(second, "Order Cancelled"))
+        assert settled == [[Reservation.Status.COMMITTED] * 4, [Reservation.Status.RELEASED] * 4]
+    # Five rounds, each selling four units of each product and releasing four.
+    assert stock_of("prod-1", "prod-2") == [(50 - 5 * 4, 0), (100 - 5 * 4, 0)]
     assert "handling its messages one by one" not in caplog.text

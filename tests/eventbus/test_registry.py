@@ -104,10 +104,11 @@ def test_one_event_twice_in_one_service_is_refused(scratch_registry):
         registry.handles(event_types.ORDER_PLACED, name="inventory.b")(_handler_in("inventory.handlers", "b"))
 
 
-def test_only_handlers_without_shared_locks_or_outside_effects_share_a_batch_transaction():
-    # Stock, payments and the saga's commands must each commit alone; the orders' reactions lock only
-    # their event's order (eventbus/registry.py); audit and analytics take a receive as one set, in key
-    # order: this list changes only with a reason.
+def test_only_handlers_without_outside_effects_share_a_batch_transaction_and_stock_is_locked_ahead():
+    # Payments and the saga's commands must each commit alone; the orders' reactions lock only their
+    # event's order; inventory's lock the stock rows that many orders share, so inventory takes a
+    # receive's stock rows first (eventbus/registry.py); audit and analytics take a receive as one
+    # set, in key order: this list changes only with a reason.
     batchable = {s.handler_id for s in registry.subscriptions() if s.batchable}
     set_based = {s.handler_id for s in registry.subscriptions() if s.set_based}
     assert set_based == {"audit.record_envelope", "analytics.count_event"}
@@ -123,7 +124,21 @@ def test_only_handlers_without_shared_locks_or_outside_effects_share_a_batch_tra
         "orders.payment_processed",
         "orders.payment_failed",
         "orders.payment_refunded",
+        "inventory.reserve_stock",
+        "inventory.release_stock",
+        "inventory.commit_stock",
     }
+    assert set(registry._locks_ahead) == {"inventory"}
+
+
+def test_a_service_locks_ahead_with_one_function():
+    def another(events):
+        return None
+
+    another.__module__ = "inventory.handlers"
+    with pytest.raises(ImproperlyConfigured, match="already locks ahead"):
+        registry.locks_ahead(another)
+    assert registry._locks_ahead["inventory"].__name__ == "hold_stock_for"
 
 
 def test_a_handler_that_commits_its_own_transactions_cannot_be_batchable():

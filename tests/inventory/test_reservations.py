@@ -3,6 +3,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from django.db import transaction
 
 from eventbus.models import OutboxEvent
 from inventory import services
@@ -158,3 +159,36 @@ def test_restock_adds_to_on_hand_and_refuses_nonsense(catalogue):
     assert stock("prod-3").on_hand == 12
     with pytest.raises(services.StockError):
         services.restock(product_ids=[keyboard.product_id], quantity=0)
+
+
+def test_services_inside_a_receive_holding_stock_change_each_row_through_one_instance(catalogue):
+    # The receive held prod-1 for a reservation, but read the lines before the reservation it then
+    # releases was made (as a concurrent worker's commit can fall between the two): the release locks
+    # prod-1 itself, and must change the receive's own instance of it, or the next reservation would
+    # write back a count without the release.
+    released = uuid.uuid4()
+    services.reserve_stock(order_id=released, items=[item("prod-1", 2)])
+
+    with transaction.atomic(), services.hold_stock(skus=["prod-1"], order_ids=[]):
+        services.reserve_stock(order_id=uuid.uuid4(), items=[item("prod-1", 1)])
+        services.release_stock(order_id=released)
+        services.reserve_stock(order_id=uuid.uuid4(), items=[item("prod-1", 1)])
+
+    assert (stock("prod-1").on_hand, stock("prod-1").reserved) == (50, 2)
+
+
+def test_a_receive_holding_stock_commits_and_releases_from_the_lines_it_read(catalogue):
+    first, second = uuid.uuid4(), uuid.uuid4()
+    services.reserve_stock(order_id=first, items=[item("prod-1", 2), item("prod-2", 1)])
+    services.reserve_stock(order_id=second, items=[item("prod-2", 3)])
+
+    with transaction.atomic(), services.hold_stock(skus=[], order_ids=[first, second]):
+        services.commit_stock(order_id=first)
+        services.release_stock(order_id=second)
+
+    assert [(stock(sku).on_hand, stock(sku).reserved) for sku in ("prod-1", "prod-2")] == [(48, 0), (99, 0)]
+    assert [(sale["productId"], sale["onHand"], sale["reserved"]) for sale in events("Stock Updated")[-2:]] == [
+        ("prod-1", 48, 0),
+        ("prod-2", 99, 3),
+    ]
+    assert events("Inventory Released")[-1]["items"] == [{"productId": "prod-2", "quantity": 3}]
