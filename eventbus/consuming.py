@@ -3,10 +3,10 @@
 Each message is parsed, validated against its schema, and dispatched by (source, detail-type) to the
 service's handler inside one transaction that also inserts ProcessedEvent(handler id, eventId); a
 handler that commits its own steps (`own_transactions`) runs outside it, and its ProcessedEvent row
-is inserted after it returns. The message is deleted only after that commits. A message that fails is left on the queue:
-it comes back (after a backoff, at most the visibility timeout) and after maxReceiveCount SQS moves
-it to the queue's DLQ. The reason is logged and kept in DeliveryFailure (docs/architecture.md,
-"Consuming").
+is inserted after it returns (a receive's rows in one INSERT). The message is deleted only after that
+commits. A message that fails is left on the queue: it comes back (after a backoff, at most the
+visibility timeout) and after maxReceiveCount SQS moves it to the queue's DLQ. The reason is logged
+and kept in DeliveryFailure (docs/architecture.md, "Consuming").
 """
 
 from __future__ import annotations
@@ -116,8 +116,12 @@ def handle_batch(*, service: str, bodies: list[str]) -> list[Outcome]:
                 outcome.duration_ms = batch_ms
             outcomes.update(together)
             routed = []
+    own = [entry for entry in routed if entry[2].own_transactions]
+    if own:
+        outcomes.update(_handle_in_own_transactions(own))
     for index, event, subscription in routed:
-        outcomes[index] = _handle_alone(event=event, subscription=subscription)
+        if not subscription.own_transactions:
+            outcomes[index] = _handle_alone(event=event, subscription=subscription)
     return [outcomes[index] for index in range(len(bodies))]
 
 
@@ -138,23 +142,24 @@ def _route(*, service: str, body: str) -> Outcome | tuple[ReceivedEvent, registr
 def _handle_alone(*, event: ReceivedEvent, subscription: registry.Subscription) -> Outcome:
     started = time.monotonic()
     try:
-        if subscription.own_transactions:
-            outcome = _handle_in_own_transactions(event=event, subscription=subscription)
-        else:
-            with transaction.atomic():
-                outcome = _handle_together([(0, event, subscription)])[0]
-    except Exception as exc:
-        # Whatever the handler raised, the message stays on the queue for a retry and then the DLQ.
-        logger.warning("handler %s failed on event %s", subscription.handler_id, event.event_id, exc_info=True)
-        outcome = Outcome(
-            acknowledged=False,
-            result=DeliveryResult.FAILED,
-            event=event,
-            handler=subscription.handler_id,
-            note=f"{type(exc).__name__}: {exc}",
-        )
+        with transaction.atomic():
+            outcome = _handle_together([(0, event, subscription)])[0]
+    except Exception as exc:  # noqa: BLE001 - logged with its traceback by _failed; the message is retried
+        outcome = _failed(event=event, subscription=subscription, exc=exc)
     outcome.duration_ms = (time.monotonic() - started) * 1000  # the commit included
     return outcome
+
+
+def _failed(*, event: ReceivedEvent, subscription: registry.Subscription, exc: Exception) -> Outcome:
+    # Whatever the handler raised, the message stays on the queue for a retry and then the DLQ.
+    logger.warning("handler %s failed on event %s", subscription.handler_id, event.event_id, exc_info=exc)
+    return Outcome(
+        acknowledged=False,
+        result=DeliveryResult.FAILED,
+        event=event,
+        handler=subscription.handler_id,
+        note=f"{type(exc).__name__}: {exc}",
+    )
 
 
 def _handle_together(routed: list[tuple[int, ReceivedEvent, registry.Subscription]]) -> dict[int, Outcome]:
@@ -240,26 +245,66 @@ def _refuse_swallowed_errors(handler_id: str) -> None:
         raise TransactionManagementError(f"{handler_id} swallowed an error; the delivery's work is rolled back")
 
 
-def _handle_in_own_transactions(*, event: ReceivedEvent, subscription: registry.Subscription) -> Outcome:
-    """Run a handler that commits its own steps (registry, `own_transactions`) outside any transaction,
-    then insert its ProcessedEvent row in a transaction of its own; raises whatever the handler raises.
+def _handle_in_own_transactions(routed: list[tuple[int, ReceivedEvent, registry.Subscription]]) -> dict[int, Outcome]:
+    """Run handlers that commit their own steps (registry, `own_transactions`) one after another,
+    outside any transaction, then insert the ProcessedEvent rows of those that returned, with their
+    notes, in one autocommitted INSERT. One SELECT first finds the receive's events already handled,
+    and a second copy of an event in the receive is a duplicate of the first. Never raises: a handler
+    that raises fails its own message only.
 
-    The row is written only after the handler's last step committed, so a delivery that dies between
-    two steps is not taken for a duplicate when it comes back: the handler runs again and its own
-    state tells it what is left to do. The message is still deleted only after both committed. Two
-    deliveries of one event at once may both run the handler, which is why such a handler must be
-    safe to repeat by its own state, not only by this row."""
-    handler_id = subscription.handler_id
-    if ProcessedEvent.objects.filter(handler=handler_id, event_id=event.event_id).exists():
-        return Outcome(acknowledged=True, result=DeliveryResult.DUPLICATE, event=event, handler=handler_id)
-    with caused_by(event.event_id):
-        note = subscription.handler(event) or ""
-    # One autocommitted INSERT, with the note the handler already gave. A concurrent delivery of the
-    # event that finished first wrote the row already, and this one is skipped: the handler ran
-    # safely twice.
-    row = {**_processed_row(handler_id, event), "note": note[:300]}
-    insert_rows(ProcessedEvent, [row], conflict=["handler", "event_id"])
-    return Outcome(acknowledged=True, result=DeliveryResult.PROCESSED, event=event, handler=handler_id, note=note)
+    A row is written only after its handler's last step committed, so a delivery that dies between
+    two steps, or before the INSERT, is not taken for a duplicate when it comes back: the handler runs
+    again and its own state tells it what is left to do. A message is still deleted only after both
+    committed. Two deliveries of one event at once may both run the handler, which is why such a
+    handler must be safe to repeat by its own state, not only by this row: the one that inserts
+    second finds the row and writes nothing."""
+    try:
+        handled = _already_processed(routed)
+    except Exception as exc:  # noqa: BLE001 - the database is unreachable: every message is retried
+        return {
+            index: _failed(event=event, subscription=subscription, exc=exc) for index, event, subscription in routed
+        }
+    outcomes: dict[int, Outcome] = {}
+    processed: list[tuple[int, ReceivedEvent, registry.Subscription]] = []
+    for index, event, subscription in routed:
+        started = time.monotonic()
+        handler_id = subscription.handler_id
+        if (handler_id, event.event_id) in handled:
+            outcome = Outcome(acknowledged=True, result=DeliveryResult.DUPLICATE, event=event, handler=handler_id)
+        else:
+            handled.add((handler_id, event.event_id))
+            try:
+                with caused_by(event.event_id):
+                    note = subscription.handler(event) or ""
+            except Exception as exc:  # noqa: BLE001 - this message is retried, the others go on
+                outcome = _failed(event=event, subscription=subscription, exc=exc)
+            else:
+                outcome = Outcome(
+                    acknowledged=True, result=DeliveryResult.PROCESSED, event=event, handler=handler_id, note=note
+                )
+                processed.append((index, event, subscription))
+        outcome.duration_ms = (time.monotonic() - started) * 1000
+        outcomes[index] = outcome
+    rows = [
+        {**_processed_row(subscription.handler_id, event), "note": outcomes[index].note[:300]}
+        for index, event, subscription in processed
+    ]
+    try:
+        if rows:
+            insert_rows(ProcessedEvent, rows, conflict=["handler", "event_id"])
+    except Exception as exc:  # noqa: BLE001 - unrecorded, each is retried, and its handler finds its work done
+        for index, event, subscription in processed:
+            outcomes[index] = _failed(event=event, subscription=subscription, exc=exc)
+    return outcomes
+
+
+def _already_processed(routed: list[tuple[int, ReceivedEvent, registry.Subscription]]) -> set[tuple[str, uuid.UUID]]:
+    """The (handler id, event id) pairs of a receive that have a ProcessedEvent row: one SELECT."""
+    keys = {(subscription.handler_id, event.event_id) for _, event, subscription in routed}
+    rows = ProcessedEvent.objects.filter(
+        handler__in={handler_id for handler_id, _ in keys}, event_id__in={event_id for _, event_id in keys}
+    ).values_list("handler", "event_id")
+    return set(rows) & keys
 
 
 def _mark_processed_set(*, handler_id: str, events: list[ReceivedEvent]) -> set[uuid.UUID]:

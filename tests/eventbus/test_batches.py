@@ -23,6 +23,7 @@ from notifications import services as notification_services
 from notifications.models import Notification
 from orders import services as order_services
 from orders.models import Order
+from payments.models import Payment
 from tests.events import SAMPLE_DATA, envelope, order_placed_data
 from tests.factories import PlaceOrderRequestFactory
 from tests.helpers import run_together
@@ -388,3 +389,42 @@ def test_two_workers_batching_orders_that_share_stock_never_deadlock(catalogue, 
     # Five rounds, each selling four units of each product and releasing four.
     assert stock_of("prod-1", "prod-2") == [(50 - 5 * 4, 0), (100 - 5 * 4, 0)]
     assert "handling its messages one by one" not in caplog.text
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="counts the statements on SQLite")
+def test_payments_dedupe_a_receive_with_one_read_and_record_it_with_one_insert(db):
+    # Payments commit their own steps, so each message still runs alone; what the receive shares is
+    # the dedupe read and the insert of its rows. A gateway error fails its own message only.
+    orders = [uuid.uuid4() for _ in range(3)]
+    tokens = ["tok_visa", "tok_gatewayError", "tok_visa"]
+    placed = [
+        envelope(ORDER_PLACED, {**order_placed_data(order_id), "paymentToken": token})
+        for order_id, token in zip(orders, tokens, strict=True)
+    ]
+    items = [{"productId": "prod-1", "quantity": 2}]
+    reserved = [envelope(INVENTORY_RESERVED, {"orderId": str(order_id), "items": items}) for order_id in orders]
+    bodies = [*placed, placed[0], *reserved]  # with a redelivered copy in the same receive
+
+    with CaptureQueriesContext(connection) as queries:
+        outcomes = handle_batch(service="payments", bodies=bodies)
+
+    assert [outcome.result for outcome in outcomes] == [DeliveryResult.PROCESSED] * 3 + [DeliveryResult.DUPLICATE] + [
+        DeliveryResult.PROCESSED,
+        DeliveryResult.FAILED,
+        DeliveryResult.PROCESSED,
+    ]
+    assert "GatewayError" in outcomes[5].note
+    processed = [query["sql"] for query in queries if '"eventbus_processedevent"' in query["sql"]]
+    assert [sql.split()[0] for sql in processed] == ["SELECT", "INSERT"]
+    assert sorted(ProcessedEvent.objects.values_list("handler", "note")) == sorted(
+        [("payments.remember_order", Payment.Status.PENDING)] * 3
+        + [("payments.charge_reserved_order", Payment.Status.CHARGED)] * 2
+    )
+    assert [Payment.objects.get(order_id=order_id).status for order_id in orders] == [
+        Payment.Status.CHARGED,
+        Payment.Status.CHARGING,
+        Payment.Status.CHARGED,
+    ]
+    # Its redelivery is handled; the others are found done.
+    again = handle_batch(service="payments", bodies=bodies)
+    assert [outcome.result for outcome in again].count(DeliveryResult.DUPLICATE) == 6
