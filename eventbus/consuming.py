@@ -27,7 +27,7 @@ from django.db.transaction import TransactionManagementError
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from . import aws, metrics, registry, topology
+from . import aws, metrics, outbox, registry, topology
 from .events import MalformedEvent, ReceivedEvent, caused_by, parse_envelope
 from .models import DeliveryFailure, ProcessedEvent
 from .outbox import RelayThread
@@ -173,7 +173,8 @@ def _handle_together(routed: list[tuple[int, ReceivedEvent, registry.Subscriptio
 
 def _handle_each(routed: list[tuple[int, ReceivedEvent, registry.Subscription]]) -> dict[int, Outcome]:
     """Dedupe a receive's messages with an INSERT per handler, run the new ones' handlers in the order
-    of the orders they lock, and keep their notes with one pipelined UPDATE; in the caller's
+    of the orders they lock, then write the events they recorded with one INSERT (outbox,
+    `rows_written_together`) and keep their notes with one pipelined UPDATE; in the caller's
     transaction, raising whatever a handler raises.
 
     Every batch takes its locks in one global order, so two workers' batches cannot deadlock: first
@@ -192,7 +193,7 @@ def _handle_each(routed: list[tuple[int, ReceivedEvent, registry.Subscription]])
     outcomes: dict[int, Outcome] = {}
     notes: list[tuple[str, ReceivedEvent, str]] = []
     fresh = [event for _, event, subscription in routed if (subscription.handler_id, event.event_id) in new]
-    with registry.locked_ahead(routed[0][2].service, fresh):
+    with registry.locked_ahead(routed[0][2].service, fresh), outbox.rows_written_together():
         # sorted() is stable: a second copy of an event stays behind the first, which is the one handled.
         for index, event, subscription in sorted(routed, key=lambda entry: entry[1].data.get("orderId", "")):
             handler_id = subscription.handler_id

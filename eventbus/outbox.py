@@ -9,6 +9,7 @@ elsewhere, and also runs periodically (docs/architecture.md, "Publishing").
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import hashlib
 import logging
 import random
@@ -21,7 +22,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, close_old_connections, connections, transaction
 from django.db.models import Min, Q, QuerySet
 from django.utils import timezone
 
@@ -75,15 +76,56 @@ def write_recorded_events(*, instance: EventedModel) -> None:
     if not recorded:
         return
     using = instance._state.db
-    insert_rows(
-        OutboxEvent,
-        [
-            _outbox_row(event_type=event.event_type, data=event.data, correlation_id=event.correlation_id)
-            for event in recorded
-        ],
-        using=using,
-    )
+    rows = [
+        _outbox_row(event_type=event.event_type, data=event.data, correlation_id=event.correlation_id)
+        for event in recorded
+    ]
+    together = _written_together.get()
+    if together is not None and together.holds_rows_saved_now(using):
+        together.rows.extend(rows)
+        return
+    _insert_and_wake(rows, using=using)
+
+
+def _insert_and_wake(rows: list[dict[str, Any]], *, using: str) -> None:
+    insert_rows(OutboxEvent, rows, using=using)
     transaction.on_commit(wake_relay, using=using, robust=True)
+
+
+@dataclass
+class _RowsWrittenTogether:
+    using: str
+    savepoints_before: int  # the connection's nested atomic blocks when it began
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def holds_rows_saved_now(self, using: str) -> bool:
+        """A save inside a savepoint opened since it began writes its own rows: they must roll back
+        with the savepoint, and rows kept here would outlive it."""
+        savepoints = transaction.get_connection(using).savepoint_ids[self.savepoints_before :]
+        return using == self.using and not any(savepoints)
+
+
+_written_together: contextvars.ContextVar[_RowsWrittenTogether | None] = contextvars.ContextVar(
+    "outbox_rows_written_together", default=None
+)
+
+
+@contextlib.contextmanager
+def rows_written_together(*, using: str = DEFAULT_DB_ALIAS) -> Iterator[None]:
+    """Inside, in the caller's transaction, the outbox rows of evented saves are kept and inserted
+    with one statement on leaving, where each save inserted its own: a consumer's batch writes all its
+    handlers' events at once. Each row is still built, and checked, at its save, so an event too large
+    fails the save that recorded it. Leaving on an exception still writes them while the transaction
+    can take a statement: a caller that catches the exception and commits commits each saved change
+    with its events, as without this."""
+    together = _RowsWrittenTogether(using=using, savepoints_before=len(transaction.get_connection(using).savepoint_ids))
+    token = _written_together.set(together)
+    try:
+        yield
+    finally:
+        _written_together.reset(token)
+        if together.rows and not transaction.get_connection(using).needs_rollback:
+            _insert_and_wake(together.rows, using=using)
 
 
 # --- waking the relay ---------------------------------------------------------------------------

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import contextlib
 import uuid
 
 import pytest
 from botocore.stub import Stubber
-from django.db import transaction
+from django.db import connection, transaction
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 
 from eventbus import aws, event_types, events, outbox
 from eventbus.models import OutboxEvent
@@ -211,3 +213,63 @@ def test_events_recorded_while_handling_another_name_it_as_their_cause(db, catal
     assert metadata["causationId"] == "6b1f6844-b06e-4f3d-9ab7-64de9a71e25e"
     assert metadata["schemaVersion"] == 1
     assert metadata["occurredAt"].endswith("Z")
+
+
+def restocked(item: StockItem, on_hand: int) -> None:
+    item.on_hand = on_hand
+    item.record_event(
+        event_types.STOCK_UPDATED,
+        {
+            "productId": item.product.sku,
+            "onHand": on_hand,
+            "reserved": 0,
+            "available": on_hand,
+            "change": 1,
+            "reasonCode": "RESTOCK",
+        },
+        correlation_id=item.product.sku,
+    )
+    item.save()
+
+
+def test_rows_written_together_insert_a_transaction_s_events_with_one_statement(db, monkeypatch):
+    woken = []
+    monkeypatch.setattr(outbox, "wake_relay", lambda: woken.append(1))
+    items = [StockItem.objects.get(product=ProductFactory()) for _ in range(3)]
+
+    with CaptureQueriesContext(connection) as queries, transaction.atomic(), outbox.rows_written_together():
+        for on_hand, item in enumerate(items, start=1):
+            restocked(item, on_hand)
+        assert not OutboxEvent.objects.filter(detail_type="Stock Updated", detail__data__change=1).exists()
+
+    inserts = [query["sql"] for query in queries if query["sql"].startswith('INSERT INTO "eventbus_outboxevent"')]
+    assert len(inserts) == 1
+    assert sorted(
+        OutboxEvent.objects.filter(detail__data__change=1).values_list("detail__data__onHand", flat=True)
+    ) == [1, 2, 3]
+    assert woken == [1]
+
+
+def test_rows_written_together_still_write_a_change_s_events_when_an_exception_is_caught(db):
+    # A caller that catches the exception and commits must not commit a change without its events.
+    item = StockItem.objects.get(product=ProductFactory())
+    with transaction.atomic(), pytest.raises(ZeroDivisionError), outbox.rows_written_together():
+        restocked(item, 7)
+        1 / 0  # noqa: B018 - the failure after the save
+
+    assert StockItem.objects.get(pk=item.pk).on_hand == 7
+    assert OutboxEvent.objects.filter(detail__data__change=1, detail__data__onHand=7).count() == 1
+
+
+def test_rows_written_together_roll_back_with_a_savepoint_their_change_rolled_back_with(db):
+    kept, undone = (StockItem.objects.get(product=ProductFactory()) for _ in range(2))
+    with transaction.atomic(), outbox.rows_written_together():
+        restocked(kept, 5)
+        with contextlib.suppress(ZeroDivisionError), transaction.atomic():
+            restocked(undone, 6)
+            1 / 0  # noqa: B018 - the failure after the save
+
+    assert StockItem.objects.get(pk=undone.pk).on_hand == 100
+    assert sorted(
+        OutboxEvent.objects.filter(detail__data__change=1).values_list("detail__data__onHand", flat=True)
+    ) == [5]
