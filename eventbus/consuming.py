@@ -180,8 +180,9 @@ def _handle_each(routed: list[tuple[int, ReceivedEvent, registry.Subscription]])
     Every batch takes its locks in one global order, so two workers' batches cannot deadlock: first
     the ProcessedEvent rows, by handler id and then event id (a copy of an event delivered to two
     workers waits on that unique-index entry, holding no order yet), then the rows the service locks
-    ahead for all the new events at once (registry, `locks_ahead`: inventory's stock, by pk), then the
-    orders' rows, by order id (a batchable handler locks no other row: registry)."""
+    ahead for all the new events at once (registry, `locks_ahead`: inventory's reservations by order
+    id, then its stock by pk), then the orders' rows, by order id (a batchable handler locks no other
+    row: registry)."""
     by_handler: dict[str, list[ReceivedEvent]] = {}
     for _, event, subscription in routed:
         by_handler.setdefault(subscription.handler_id, []).append(event)

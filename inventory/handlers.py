@@ -19,11 +19,11 @@ _RESERVING = {event_types.ORDER_PLACED, event_types.RESERVE_STOCK}
 
 @locks_ahead
 def hold_stock_for(events: list[ReceivedEvent]) -> AbstractContextManager[None]:
-    """Every stock row a receive's handlers will lock, locked first: the requested products of the
-    reservations, and the lines' products of the rest (commit and release)."""
+    """Every row a receive's handlers will lock, locked first: the orders' reservations, then the stock
+    of the products that the reservations request and that the rest (commits, releases) hold."""
     return services.hold_stock(
+        order_ids={event.order_id for event in events},
         skus={item["productId"] for event in events if event.event_type in _RESERVING for item in event.data["items"]},
-        order_ids={event.order_id for event in events if event.event_type not in _RESERVING},
     )
 
 

@@ -35,33 +35,42 @@ class StockError(ValueError):
 
 @dataclass(frozen=True)
 class _HeldStock:
-    """The stock rows a receive's batch locked up front (hold_stock), which its handlers' services use
-    rather than lock them again order by order. The rows are shared: each service's change to one is
-    seen by the next, as it would be after a commit."""
+    """The reservations and stock rows a receive's batch locked up front (hold_stock), which its
+    handlers' services use rather than lock them again order by order. The instances are shared: each
+    service's change to one is seen by the next, as it would be after a commit."""
 
+    order_ids: frozenset[uuid.UUID]  # whose reservations were looked for, found or not
+    reservations: dict[uuid.UUID, Reservation]
+    lines: dict[uuid.UUID, list[tuple[int, int]]]  # order id: (product id, quantity) of its reservation
     skus: frozenset[str]  # asked for, whether or not a product has the SKU
     by_sku: dict[str, StockItem]
     by_product: dict[int, StockItem]
-    lines: dict[uuid.UUID, list[tuple[int, int]]]  # order id: (product id, quantity) of its reservation
 
 
 _held_stock: ContextVar[_HeldStock | None] = ContextVar("held_stock", default=None)
+_HOLDING_STOCK = (Reservation.Status.RESERVED, Reservation.Status.COMMITTED)
 
 
 @contextmanager
-def hold_stock(*, skus: Iterable[str], order_ids: Iterable[uuid.UUID]) -> Iterator[None]:
-    """Read the lines of the reservations `order_ids` already have, then lock, in one query and in pk
-    order, the stock rows (with their products) of `skus` and of those lines, for the services called
-    inside: a receive's orders share products, so locking each order's rows in turn would let two
-    workers' batches take them in opposite orders and deadlock. Inside a transaction. A row it did
-    not lock (a reservation made between the read and the lock) is locked by the service as usual."""
-    skus, order_ids = frozenset(skus), list(order_ids)
+def hold_stock(*, order_ids: Iterable[uuid.UUID], skus: Iterable[str]) -> Iterator[None]:
+    """Lock the reservations of `order_ids` (in order-id order), read the lines of those that hold
+    stock, then lock, in one query and in pk order, the stock rows (with their products) of `skus`
+    and of those lines, for the services called inside: a receive's orders share products, so locking
+    each order's rows in turn would let two workers' batches take them in opposite orders and
+    deadlock. Inside a transaction. A row it did not lock (a reservation made by another worker
+    between the reads and the lock) is locked by the service as usual."""
+    order_ids, skus = frozenset(order_ids), frozenset(skus)
+    reservations = {
+        reservation.order_id: reservation
+        for reservation in Reservation.objects.select_for_update().filter(order_id__in=order_ids).order_by("order_id")
+    }
     lines: dict[uuid.UUID, list[tuple[int, int]]] = {}
-    if order_ids:
-        for order_id, product_id, quantity in ReservationLine.objects.filter(
-            reservation__order_id__in=order_ids
-        ).values_list("reservation__order_id", "product_id", "quantity"):
-            lines.setdefault(order_id, []).append((product_id, quantity))
+    holding = {r.pk: r.order_id for r in reservations.values() if r.status in _HOLDING_STOCK}
+    if holding:
+        for reservation_id, product_id, quantity in ReservationLine.objects.filter(
+            reservation_id__in=holding
+        ).values_list("reservation_id", "product_id", "quantity"):
+            lines.setdefault(holding[reservation_id], []).append((product_id, quantity))
     products = {product_id for order_lines in lines.values() for product_id, _ in order_lines}
     rows = list(
         StockItem.objects.select_for_update()
@@ -70,16 +79,39 @@ def hold_stock(*, skus: Iterable[str], order_ids: Iterable[uuid.UUID]) -> Iterat
         .order_by("pk")
     )
     held = _HeldStock(
+        order_ids=order_ids,
+        reservations=reservations,
+        lines=lines,
         skus=skus,
         by_sku={row.product.sku: row for row in rows},
         by_product={row.product_id: row for row in rows},
-        lines=lines,
     )
     token = _held_stock.set(held)
     try:
         yield
     finally:
         _held_stock.reset(token)
+
+
+def _locked_reservation(order_id: uuid.UUID, *, trust_absence: bool = False) -> Reservation | None:
+    """The order's reservation, locked: the receive's own instance if the receive locked it. A
+    reservation the receive looked for and did not find may have been made since by another worker;
+    with `trust_absence` (a caller about to create one, whose INSERT would then fail on the unique
+    order id, to be retried) the receive's answer stands, else it is looked for again."""
+    held = _held_stock.get()
+    if held is not None and order_id in held.order_ids:
+        found = held.reservations.get(order_id)
+        if found is not None or trust_absence:
+            return found
+    return Reservation.objects.select_for_update().filter(order_id=order_id).first()
+
+
+def _hold(reservation: Reservation) -> Reservation:
+    """A reservation made inside hold_stock, kept as the receive's instance of it."""
+    held = _held_stock.get()
+    if held is not None and reservation.order_id in held.order_ids:
+        held.reservations[reservation.order_id] = reservation
+    return reservation
 
 
 def _as_held(row: StockItem) -> StockItem:
@@ -160,12 +192,12 @@ def _alert_if_crossed_low_threshold(item: StockItem, *, available_before: int) -
 @transaction.atomic(savepoint=False)
 def reserve_stock(*, order_id: uuid.UUID, items: list[RequestedItem]) -> Reservation:
     """Reserve every item or none. Idempotent per order: a second call returns the first outcome."""
-    existing = Reservation.objects.select_for_update().filter(order_id=order_id).first()
+    existing = _locked_reservation(order_id, trust_absence=True)
     if existing is not None:
         return existing
     items = _merge_by_product(items)
     stock = _locked_stock([item.product_id for item in items])
-    reservation = Reservation(order_id=order_id)
+    reservation = _hold(Reservation(order_id=order_id))
     for item in items:
         row = stock.get(item.product_id)
         if row is None or not row.product.active:
@@ -244,10 +276,13 @@ def release_stock(*, order_id: uuid.UUID) -> Reservation:
     A cancel that arrives before the order was seen leaves a VOIDED tombstone, so the late
     Order Placed reserves nothing.
     """
-    reservation, created = Reservation.objects.select_for_update().get_or_create(
-        order_id=order_id, defaults={"status": Reservation.Status.VOIDED}
-    )
-    if created or reservation.status not in (Reservation.Status.RESERVED, Reservation.Status.COMMITTED):
+    reservation = _locked_reservation(order_id)
+    if reservation is None:
+        reservation, _ = Reservation.objects.select_for_update().get_or_create(
+            order_id=order_id, defaults={"status": Reservation.Status.VOIDED}
+        )
+        _hold(reservation)
+    if reservation.status not in _HOLDING_STOCK:
         return reservation
     was_committed = reservation.status == Reservation.Status.COMMITTED
     reservation.transition_to(Reservation.Status.RETURNED if was_committed else Reservation.Status.RELEASED)
@@ -275,7 +310,7 @@ def release_stock(*, order_id: uuid.UUID) -> Reservation:
 @transaction.atomic(savepoint=False)
 def commit_stock(*, order_id: uuid.UUID) -> Reservation | None:
     """The order is confirmed: its reserved units leave the warehouse (on_hand and reserved both drop)."""
-    reservation = Reservation.objects.select_for_update().filter(order_id=order_id).first()
+    reservation = _locked_reservation(order_id)
     if reservation is None or reservation.status != Reservation.Status.RESERVED:
         return reservation
     reservation.transition_to(Reservation.Status.COMMITTED)

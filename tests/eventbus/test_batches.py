@@ -132,8 +132,12 @@ def test_a_set_based_service_answers_a_set_as_it_would_each_message(db):
     assert aggregates() == expected
 
 
-def stock_locks(queries) -> int:
-    return sum(query["sql"].startswith('SELECT "inventory_stockitem"') for query in queries)
+def locks(queries) -> tuple[int, int]:
+    """How many times the reservations, and the stock rows, were read for update."""
+    return (
+        sum(query["sql"].startswith('SELECT "inventory_reservation"') for query in queries),
+        sum(query["sql"].startswith('SELECT "inventory_stockitem"') for query in queries),
+    )
 
 
 def stock_of(*skus: str) -> list[tuple[int, int]]:
@@ -159,8 +163,8 @@ def decided(orders: list[uuid.UUID], detail_type: str) -> list[str]:
 
 @pytest.mark.skipif(connection.vendor != "sqlite", reason="PostgreSQL's BEGIN does not pass through Django's cursor")
 def test_inventory_commits_a_receive_in_one_transaction_locking_its_stock_once(catalogue, monkeypatch):
-    # Its orders share stock rows, so the receive locks all of them first, in pk order, in one query;
-    # each reservation, commit and release then works on those rows.
+    # Its orders share stock rows, so the receive locks its reservations and then all its stock rows
+    # first, each in one query; each reservation, commit and release then works on those rows.
     monkeypatch.setattr(outbox, "wake_relay", lambda: None)  # the relay's own transactions are not counted
     orders = sorted((uuid.uuid4() for _ in range(4)), key=str)  # the order a receive handles them in
 
@@ -168,7 +172,7 @@ def test_inventory_commits_a_receive_in_one_transaction_locking_its_stock_once(c
         placed = handle_batch(service="inventory", bodies=placed_for(orders, ["prod-1", "prod-2", "prod-1", "prod-2"]))
 
     assert [outcome.note for outcome in placed] == [Reservation.Status.RESERVED] * 4
-    assert (begins(queries), stock_locks(queries)) == (1, 1)
+    assert (begins(queries), locks(queries)) == (1, (1, 1))
     assert stock_of("prod-1", "prod-2") == [(50, 4), (100, 4)]
 
     bodies = decided(orders[:3], "Order Confirmed") + decided(orders[3:], "Order Cancelled")
@@ -178,7 +182,7 @@ def test_inventory_commits_a_receive_in_one_transaction_locking_its_stock_once(c
     assert [outcome.note for outcome in decided_outcomes] == [Reservation.Status.COMMITTED] * 3 + [
         Reservation.Status.RELEASED
     ]
-    assert (begins(queries), stock_locks(queries)) == (1, 1)
+    assert (begins(queries), locks(queries)) == (1, (1, 1))
     assert stock_of("prod-1", "prod-2") == [(46, 0), (98, 0)]
     # Each commit published the stock as its order left it, the next one seeing the last one's change.
     sales = [
@@ -192,7 +196,7 @@ def test_inventory_commits_a_receive_in_one_transaction_locking_its_stock_once(c
     with CaptureQueriesContext(connection) as queries:
         again = handle_batch(service="inventory", bodies=bodies[::-1])
     assert [outcome.result for outcome in again] == [DeliveryResult.DUPLICATE] * 4
-    assert stock_locks(queries) == 0
+    assert locks(queries) == (0, 0)
 
 
 def reserved_and_paid(orders) -> list[str]:

@@ -192,3 +192,14 @@ def test_a_receive_holding_stock_commits_and_releases_from_the_lines_it_read(cat
         ("prod-2", 99, 3),
     ]
     assert events("Inventory Released")[-1]["items"] == [{"productId": "prod-2", "quantity": 3}]
+
+
+def test_a_cancel_ahead_of_its_order_in_the_same_receive_leaves_nothing_reserved(catalogue):
+    order_id = uuid.uuid4()
+
+    with transaction.atomic(), services.hold_stock(order_ids=[order_id], skus=["prod-1"]):
+        services.release_stock(order_id=order_id)
+        late = services.reserve_stock(order_id=order_id, items=[item("prod-1", 1)])
+
+    assert late.status == Reservation.Status.VOIDED
+    assert stock("prod-1").reserved == 0
