@@ -81,30 +81,11 @@ def _insert(
     if unknown:
         raise ValueError(f"{model.__name__} has no field {', '.join(sorted(unknown))}")
     table = quote(meta.db_table)
-    columns = ", ".join(quote(field.column) for field in fields)
-    values = [
-        [
-            field.get_db_prep_save(row[field.name] if field.name in row else field.get_default(), connection)
-            for field in fields
-        ]
-        for row in rows
-    ]
-    if connection.vendor == "postgresql" and len(rows) > 1:
-        # One array per column: the statement's text and its parameters stay the same whatever the
-        # number of rows, so psycopg parses it once (it re-parses any statement of more than 50
-        # parameters, in Python, every time) and the server plans it once per connection.
-        # The ordinality keeps the rows in the caller's order, which callers rely on to take their
-        # unique-index entries in key order.
-        arrays = ", ".join(f"%s::{field.db_type(connection)}[]" for field in fields)
-        sql = (
-            f"INSERT INTO {table} ({columns}) SELECT {columns} FROM unnest({arrays}) WITH ORDINALITY "
-            f"AS given ({columns}, ordinal) ORDER BY ordinal"
-        )
-        params = [list(column) for column in zip(*values, strict=True)]
-    else:
-        placeholders = "(" + ", ".join(["%s"] * len(fields)) + ")"
-        sql = f"INSERT INTO {table} ({columns}) VALUES {', '.join([placeholders] * len(rows))}"
-        params = [value for row in values for value in row]
+    placeholders = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    sql = (
+        f"INSERT INTO {table} ({', '.join(quote(field.column) for field in fields)}) "
+        f"VALUES {', '.join([placeholders] * len(rows))}"
+    )
     if conflict:
         sql += f" ON CONFLICT ({', '.join(quote(meta.get_field(name).column) for name in conflict)})"
         if update:
@@ -116,4 +97,9 @@ def _insert(
             sql += " DO UPDATE SET " + ", ".join(assignments)
         else:
             sql += " DO NOTHING"
+    params = [
+        field.get_db_prep_save(row[field.name] if field.name in row else field.get_default(), connection)
+        for row in rows
+        for field in fields
+    ]
     return sql, params

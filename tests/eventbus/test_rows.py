@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from django.db import connection
 
 from eventbus.models import OutboxEvent, ProcessedEvent
 from eventbus.rows import db_value, insert_new_rows, insert_rows
@@ -61,26 +60,3 @@ def test_new_rows_are_told_from_those_already_there():
 
     assert written == {db_value(ProcessedEvent, "event_id", new)}
     assert ProcessedEvent.objects.count() == 2
-
-
-@pytest.mark.postgres
-def test_on_postgresql_a_set_of_rows_is_one_statement_whatever_its_size():
-    # psycopg parses a statement of more than 50 parameters afresh each time, and the server plans a
-    # new text afresh: one array per column keeps both to once per connection.
-    if connection.vendor != "postgresql":
-        pytest.skip("needs PostgreSQL: `make test` runs it against a throwaway server")
-    statements = []
-
-    def record(execute, sql, params, many, context):
-        statements.append((sql, len(params)))
-        return execute(sql, params, many, context)
-
-    with connection.execute_wrapper(record):
-        insert_rows(OutboxEvent, [outbox_row(n) for n in range(2)])
-        insert_rows(OutboxEvent, [outbox_row(n) for n in range(10)])
-
-    columns = len(OutboxEvent._meta.concrete_fields)
-    assert len(statements) == 2
-    assert len(set(statements)) == 1, statements
-    assert statements[0][1] == columns
-    assert OutboxEvent.objects.count() == 12
