@@ -143,7 +143,8 @@ def handles_every_event(
 def locks_ahead(function: LocksAhead) -> LocksAhead:
     """Declare the decorated function as its service's lock-ahead: given a receive's new events, it
     returns the context in which their handlers run, having locked every shared row they will lock,
-    at once and in one global order. Handlers whose rows many orders share can then be batchable."""
+    at once and in one global order. Handlers whose rows many orders share can then be batchable,
+    and a receive's handlers read their rows with one query instead of one each."""
     service = function.__module__.split(".")[0]
     if service in _locks_ahead and _locks_ahead[service] is not function:
         raise ImproperlyConfigured(f"{service} already locks ahead with {_locks_ahead[service].__qualname__}")

@@ -1,12 +1,20 @@
+from contextlib import AbstractContextManager
+
 from eventbus import event_types
 from eventbus.events import ReceivedEvent
-from eventbus.registry import handles
+from eventbus.registry import handles, locks_ahead
 from eventbus.state_machine import IllegalTransition
 from sagas.definition import ORDER_CANCELLED
 from sagas.services import answer
 
 from . import services
 from .models import Order
+
+
+@locks_ahead
+def hold_orders_for(events: list[ReceivedEvent]) -> AbstractContextManager[None]:
+    """The receive's orders, locked first in one query."""
+    return services.hold_orders(order_ids=[event.order_id for event in events])
 
 
 @handles(event_types.INVENTORY_RESERVED, name="orders.stock_reserved", batchable=True)

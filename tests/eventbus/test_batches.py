@@ -222,6 +222,8 @@ def test_orders_commit_a_receive_in_one_transaction_with_one_dedupe_per_handler(
     assert begins(queries) == 1
     dedupes = [query for query in queries if "INSERT" in query["sql"] and "processed" in query["sql"].lower()]
     assert len(dedupes) == 2  # one per handler: orders.stock_reserved and orders.payment_processed
+    # The receive's orders are locked first, in one query, and each reaction changes the locked one.
+    assert sum(query["sql"].startswith('SELECT "orders_order"') for query in queries) == 1
     assert sorted(ProcessedEvent.objects.values_list("note", flat=True)) == sorted(outcome.note for outcome in outcomes)
     assert {order.status for order in Order.objects.all()} == {Order.Status.CONFIRMED}
     # A redelivered receive finds every event handled and changes nothing.

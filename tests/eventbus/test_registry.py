@@ -106,9 +106,10 @@ def test_one_event_twice_in_one_service_is_refused(scratch_registry):
 
 def test_only_handlers_without_outside_effects_share_a_batch_transaction_and_stock_is_locked_ahead():
     # Payments and the saga's commands must each commit alone; the orders' reactions lock only their
-    # event's order; inventory's lock the stock rows that many orders share, so inventory takes a
-    # receive's stock rows first (eventbus/registry.py); audit and analytics take a receive as one
-    # set, in key order: this list changes only with a reason.
+    # event's order (a receive's orders are locked first, in one query); inventory's lock the stock
+    # rows that many orders share, so inventory takes a receive's stock rows first
+    # (eventbus/registry.py); audit and analytics take a receive as one set, in key order: this list
+    # changes only with a reason.
     batchable = {s.handler_id for s in registry.subscriptions() if s.batchable}
     set_based = {s.handler_id for s in registry.subscriptions() if s.set_based}
     assert set_based == {"audit.record_envelope", "analytics.count_event"}
@@ -128,7 +129,7 @@ def test_only_handlers_without_outside_effects_share_a_batch_transaction_and_sto
         "inventory.release_stock",
         "inventory.commit_stock",
     }
-    assert set(registry._locks_ahead) == {"inventory"}
+    assert set(registry._locks_ahead) == {"inventory", "orders"}
 
 
 def test_a_service_locks_ahead_with_one_function():
