@@ -93,6 +93,8 @@ def handle_batch(*, service: str, bodies: list[str]) -> list[Outcome]:
     INSERT dedupes all of it, and the handler writes the new events at once. If any of them fails, or
     the commit does, that attempt is rolled back whole and each message is handled again alone, in the
     same poll: each still succeeds or fails on its own, and a poisoned one holds back no other.
+    Handlers that commit their own steps (payments) run one by one outside any transaction, sharing
+    only the receive's dedupe read and the INSERT of its ProcessedEvent rows.
     """
     outcomes: dict[int, Outcome] = {}
     routed: list[tuple[int, ReceivedEvent, registry.Subscription]] = []
