@@ -54,11 +54,12 @@ _HOLDING_STOCK = (Reservation.Status.RESERVED, Reservation.Status.COMMITTED)
 @contextmanager
 def hold_stock(*, order_ids: Iterable[uuid.UUID], skus: Iterable[str]) -> Iterator[None]:
     """Lock the reservations of `order_ids` (in order-id order), read the lines of those that hold
-    stock, then lock, in one query and in pk order, the stock rows (with their products) of `skus`
-    and of those lines, for the services called inside: a receive's orders share products, so locking
-    each order's rows in turn would let two workers' batches take them in opposite orders and
-    deadlock. Inside a transaction. A row it did not lock (a reservation made by another worker
-    between the reads and the lock) is locked by the service as usual."""
+    stock, then lock, in one query and in pk order, the stock rows of `skus` and of those lines (with
+    their products, read but not locked, so a receive never holds up an edit of a product's name), for
+    the services called inside: a receive's orders share products, so locking each order's rows in
+    turn would let two workers' batches take them in opposite orders and deadlock. Inside a
+    transaction. A row it did not lock (a reservation made by another worker between the reads and
+    the lock) is locked by the service as usual."""
     order_ids, skus = frozenset(order_ids), frozenset(skus)
     reservations = {
         reservation.order_id: reservation
@@ -73,7 +74,7 @@ def hold_stock(*, order_ids: Iterable[uuid.UUID], skus: Iterable[str]) -> Iterat
             lines.setdefault(holding[reservation_id], []).append((product_id, quantity))
     products = {product_id for order_lines in lines.values() for product_id, _ in order_lines}
     rows = list(
-        StockItem.objects.select_for_update()
+        StockItem.objects.select_for_update(of=("self",))
         .select_related("product")
         .filter(Q(product__sku__in=skus) | Q(product_id__in=products))
         .order_by("pk")
@@ -129,7 +130,12 @@ def _locked_stock(skus: list[str]) -> dict[str, StockItem]:
     held = _held_stock.get()
     if held is not None and held.skus.issuperset(skus):
         return {sku: held.by_sku[sku] for sku in skus if sku in held.by_sku}
-    rows = StockItem.objects.select_for_update().select_related("product").filter(product__sku__in=skus).order_by("pk")
+    rows = (
+        StockItem.objects.select_for_update(of=("self",))
+        .select_related("product")
+        .filter(product__sku__in=skus)
+        .order_by("pk")
+    )
     return {row.product.sku: _as_held(row) for row in rows}
 
 
