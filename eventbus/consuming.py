@@ -174,17 +174,18 @@ def _handle_together(routed: list[tuple[int, ReceivedEvent, registry.Subscriptio
 
 
 def _handle_each(routed: list[tuple[int, ReceivedEvent, registry.Subscription]]) -> dict[int, Outcome]:
-    """Dedupe a receive's messages with an INSERT per handler, run the new ones' handlers in the order
-    of the orders they lock, then write the events they recorded with one INSERT (outbox,
-    `rows_written_together`) and keep their notes with one pipelined UPDATE; in the caller's
-    transaction, raising whatever a handler raises.
+    """Dedupe a receive's messages with an INSERT per handler, run the new ones' handlers (in receive
+    order, or in the order of the orders they lock: below), then write the events they recorded with
+    one INSERT (outbox, `rows_written_together`) and keep their notes with one pipelined UPDATE; in
+    the caller's transaction, raising whatever a handler raises.
 
-    Every batch takes its locks in one global order, so two workers' batches cannot deadlock: first
-    the ProcessedEvent rows, by handler id and then event id (a copy of an event delivered to two
-    workers waits on that unique-index entry, holding no order yet), then the rows the service locks
-    ahead for all the new events at once (registry, `locks_ahead`: inventory's reservations by order
-    id, then its stock by pk), then the orders' rows, by order id (a batchable handler locks no other
-    row: registry)."""
+    Every batch takes its locks in one global order, so two workers' batches do not deadlock (save
+    on a row a lock-ahead could not foresee: registry): first the ProcessedEvent rows, by handler id
+    and then event id (a copy of an event delivered to two workers waits on that unique-index entry,
+    holding no order yet), then the rows the service locks ahead for all the new events at once
+    (registry, `locks_ahead`: inventory's reservations by order id and then its stock by pk, the
+    orders' by pk), or else the orders' rows as its handlers reach them, in order-id order (a
+    batchable handler locks no other row: registry)."""
     by_handler: dict[str, list[ReceivedEvent]] = {}
     for _, event, subscription in routed:
         by_handler.setdefault(subscription.handler_id, []).append(event)
@@ -196,9 +197,14 @@ def _handle_each(routed: list[tuple[int, ReceivedEvent, registry.Subscription]])
     outcomes: dict[int, Outcome] = {}
     notes: list[tuple[str, ReceivedEvent, str]] = []
     fresh = [event for _, event, subscription in routed if (subscription.handler_id, event.event_id) in new]
-    with registry.locked_ahead(routed[0][2].service, fresh), outbox.rows_written_together():
-        # sorted() is stable: a second copy of an event stays behind the first, which is the one handled.
-        for index, event, subscription in sorted(routed, key=lambda entry: entry[1].data.get("orderId", "")):
+    service = routed[0][2].service
+    # A service that locks its rows ahead runs its handlers in receive order, as they would run one by
+    # one (which order gets the last units of a product is then the queue's, not the order ids');
+    # the others in order-id order, the order of the rows they lock. sorted() is stable: a second
+    # copy of an event stays behind the first, which is the one handled.
+    in_turn = routed if registry.locks_ahead_for(service) else sorted(routed, key=_order_id_of)
+    with registry.locked_ahead(service, fresh), outbox.rows_written_together():
+        for index, event, subscription in in_turn:
             handler_id = subscription.handler_id
             outcome = outcomes[index] = Outcome(
                 acknowledged=True, result=DeliveryResult.DUPLICATE, event=event, handler=handler_id
@@ -219,6 +225,10 @@ def _handle_each(routed: list[tuple[int, ReceivedEvent, registry.Subscription]])
                 notes.append((handler_id, event, outcome.note))
     _note_processed(notes)
     return outcomes
+
+
+def _order_id_of(entry: tuple[int, ReceivedEvent, registry.Subscription]) -> str:
+    return entry[1].data.get("orderId", "")
 
 
 def _handle_set(*, events: list[tuple[int, ReceivedEvent]], subscription: registry.Subscription) -> dict[int, Outcome]:

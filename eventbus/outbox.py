@@ -115,17 +115,23 @@ def rows_written_together(*, using: str = DEFAULT_DB_ALIAS) -> Iterator[None]:
     """Inside, in the caller's transaction, the outbox rows of evented saves are kept and inserted
     with one statement on leaving, where each save inserted its own: a consumer's batch writes all its
     handlers' events at once. Each row is still built, and checked, at its save, so an event too large
-    fails the save that recorded it. Leaving on an exception still writes them while the transaction
-    can take a statement: a caller that catches the exception and commits commits each saved change
-    with its events, as without this."""
+    fails the save that recorded it. Leaving on an exception still writes them if the transaction can
+    take a statement, so that a caller that catches the exception and commits commits each saved
+    change with its events, as without this; if it cannot (a failed statement aborts a PostgreSQL
+    transaction), the exception that left is the one raised, not the INSERT's."""
     together = _RowsWrittenTogether(using=using, savepoints_before=len(transaction.get_connection(using).savepoint_ids))
     token = _written_together.set(together)
     try:
         yield
-    finally:
+    except BaseException:
         _written_together.reset(token)
         if together.rows and not transaction.get_connection(using).needs_rollback:
-            _insert_and_wake(together.rows, using=using)
+            with contextlib.suppress(DatabaseError):
+                _insert_and_wake(together.rows, using=using)
+        raise
+    _written_together.reset(token)
+    if together.rows:
+        _insert_and_wake(together.rows, using=using)
 
 
 # --- waking the relay ---------------------------------------------------------------------------

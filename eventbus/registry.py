@@ -14,8 +14,10 @@ A handler that may share its transaction with the other messages of a receive sa
 (`batchable=True`). It has no effect outside the database (a batch rolled back for another message's
 failure would repeat it), and it locks no row but its own event's order's (detail.data.orderId) and
 those its service's `locks_ahead` function took: the consumer dedupes a batch first, then enters that
-function's context with the batch's new events, and runs the handlers in order-id order inside it,
-so two workers' batches take their locks in one order and cannot deadlock on PostgreSQL. The
+function's context with the batch's new events, and runs the handlers inside it, in receive order if
+the service locks ahead and in order-id order if not, so two workers' batches take their locks in one
+order and cannot deadlock on PostgreSQL (a row the lock-ahead could not foresee is the exception:
+PostgreSQL then picks a victim, which is handled again message by message). The
 notifications' inserts qualify, the orders' reactions to the saga's events, inventory's (whose stock
 rows many orders share, so it locks every stock row a receive needs first, in pk order) and the
 set-based handlers below; payments do not, and the saga's commands are left unbatched
@@ -150,6 +152,10 @@ def locks_ahead(function: LocksAhead) -> LocksAhead:
         raise ImproperlyConfigured(f"{service} already locks ahead with {_locks_ahead[service].__qualname__}")
     _locks_ahead[service] = function
     return function
+
+
+def locks_ahead_for(service: str) -> bool:
+    return service in _locks_ahead
 
 
 def locked_ahead(service: str, events: list[ReceivedEvent]) -> AbstractContextManager[None]:

@@ -434,3 +434,21 @@ def test_payments_dedupe_a_receive_with_one_read_and_record_it_with_one_insert(d
     # Its redelivery is handled; the others are found done.
     again = handle_batch(service="payments", bodies=bodies)
     assert [outcome.result for outcome in again].count(DeliveryResult.DUPLICATE) == 6
+
+
+def test_inventory_gives_the_last_units_in_receive_order_as_it_would_one_by_one(catalogue, monkeypatch):
+    # prod-3 has 5 on hand. Two orders of 5 arrive in one receive, the later one with the smaller
+    # order id: the first to arrive gets them, whether the receive is handled together or not.
+    monkeypatch.setattr(outbox, "wake_relay", lambda: None)
+    smaller, larger = sorted((uuid.uuid4() for _ in range(2)), key=str)
+    bodies = [
+        envelope(ORDER_PLACED, order_placed_data(order_id, sku="prod-3", quantity=5)) for order_id in (larger, smaller)
+    ]
+
+    together = [outcome.note for outcome in handle_batch(service="inventory", bodies=bodies)]
+
+    assert together == [Reservation.Status.RESERVED, Reservation.Status.FAILED]
+    Reservation.objects.all().delete()
+    ProcessedEvent.objects.all().delete()
+    StockItem.objects.filter(product__sku="prod-3").update(reserved=0)
+    assert [handle_message(service="inventory", body=body).note for body in bodies] == together

@@ -5,7 +5,7 @@ import uuid
 
 import pytest
 from botocore.stub import Stubber
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
@@ -273,3 +273,24 @@ def test_rows_written_together_roll_back_with_a_savepoint_their_change_rolled_ba
     assert sorted(
         OutboxEvent.objects.filter(detail__data__change=1).values_list("detail__data__onHand", flat=True)
     ) == [5]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_rows_written_together_leave_a_failed_statement_s_error_as_the_one_raised():
+    # A failed statement aborts a PostgreSQL transaction, so the kept rows cannot go in: the error
+    # reported (and kept with the delivery's failure) must be the statement's, not the INSERT's.
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL: `make test` runs it against a throwaway server")
+    item = StockItem.objects.get(product=ProductFactory())
+    with (
+        pytest.raises(DatabaseError, match="division by zero"),
+        transaction.atomic(),
+        outbox.rows_written_together(),
+        connection.cursor() as cursor,
+    ):
+        restocked(item, 7)
+        cursor.execute("SELECT 1 / 0")
+
+    assert StockItem.objects.get(pk=item.pk).on_hand == 100
+    assert not OutboxEvent.objects.filter(detail__data__change=1).exists()
