@@ -58,6 +58,20 @@ class ProductAdmin(PermissionGuardedActions, admin.ModelAdmin):
     def get_inlines(self, request, obj):
         return [StockItemInline] if obj else []
 
+    def save_formset(self, request, form, formset, change):
+        if formset.model is not StockItem:
+            return super().save_formset(request, form, formset, change)
+        # The inline edits the threshold alone; the counts it shows were read before a consumer may
+        # have changed them, so the form's instance is never saved whole.
+        formset.new_objects, formset.deleted_objects, formset.changed_objects = [], [], []
+        for stock_form in formset.forms:
+            if stock_form.has_changed():
+                item = services.set_low_stock_threshold(
+                    product_id=form.instance.pk, threshold=stock_form.cleaned_data["low_stock_threshold"]
+                )
+                formset.changed_objects.append((item, stock_form.changed_data))
+        return None
+
     def save_model(self, request, obj, form, change):
         with transaction.atomic():
             obj.save()

@@ -354,6 +354,16 @@ def restock(*, product_ids: list[int], quantity: int) -> list[StockItem]:
 
 
 @transaction.atomic
+def set_low_stock_threshold(*, product_id: int, threshold: int) -> StockItem:
+    """Change the threshold alone, under the row lock: the counts are the consumers', and a form that
+    read them earlier must not write them back over a reservation made since."""
+    item = StockItem.objects.select_for_update().get(product_id=product_id)
+    item.low_stock_threshold = threshold
+    item.save(update_fields=["low_stock_threshold", "updated_at"])
+    return item
+
+
+@transaction.atomic
 def open_stock(*, product: Product, on_hand: int, low_stock_threshold: int = 10) -> StockItem:
     """Give a new product its stock record, publishing the opening balance."""
     item = StockItem(product=product, on_hand=on_hand, low_stock_threshold=low_stock_threshold)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.db.models import F
+from django.db.models.signals import post_init
 
 from eventbus.models import OutboxEvent
 from inventory.models import STOCK_COUNT_MAX, Product, StockItem
@@ -113,3 +115,37 @@ def test_a_restock_up_to_the_column_max_works(staff_client):
 
     assert restock(staff_client, product, quantity=5).status_code == 302
     assert StockItem.objects.get(pk=product.stock.pk).on_hand == STOCK_COUNT_MAX
+
+
+def test_changing_the_threshold_never_writes_back_counts_a_consumer_changed_meanwhile(staff_client):
+    # A reservation commits after the change form's stock row was read and before it is saved.
+    product = ProductFactory(sku="busy-1")
+    reserved_meanwhile = []
+
+    def reserve_once(sender, instance, **kwargs):
+        if not reserved_meanwhile and instance.pk == product.stock.pk:
+            reserved_meanwhile.append(instance.pk)
+            StockItem.objects.filter(pk=instance.pk).update(reserved=F("reserved") + 3)
+
+    data = {
+        "name": product.name,
+        "price": "10.00",
+        "active": "on",
+        "stock-TOTAL_FORMS": 1,
+        "stock-INITIAL_FORMS": 1,
+        "stock-MIN_NUM_FORMS": 0,
+        "stock-MAX_NUM_FORMS": 1,
+        "stock-0-id": product.stock.pk,
+        "stock-0-product": product.pk,
+        "stock-0-low_stock_threshold": 4,
+    }
+    post_init.connect(reserve_once, sender=StockItem)
+    try:
+        response = staff_client.post(f"/admin/inventory/product/{product.pk}/change/", data)
+    finally:
+        post_init.disconnect(reserve_once, sender=StockItem)
+
+    assert response.status_code == 302
+    assert reserved_meanwhile
+    stock = StockItem.objects.get(pk=product.stock.pk)
+    assert (stock.low_stock_threshold, stock.reserved) == (4, 3)
