@@ -124,14 +124,15 @@ def rows_written_together(*, using: str = DEFAULT_DB_ALIAS) -> Iterator[None]:
     try:
         yield
     except BaseException:
-        _written_together.reset(token)
         if together.rows and not transaction.get_connection(using).needs_rollback:
             with contextlib.suppress(DatabaseError):
                 _insert_and_wake(together.rows, using=using)
         raise
-    _written_together.reset(token)
-    if together.rows:
-        _insert_and_wake(together.rows, using=using)
+    else:
+        if together.rows:
+            _insert_and_wake(together.rows, using=using)
+    finally:
+        _written_together.reset(token)
 
 
 # --- waking the relay ---------------------------------------------------------------------------

@@ -43,7 +43,6 @@ class _HeldStock:
     reservations: dict[uuid.UUID, Reservation]
     lines: dict[uuid.UUID, list[tuple[int, int]]]  # order id: (product id, quantity) of its reservation
     skus: frozenset[str]  # asked for, whether or not a product has the SKU
-    by_sku: dict[str, StockItem]
     by_product: dict[int, StockItem]
 
 
@@ -84,7 +83,6 @@ def hold_stock(*, order_ids: Iterable[uuid.UUID], skus: Iterable[str]) -> Iterat
         reservations=reservations,
         lines=lines,
         skus=skus,
-        by_sku={row.product.sku: row for row in rows},
         by_product={row.product_id: row for row in rows},
     )
     token = _held_stock.set(held)
@@ -119,17 +117,14 @@ def _as_held(row: StockItem) -> StockItem:
     """A row locked inside hold_stock, as the one instance of it the receive's services share: a row
     changed through two instances would keep only the last one's change."""
     held = _held_stock.get()
-    if held is None:
-        return row
-    row = held.by_product.setdefault(row.product_id, row)
-    held.by_sku.setdefault(row.product.sku, row)
-    return row
+    return row if held is None else held.by_product.setdefault(row.product_id, row)
 
 
 def _locked_stock(skus: list[str]) -> dict[str, StockItem]:
     held = _held_stock.get()
     if held is not None and held.skus.issuperset(skus):
-        return {sku: held.by_sku[sku] for sku in skus if sku in held.by_sku}
+        by_sku = {row.product.sku: row for row in held.by_product.values()}
+        return {sku: by_sku[sku] for sku in skus if sku in by_sku}
     rows = (
         StockItem.objects.select_for_update(of=("self",))
         .select_related("product")

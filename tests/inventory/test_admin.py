@@ -41,6 +41,23 @@ def add_product(client, **fields):
     return client.post("/admin/inventory/product/add/", {**data, **fields})
 
 
+def change_threshold(client, product, threshold):
+    """The product's change form, saved with a new low-stock threshold."""
+    data = {
+        "name": product.name,
+        "price": "10.00",
+        "active": "on",
+        "stock-TOTAL_FORMS": 1,
+        "stock-INITIAL_FORMS": 1,
+        "stock-MIN_NUM_FORMS": 0,
+        "stock-MAX_NUM_FORMS": 1,
+        "stock-0-id": product.stock.pk,
+        "stock-0-product": product.pk,
+        "stock-0-low_stock_threshold": threshold,
+    }
+    return client.post(f"/admin/inventory/product/{product.pk}/change/", data)
+
+
 @pytest.mark.parametrize("value", TOO_BIG)
 @pytest.mark.parametrize("field", ["opening_stock", "low_stock_threshold"])
 def test_adding_a_product_with_a_count_past_the_column_is_a_form_error(staff_client, field, value):
@@ -62,20 +79,8 @@ def test_adding_a_product_with_the_largest_counts_works(staff_client):
 @pytest.mark.parametrize("value", TOO_BIG)
 def test_changing_the_low_stock_threshold_past_the_column_is_a_form_error(staff_client, value):
     product = ProductFactory(sku="big-1")
-    data = {
-        "name": product.name,
-        "price": "10.00",
-        "active": "on",
-        "stock-TOTAL_FORMS": 1,
-        "stock-INITIAL_FORMS": 1,
-        "stock-MIN_NUM_FORMS": 0,
-        "stock-MAX_NUM_FORMS": 1,
-        "stock-0-id": product.stock.pk,
-        "stock-0-product": product.pk,
-        "stock-0-low_stock_threshold": value,
-    }
 
-    response = staff_client.post(f"/admin/inventory/product/{product.pk}/change/", data)
+    response = change_threshold(staff_client, product, value)
 
     assert response.status_code == 200
     assert response.context["inline_admin_formsets"][0].formset.errors == [{"low_stock_threshold": [MAX_ERROR]}]
@@ -127,21 +132,9 @@ def test_changing_the_threshold_never_writes_back_counts_a_consumer_changed_mean
             reserved_meanwhile.append(instance.pk)
             StockItem.objects.filter(pk=instance.pk).update(reserved=F("reserved") + 3)
 
-    data = {
-        "name": product.name,
-        "price": "10.00",
-        "active": "on",
-        "stock-TOTAL_FORMS": 1,
-        "stock-INITIAL_FORMS": 1,
-        "stock-MIN_NUM_FORMS": 0,
-        "stock-MAX_NUM_FORMS": 1,
-        "stock-0-id": product.stock.pk,
-        "stock-0-product": product.pk,
-        "stock-0-low_stock_threshold": 4,
-    }
     post_init.connect(reserve_once, sender=StockItem)
     try:
-        response = staff_client.post(f"/admin/inventory/product/{product.pk}/change/", data)
+        response = change_threshold(staff_client, product, 4)
     finally:
         post_init.disconnect(reserve_once, sender=StockItem)
 
