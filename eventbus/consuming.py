@@ -260,11 +260,12 @@ def _refuse_swallowed_errors(handler_id: str) -> None:
 
 
 def _handle_in_own_transactions(routed: list[tuple[int, ReceivedEvent, registry.Subscription]]) -> dict[int, Outcome]:
-    """Run handlers that commit their own steps (registry, `own_transactions`) one after another,
-    outside any transaction, then insert the ProcessedEvent rows of those that returned, with their
-    notes, in one autocommitted INSERT. One SELECT first finds the receive's events already handled,
-    and a second copy of an event in the receive is a duplicate of the first. Never raises: a handler
-    that raises fails its own message only.
+    """Run handlers that commit their own steps (registry, `own_transactions`) outside any transaction,
+    each message's in turn, or a set-based handler's new events of the receive at once, then insert
+    the ProcessedEvent rows of those that succeeded, with their notes, in one autocommitted INSERT. One
+    SELECT first finds the receive's events already handled, and a second copy of an event in the
+    receive is a duplicate of the first. Never raises: a handler that raises fails its own message
+    only (a set handler's whole set, unless it says per event).
 
     A row is written only after its handler's last step committed, so a delivery that dies between
     two steps, or before the INSERT, is not taken for a duplicate when it comes back: the handler runs
@@ -279,26 +280,36 @@ def _handle_in_own_transactions(routed: list[tuple[int, ReceivedEvent, registry.
             index: _failed(event=event, subscription=subscription, exc=exc) for index, event, subscription in routed
         }
     outcomes: dict[int, Outcome] = {}
-    processed: list[tuple[int, ReceivedEvent, registry.Subscription]] = []
+    turns: dict[object, list[tuple[int, ReceivedEvent, registry.Subscription]]] = {}
     for index, event, subscription in routed:
-        started = time.monotonic()
         handler_id = subscription.handler_id
         if (handler_id, event.event_id) in handled:
-            outcome = Outcome(acknowledged=True, result=DeliveryResult.DUPLICATE, event=event, handler=handler_id)
+            outcomes[index] = Outcome(
+                acknowledged=True, result=DeliveryResult.DUPLICATE, event=event, handler=handler_id
+            )
         else:
             handled.add((handler_id, event.event_id))
-            try:
-                with caused_by(event.event_id):
-                    note = subscription.handler(event) or ""
-            except Exception as exc:  # noqa: BLE001 - this message is retried, the others go on
-                outcome = _failed(event=event, subscription=subscription, exc=exc)
+            # A set handler's events take one turn, at its first event's place; any other, a turn each.
+            turns.setdefault(handler_id if subscription.set_based else index, []).append((index, event, subscription))
+    processed: list[tuple[int, ReceivedEvent, registry.Subscription]] = []
+    for turn in turns.values():
+        started = time.monotonic()
+        results = _run_own_turn(turn)
+        duration_ms = (time.monotonic() - started) * 1000
+        for (index, event, subscription), result in zip(turn, results, strict=True):
+            if isinstance(result, Exception):
+                outcome = _failed(event=event, subscription=subscription, exc=result)
             else:
                 outcome = Outcome(
-                    acknowledged=True, result=DeliveryResult.PROCESSED, event=event, handler=handler_id, note=note
+                    acknowledged=True,
+                    result=DeliveryResult.PROCESSED,
+                    event=event,
+                    handler=subscription.handler_id,
+                    note=result,
                 )
                 processed.append((index, event, subscription))
-        outcome.duration_ms = (time.monotonic() - started) * 1000
-        outcomes[index] = outcome
+            outcome.duration_ms = duration_ms
+            outcomes[index] = outcome
     rows = [
         {**_processed_row(subscription.handler_id, event), "note": outcomes[index].note[:300]}
         for index, event, subscription in processed
@@ -310,6 +321,23 @@ def _handle_in_own_transactions(routed: list[tuple[int, ReceivedEvent, registry.
         for index, event, subscription in processed:
             outcomes[index] = _failed(event=event, subscription=subscription, exc=exc)
     return outcomes
+
+
+def _run_own_turn(turn: list[tuple[int, ReceivedEvent, registry.Subscription]]) -> list[str | Exception]:
+    """One turn of own-transactions handling: each event's note, or the exception that fails it."""
+    subscription = turn[0][2]
+    events = [event for _, event, _ in turn]
+    try:
+        if subscription.set_based:
+            results = subscription.handler(events)
+            if len(results) != len(events):
+                raise TypeError(f"{subscription.handler_id} answered {len(results)} of a set of {len(events)}")
+            return [result if isinstance(result, Exception) else result or "" for result in results]
+        (event,) = events
+        with caused_by(event.event_id):
+            return [subscription.handler(event) or ""]
+    except Exception as exc:  # noqa: BLE001 - the turn's messages are retried, the others go on
+        return [exc] * len(events)
 
 
 def _already_processed(routed: list[tuple[int, ReceivedEvent, registry.Subscription]]) -> set[tuple[str, uuid.UUID]]:

@@ -33,7 +33,10 @@ A handler that calls something outside the database that must not wait inside a 
 payment gateway) says so (`own_transactions=True`): the consumer runs it outside any transaction, it
 commits its own steps, and its ProcessedEvent row is inserted only after it returns, so a delivery
 that died between two of its steps comes back to finish them (docs/architecture.md, "Consuming").
-It is never batchable.
+It is never batchable. It may take a receive's new events for it at once (`set_based=True`, the
+choreography's payments), and then returns, for each event in order, its note or the exception that
+fails that event's message alone: it commits its steps for the whole set, and settles alone any
+message that would fail the others.
 
 A handler's `name` is its identity: the consumer stores it with the event id in ProcessedEvent to
 detect duplicates. It is declared, never derived from the function, so renaming or moving a function
@@ -55,6 +58,8 @@ from .events import ReceivedEvent
 
 Handler = Callable[[ReceivedEvent], "str | None"]
 SetHandler = Callable[[list[ReceivedEvent]], None]
+# An own-transactions set handler: for each event, in order, its note or the exception that fails it.
+OwnSetHandler = Callable[[list[ReceivedEvent]], "list[str | Exception]"]
 LocksAhead = Callable[[list[ReceivedEvent]], AbstractContextManager[None]]
 
 
@@ -62,7 +67,7 @@ LocksAhead = Callable[[list[ReceivedEvent]], AbstractContextManager[None]]
 class Subscription:
     service: str
     handler_id: str
-    handler: Handler | SetHandler  # a SetHandler when set_based
+    handler: Handler | SetHandler | OwnSetHandler  # a SetHandler (OwnSetHandler) when set_based
     event_type: EventType | None  # None: every event whose source starts with SOURCE_PREFIX
     coordinator: str | None = None  # None: under either saga coordinator
     batchable: bool = False  # may share a transaction with other messages of the same receive
@@ -94,13 +99,19 @@ def handles(
     coordinator: str | None = None,
     batchable: bool = False,
     own_transactions: bool = False,
-) -> Callable[[Handler], Handler]:
-    """Subscribe the decorated function to `event_types` under the stable id `name`."""
+    set_based: bool = False,
+) -> Callable[[Handler | OwnSetHandler], Handler | OwnSetHandler]:
+    """Subscribe the decorated function to `event_types` under the stable id `name`; with `set_based`
+    (own-transactions handlers only), it takes a list of events."""
 
-    def register(handler: Handler) -> Handler:
+    def register(handler: Handler | OwnSetHandler) -> Handler | OwnSetHandler:
         service = _service_of(handler, name)
         if batchable and own_transactions:
             raise ImproperlyConfigured(f"handler {name!r} commits its own transactions, so it cannot share a batch's")
+        if set_based and not own_transactions:
+            # A set in the consumer's transaction is a catch-all's (handles_every_event), which records
+            # no events; a set with its own says, per event, how it went.
+            raise ImproperlyConfigured(f"handler {name!r} takes sets, which only own-transactions handlers may")
         routes = _exact.setdefault(service, {})
         for event_type in event_types:
             key = (event_type.source, event_type.detail_type)
@@ -115,6 +126,7 @@ def handles(
                 coordinator=coordinator,
                 batchable=batchable,
                 own_transactions=own_transactions,
+                set_based=set_based,
             )
         return handler
 

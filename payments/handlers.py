@@ -10,16 +10,25 @@ from . import services
 from .gateways import GatewayError
 from .models import Payment
 
+# The choreography's handlers take a receive's events at once (registry, `set_based`): the payments
+# settle in two transactions for the whole receive, not two for each message.
 
-@handles(event_types.ORDER_PLACED, name="payments.remember_order", own_transactions=True)
-def remember_order(event: ReceivedEvent) -> str:
-    return services.remember_order(
-        order_id=event.order_id,
-        amount=Decimal(event.data["totalAmount"]),
-        currency=event.data["currency"],
-        payment_token=event.data.get("paymentToken", "tok_visa"),
-        email=event.data.get("email", ""),
-    ).status
+
+@handles(event_types.ORDER_PLACED, name="payments.remember_order", own_transactions=True, set_based=True)
+def remember_order(events: list[ReceivedEvent]) -> list[str | Exception]:
+    return _statuses(
+        [
+            services.order_placed(
+                order_id=event.order_id,
+                amount=Decimal(event.data["totalAmount"]),
+                currency=event.data["currency"],
+                payment_token=event.data.get("paymentToken", "tok_visa"),
+                email=event.data.get("email", ""),
+                cause=event.event_id,
+            )
+            for event in events
+        ]
+    )
 
 
 @handles(
@@ -27,9 +36,19 @@ def remember_order(event: ReceivedEvent) -> str:
     name="payments.charge_reserved_order",
     coordinator="choreography",
     own_transactions=True,
+    set_based=True,
 )
-def charge_reserved_order(event: ReceivedEvent) -> str:
-    return services.charge_reserved_order(order_id=event.order_id).status
+def charge_reserved_order(events: list[ReceivedEvent]) -> list[str | Exception]:
+    return _statuses([services.stock_reserved(order_id=event.order_id, cause=event.event_id) for event in events])
+
+
+@handles(event_types.ORDER_CANCELLED, name="payments.settle_cancelled_order", own_transactions=True, set_based=True)
+def settle_cancelled_order(events: list[ReceivedEvent]) -> list[str | Exception]:
+    return _statuses([services.order_cancelled(order_id=event.order_id, cause=event.event_id) for event in events])
+
+
+def _statuses(news: list[services.OrderNews]) -> list[str | Exception]:
+    return [result if isinstance(result, Exception) else result.status for result in services.settle(news=news)]
 
 
 @handles(
@@ -58,11 +77,6 @@ def charge_on_command(event: ReceivedEvent) -> str:
     else:
         answer(event, succeeded=False, error=ORDER_CANCELLED, cause=f"the payment is {payment.status}")
     return payment.status
-
-
-@handles(event_types.ORDER_CANCELLED, name="payments.settle_cancelled_order", own_transactions=True)
-def settle_cancelled_order(event: ReceivedEvent) -> str:
-    return services.settle_cancelled_order(order_id=event.order_id).status
 
 
 @handles(

@@ -1,10 +1,10 @@
 """Payments writes. No gateway call is made inside a database transaction (docs/architecture.md,
 "Payments and the gateway"): a step that makes a charge or a refund due records the attempt and
 commits, calls the gateway with the idempotency key outside any transaction, and records the answer,
-with its event, in a second transaction. Each transaction locks the order's Payment row, so the
+with its event, in a second transaction. Each transaction locks the orders' Payment rows, so the
 decision to call is made once; a crash between the steps leaves the attempt recorded, and the next
 delivery that touches the payment calls again with the same key, which the gateway answers with the
-first answer.
+first answer. A receive's news settles as one set: the two transactions hold all of it (`settle`).
 """
 
 from __future__ import annotations
@@ -12,8 +12,11 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
+from functools import partial
 
 from django.conf import settings
 from django.db import transaction
@@ -21,6 +24,7 @@ from django.utils import timezone
 
 from eventbus import event_types
 from eventbus.event_types import PaymentFailure
+from eventbus.events import caused_by
 
 from .gateways import ChargeResult, GatewayError, get_gateway
 from .models import Payment, Refund
@@ -33,41 +37,141 @@ class _Call(StrEnum):
     REFUND = "refund"
 
 
-def _locked_payment(order_id: uuid.UUID) -> Payment:
-    payment, _ = Payment.objects.select_for_update().get_or_create(order_id=order_id)
-    return payment
+@dataclass(frozen=True)
+class OrderNews:
+    """What one event tells payments about its order, applied to the order's locked payment. `cause` is
+    the event's id, the causationId of the events the payment records for it; None keeps the one the
+    caller set (`eventbus.events.caused_by`)."""
+
+    order_id: uuid.UUID
+    change: Callable[[Payment], None]
+    cause: uuid.UUID | None = None
 
 
-def _identity(payment: Payment) -> dict[str, str]:
-    data = {"orderId": str(payment.order_id)}
-    if payment.customer_email:
-        data["email"] = payment.customer_email
-    return data
+@dataclass
+class _Settling:
+    """One payment through a settle: the gateway call it is due, its answer, and the exception that
+    fails every delivery whose news touched it, if any."""
+
+    payment: Payment
+    cause: uuid.UUID | None = None  # the last news' event
+    due: _Call | None = None
+    answer: ChargeResult | str | GatewayError | None = None
+    failure: Exception | None = None
 
 
-def _settle(*, order_id: uuid.UUID, change: Callable[[Payment], None]) -> Payment:
-    """Apply `change` to the locked payment, then make each gateway call that leaves due, each between
-    two short transactions. Raises GatewayError, after recording it, when the call is to be retried by
-    a redelivery. The transactions are `durable`: called inside a caller's transaction, the gateway
-    call would hold its locks after all, so that is refused (RuntimeError)."""
+def settle(*, news: list[OrderNews]) -> list[Payment | Exception]:
+    """Apply each piece of news to its order's payment and make every gateway call that leaves due, in
+    phases: one transaction locks the payments and records every change and every attempt; the calls
+    are made outside any transaction; one transaction records every answer (an answer that makes
+    another call due, a refund of an order charged and cancelled meanwhile, goes round again). So a
+    receive of ten messages costs two transactions, where one by one it took up to twenty.
+
+    Returns, for each piece of news in order, its payment as it ended, or the exception that fails its
+    delivery: a GatewayError to retry (recorded first), or whatever else went wrong. News of one order
+    is applied together, in order, before the payment decides what call it is due (an order reserved
+    and cancelled in one receive is voided, never charged and refunded). If the first transaction
+    fails (a deadlock, or a payment another worker created meanwhile), each piece of news is settled
+    alone, so one bad message fails no other. The transactions are `durable`: inside a caller's
+    transaction the gateway calls would hold its locks after all, so that is refused (RuntimeError)."""
+    try:
+        settling = _record_changes(news)
+    except Exception as exc:  # noqa: BLE001 - settled one by one below, where each fails or not on its own
+        if len(news) == 1:
+            return [exc]
+        logger.info("settling %d payments together failed (%s); settling them one by one", len(news), exc)
+        return [result for one in news for result in settle(news=[one])]
+    while due := [entry for entry in settling.values() if entry.due is not None]:
+        for entry in due:
+            _ask_gateway(entry)
+        _record_answers([entry for entry in due if entry.due is not None])
+    return [entry.failure or entry.payment for entry in (settling[one.order_id] for one in news)]
+
+
+def _record_changes(news: list[OrderNews]) -> dict[uuid.UUID, _Settling]:
+    """The first transaction: lock the news' payments (creating those missing), apply the news, and
+    record the attempt at each call that leaves due."""
     with transaction.atomic(durable=True):
-        payment = _locked_payment(order_id)
-        change(payment)
-        due = _begin_due_call(payment)
-        payment.save()
-    while due is not None:
-        try:
-            answer: ChargeResult | str | GatewayError = _call_gateway(payment, due)
-        except GatewayError as exc:
-            answer = exc
+        settling = {
+            payment.order_id: _Settling(payment=payment)
+            for payment in _locked_payments({one.order_id for one in news}, create_alone=len(news) == 1)
+        }
+        for one in news:
+            entry = settling[one.order_id]
+            one.change(entry.payment)
+            entry.cause = one.cause
+        for entry in settling.values():
+            entry.due = _begin_due_call(entry.payment)
+            _save(entry)
+    return settling
+
+
+def _locked_payments(order_ids: set[uuid.UUID], *, create_alone: bool) -> list[Payment]:
+    """The orders' payments, locked in order-id order; a missing one is new and unsaved. A single
+    order's is created at once, in a savepoint (get_or_create), so a worker that created it meanwhile
+    costs a wait, not a failure; in a set, the save creates it without a savepoint, and that rare race
+    fails the set, which is then settled one by one."""
+    if create_alone:
+        (order_id,) = order_ids
+        return [Payment.objects.select_for_update().get_or_create(order_id=order_id)[0]]
+    found = {
+        payment.order_id: payment
+        for payment in Payment.objects.select_for_update().filter(order_id__in=order_ids).order_by("order_id")
+    }
+    return [found.get(order_id) or Payment(order_id=order_id) for order_id in sorted(order_ids)]
+
+
+def _save(entry: _Settling) -> None:
+    with caused_by(entry.cause) if entry.cause else nullcontext():
+        entry.payment.save()
+
+
+def _ask_gateway(entry: _Settling) -> None:
+    """The gateway's answer to the call the payment is due, asked outside any transaction. A call that
+    raises anything but a GatewayError is not recorded: it fails the deliveries that touched this
+    payment, whose redeliveries call again with the same key."""
+    try:
+        entry.answer = _call_gateway(entry.payment, entry.due)
+    except GatewayError as exc:
+        entry.answer = exc
+    except Exception as exc:  # noqa: BLE001 - this payment's deliveries fail, the others' go on
+        entry.failure, entry.due = exc, None
+
+
+def _record_answers(answered: list[_Settling]) -> None:
+    """The second transaction: record each answer on its locked payment, with its event, and the
+    attempt at any call it makes due. If that fails, each answer is recorded alone, so one failure
+    costs no other; an answer left unrecorded is asked for again by the redelivery, with the same key."""
+    if not answered:
+        return
+    calls = [(entry, entry.due) for entry in answered]
+    try:
         with transaction.atomic(durable=True):
-            payment = _locked_payment(order_id)
-            retry = _record_answer(payment, due, answer)
-            due = None if retry else _begin_due_call(payment)
-            payment.save()
-        if retry:
-            raise answer
-    return payment
+            locked = {
+                payment.order_id: payment
+                for payment in Payment.objects.select_for_update()
+                .filter(order_id__in=[entry.payment.order_id for entry in answered])
+                .order_by("order_id")
+            }
+            for entry in answered:
+                entry.payment = locked[entry.payment.order_id]
+                _record_answer_of(entry)
+    except Exception as exc:  # noqa: BLE001 - recorded one by one below, each succeeding or failing alone
+        if len(answered) == 1:
+            answered[0].failure, answered[0].due = exc, None
+            return
+        logger.info("recording %d gateway answers together failed (%s); one by one", len(answered), exc)
+        for entry, due in calls:
+            entry.due, entry.failure = due, None  # as before the rolled-back attempt
+            _record_answers([entry])
+
+
+def _record_answer_of(entry: _Settling) -> None:
+    if _record_answer(entry.payment, entry.due, entry.answer):
+        entry.failure, entry.due = entry.answer, None
+    else:
+        entry.due = _begin_due_call(entry.payment)
+    _save(entry)
 
 
 def _begin_due_call(payment: Payment) -> _Call | None:
@@ -137,6 +241,13 @@ def _attempts(payment: Payment, due: _Call) -> int:
     return payment.charge_attempts if due == _Call.CHARGE else payment.refund_attempts
 
 
+def _identity(payment: Payment) -> dict[str, str]:
+    data = {"orderId": str(payment.order_id)}
+    if payment.customer_email:
+        data["email"] = payment.customer_email
+    return data
+
+
 def _amount(payment: Payment) -> dict[str, str]:
     return {"amount": event_types.money(payment.amount), "currency": payment.currency}
 
@@ -183,13 +294,20 @@ def _remember(payment: Payment, *, amount: Decimal, currency: str, payment_token
         payment.payment_token, payment.customer_email = payment_token, email
 
 
-def remember_order(*, order_id: uuid.UUID, amount: Decimal, currency: str, payment_token: str, email: str) -> Payment:
+def order_placed(
+    *,
+    order_id: uuid.UUID,
+    amount: Decimal,
+    currency: str,
+    payment_token: str,
+    email: str,
+    cause: uuid.UUID | None = None,
+) -> OrderNews:
     """Order Placed: what to charge, and how."""
-    return _settle(
+    return OrderNews(
         order_id=order_id,
-        change=lambda payment: _remember(
-            payment, amount=amount, currency=currency, payment_token=payment_token, email=email
-        ),
+        change=partial(_remember, amount=amount, currency=currency, payment_token=payment_token, email=email),
+        cause=cause,
     )
 
 
@@ -197,9 +315,38 @@ def _stock_reserved(payment: Payment) -> None:
     payment.stock_reserved = True
 
 
-def charge_reserved_order(*, order_id: uuid.UUID) -> Payment:
+def stock_reserved(*, order_id: uuid.UUID, cause: uuid.UUID | None = None) -> OrderNews:
     """Inventory Reserved: the stock is held, so take the money (once the amount is known)."""
-    return _settle(order_id=order_id, change=_stock_reserved)
+    return OrderNews(order_id=order_id, change=_stock_reserved, cause=cause)
+
+
+def _cancelled(payment: Payment) -> None:
+    payment.order_cancelled = True
+    if payment.status == Payment.Status.PENDING:
+        payment.transition_to(Payment.Status.VOIDED)
+
+
+def order_cancelled(*, order_id: uuid.UUID, cause: uuid.UUID | None = None) -> OrderNews:
+    """Order Cancelled: never charge it; refund it if it was charged. A charge still unanswered is
+    answered first (same key, so no new charge), and refunded if it went through."""
+    return OrderNews(order_id=order_id, change=_cancelled, cause=cause)
+
+
+def _settle_alone(news: OrderNews) -> Payment:
+    (result,) = settle(news=[news])
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
+def remember_order(*, order_id: uuid.UUID, amount: Decimal, currency: str, payment_token: str, email: str) -> Payment:
+    return _settle_alone(
+        order_placed(order_id=order_id, amount=amount, currency=currency, payment_token=payment_token, email=email)
+    )
+
+
+def charge_reserved_order(*, order_id: uuid.UUID) -> Payment:
+    return _settle_alone(stock_reserved(order_id=order_id))
 
 
 def charge_on_command(
@@ -212,16 +359,8 @@ def charge_on_command(
         _remember(payment, amount=amount, currency=currency, payment_token=payment_token, email=email)
         _stock_reserved(payment)
 
-    return _settle(order_id=order_id, change=commanded)
-
-
-def _cancelled(payment: Payment) -> None:
-    payment.order_cancelled = True
-    if payment.status == Payment.Status.PENDING:
-        payment.transition_to(Payment.Status.VOIDED)
+    return _settle_alone(OrderNews(order_id=order_id, change=commanded))
 
 
 def settle_cancelled_order(*, order_id: uuid.UUID) -> Payment:
-    """Order Cancelled: never charge it; refund it if it was charged. A charge still unanswered is
-    answered first (same key, so no new charge), and refunded if it went through."""
-    return _settle(order_id=order_id, change=_cancelled)
+    return _settle_alone(order_cancelled(order_id=order_id))

@@ -108,12 +108,19 @@ def test_only_handlers_without_outside_effects_share_a_batch_transaction_and_sto
     # Payments and the saga's commands must each commit alone; the orders' reactions lock only their
     # event's order (a receive's orders are locked first, in one query); inventory's lock the stock
     # rows that many orders share, so inventory takes a receive's stock rows first
-    # (eventbus/registry.py); audit and analytics take a receive as one set, in key order: this list
-    # changes only with a reason.
+    # (eventbus/registry.py); audit and analytics take a receive as one set, in key order, and so do
+    # the choreography's payments, outside the batch's transaction: this list changes only with a
+    # reason.
     batchable = {s.handler_id for s in registry.subscriptions() if s.batchable}
     set_based = {s.handler_id for s in registry.subscriptions() if s.set_based}
-    assert set_based == {"audit.record_envelope", "analytics.count_event"}
-    assert batchable == set_based | {
+    assert set_based == {
+        "audit.record_envelope",
+        "analytics.count_event",
+        "payments.remember_order",
+        "payments.charge_reserved_order",
+        "payments.settle_cancelled_order",
+    }
+    assert batchable == {"audit.record_envelope", "analytics.count_event"} | {
         "notifications.order_confirmed",
         "notifications.order_cancelled",
         "notifications.order_shipped",
@@ -149,6 +156,15 @@ def test_a_handler_that_commits_its_own_transactions_cannot_be_batchable():
     handler.__module__ = "payments.handlers"
     with pytest.raises(ImproperlyConfigured, match="cannot share a batch"):
         registry.handles(event_types.ORDER_PLACED, name="payments.both", batchable=True, own_transactions=True)(handler)
+
+
+def test_only_a_handler_with_its_own_transactions_may_take_sets_of_exact_events():
+    def handler(events):
+        return []
+
+    handler.__module__ = "orders.handlers"
+    with pytest.raises(ImproperlyConfigured, match="only own-transactions handlers"):
+        registry.handles(event_types.ORDER_PLACED, name="orders.sets", set_based=True)(handler)
 
 
 def test_every_payments_handler_runs_outside_the_delivery_transaction():

@@ -11,9 +11,9 @@ calls: list[tuple[str, str]] = []
 
 
 class Crash(Exception):
-    """The worker dying at a point of our choosing. Payments catches nothing but GatewayError, so this
-    unwinds like a dead process: whatever was committed stays, nothing after it runs, and the consumer
-    leaves the message for a redelivery."""
+    """The worker dying at a point of our choosing. Payments records nothing for a call that raises
+    anything but a GatewayError, so for its payment this is a dead process: whatever was committed
+    stays, nothing after it runs, and the consumer leaves the message for a redelivery."""
 
 
 def never(point: str) -> bool:

@@ -1,0 +1,191 @@
+"""A receive's payments settle together: one transaction records every change and attempt, the gateway
+is called for each outside any transaction, one transaction records every answer. Each piece of news
+still succeeds or fails on its own."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from decimal import Decimal
+from functools import partial
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from eventbus.consuming import DeliveryResult, handle_batch
+from eventbus.event_types import INVENTORY_RESERVED
+from eventbus.models import OutboxEvent
+from payments import services
+from payments.gateways import ChargeResult, GatewayError, SimulatedGateway, _configured
+from payments.models import Payment, SimulatedGatewayRequest
+from tests.events import envelope
+from tests.helpers import run_together
+
+# On both databases: the set locks its payments with SQL that SQLite ignores.
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("on_each_database")]
+
+
+def placed(order_id: uuid.UUID, token: str = "tok_visa") -> services.OrderNews:
+    return services.order_placed(
+        order_id=order_id, amount=Decimal("59.98"), currency="USD", payment_token=token, email="c@example.com"
+    )
+
+
+def reserved_body(order_id: uuid.UUID) -> str:
+    return envelope(INVENTORY_RESERVED, {"orderId": str(order_id), "items": [{"productId": "prod-1", "quantity": 2}]})
+
+
+def payments_selects(queries: CaptureQueriesContext) -> int:
+    return sum(
+        1 for query in queries if query["sql"].startswith("SELECT") and 'FROM "payments_payment"' in query["sql"]
+    )
+
+
+def test_a_receive_of_charges_locks_its_payments_twice_and_not_twice_each(recording):
+    orders = sorted(uuid.uuid4() for _ in range(4))
+    services.settle(news=[placed(order_id) for order_id in orders])
+
+    with CaptureQueriesContext(connection) as queries:
+        outcomes = handle_batch(service="payments", bodies=[reserved_body(order_id) for order_id in orders])
+
+    assert [(outcome.result, outcome.note) for outcome in outcomes] == [
+        (DeliveryResult.PROCESSED, Payment.Status.CHARGED)
+    ] * 4
+    # One read (with its lock) before the calls and one after, for the whole receive.
+    assert payments_selects(queries) == 2
+    assert sorted(key for _, key in recording) == [str(order_id) for order_id in orders]
+
+
+def test_each_charge_names_the_event_that_caused_it(recording):
+    orders = [uuid.uuid4() for _ in range(2)]
+    services.settle(news=[placed(order_id) for order_id in orders])
+    bodies = [reserved_body(order_id) for order_id in orders]
+
+    handle_batch(service="payments", bodies=bodies)
+
+    caused = {
+        row.detail["data"]["orderId"]: row.detail["metadata"]["causationId"]
+        for row in OutboxEvent.objects.filter(detail_type="Payment Processed")
+    }
+    assert caused == {
+        str(order_id): json.loads(body)["detail"]["metadata"]["eventId"]
+        for order_id, body in zip(orders, bodies, strict=True)
+    }
+
+
+def test_an_order_reserved_and_cancelled_in_one_set_is_voided_and_never_charged(recording):
+    order_id = uuid.uuid4()
+    services.settle(news=[placed(order_id)])
+
+    results = services.settle(
+        news=[services.stock_reserved(order_id=order_id), services.order_cancelled(order_id=order_id)]
+    )
+
+    assert [result.status for result in results] == [Payment.Status.VOIDED] * 2
+    assert recording == []
+
+
+def test_news_that_fails_fails_alone_and_the_rest_of_its_set_settles(recording):
+    first, broken, last = orders = [uuid.uuid4() for _ in range(3)]
+    services.settle(news=[placed(order_id) for order_id in orders])
+
+    def refuse(payment: Payment) -> None:
+        raise ValueError("unreadable news")
+
+    results = services.settle(
+        news=[
+            services.stock_reserved(order_id=first),
+            services.OrderNews(order_id=broken, change=refuse),
+            services.stock_reserved(order_id=last),
+        ]
+    )
+
+    assert [getattr(result, "status", repr(result)) for result in results] == [
+        Payment.Status.CHARGED,
+        "ValueError('unreadable news')",
+        Payment.Status.CHARGED,
+    ]
+    assert [Payment.objects.get(order_id=order_id).status for order_id in orders] == [
+        Payment.Status.CHARGED,
+        Payment.Status.PENDING,
+        Payment.Status.CHARGED,
+    ]
+
+
+class UnrecordableDeclineGateway(SimulatedGateway):
+    """Declines one token with a code the Payment Failed schema refuses, so recording that answer
+    fails at its event; every other charge is approved as usual."""
+
+    def charge(self, **kwargs):
+        if kwargs["token"] == "tok_unrecordable":
+            return ChargeResult(approved=False, reference="ch_odd", decline_code="NOT_A_CODE", message="?")
+        return super().charge(**kwargs)
+
+
+@pytest.fixture
+def unrecordable_decline(settings):
+    settings.PAYMENT_GATEWAY = "tests.payments.test_sets.UnrecordableDeclineGateway"
+    _configured.cache_clear()
+    yield
+    _configured.cache_clear()
+
+
+def test_an_answer_that_cannot_be_recorded_leaves_the_others_recorded(unrecordable_decline):
+    first, odd, last = orders = sorted(uuid.uuid4() for _ in range(3))
+    services.settle(news=[placed(first), placed(odd, token="tok_unrecordable"), placed(last)])
+
+    results = services.settle(news=[services.stock_reserved(order_id=order_id) for order_id in orders])
+
+    assert isinstance(results[1], Exception)
+    assert [results[0].status, results[2].status] == [Payment.Status.CHARGED] * 2
+    # The odd one's attempt stays recorded: its redelivery asks again, with the same key.
+    assert [Payment.objects.get(order_id=order_id).status for order_id in orders] == [
+        Payment.Status.CHARGED,
+        Payment.Status.CHARGING,
+        Payment.Status.CHARGED,
+    ]
+    assert OutboxEvent.objects.filter(detail_type="Payment Processed").count() == 2
+
+
+def test_a_gateway_error_fails_only_the_news_of_its_own_payment(recording):
+    good, failing = orders = [uuid.uuid4() for _ in range(2)]
+    services.settle(news=[placed(good), placed(failing, token="tok_gatewayError")])
+
+    results = services.settle(news=[services.stock_reserved(order_id=order_id) for order_id in orders])
+
+    assert results[0].status == Payment.Status.CHARGED
+    assert isinstance(results[1], GatewayError)
+    assert Payment.objects.get(order_id=failing).charge_attempts == 1
+
+
+@pytest.fixture
+def never_settled_one_by_one(caplog):
+    """On PostgreSQL, where row locks are real: the sets must never fall back to settling each piece
+    of news alone, which is what a deadlock victim does."""
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL: `make test` runs it against a throwaway server")
+    caplog.set_level(logging.INFO, logger="payments.services")
+    yield
+    assert not [record for record in caplog.get_records("call") if "one by one" in record.getMessage()]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_workers_settling_the_same_orders_in_opposite_orders_never_deadlock_and_charge_once(
+    never_settled_one_by_one,
+):
+    # Each set locks its payments in order-id order whatever order its news came in, so the two wait
+    # for each other instead of each holding half; the second finds the charges begun and asks the
+    # gateway again with the same keys, which answers with the first answer.
+    for _ in range(5):
+        orders = [uuid.uuid4() for _ in range(6)]
+        services.settle(news=[placed(order_id) for order_id in orders])
+        news = [services.stock_reserved(order_id=order_id) for order_id in orders]
+
+        results = run_together([partial(services.settle, news=news), partial(services.settle, news=news[::-1])])
+
+        assert [[payment.status for payment in result] for result in results] == [[Payment.Status.CHARGED] * 6] * 2
+        assert SimulatedGatewayRequest.objects.filter(idempotency_key__in=[str(o) for o in orders]).count() == 6
+        assert OutboxEvent.objects.filter(detail_type="Payment Processed", correlation_id__in=orders).count() == 6
