@@ -1,6 +1,6 @@
-"""A receive's payments settle together: one transaction records every change and attempt, the gateway
-is called for each outside any transaction, one transaction records every answer. Each piece of news
-still succeeds or fails on its own."""
+"""A receive's payments settle together: one transaction records every change and attempt, then the
+gateway is called for each outside any transaction and each answer is recorded as it comes. Each
+piece of news still succeeds or fails on its own."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def payments_selects(queries: CaptureQueriesContext) -> int:
     )
 
 
-def test_a_receive_of_charges_locks_its_payments_twice_and_not_twice_each(recording):
+def test_a_receive_of_charges_locks_its_payments_once_for_their_changes_and_once_per_answer(recording):
     orders = sorted(uuid.uuid4() for _ in range(4))
     services.settle(news=[placed(order_id) for order_id in orders])
 
@@ -53,8 +53,9 @@ def test_a_receive_of_charges_locks_its_payments_twice_and_not_twice_each(record
     assert [(outcome.result, outcome.note) for outcome in outcomes] == [
         (DeliveryResult.PROCESSED, Payment.Status.CHARGED)
     ] * 4
-    # One read (with its lock) before the calls and one after, for the whole receive.
-    assert payments_selects(queries) == 2
+    # One read (with its lock) for the whole receive before the calls, where each message took its
+    # own, and one per answer, recorded as soon as it comes so that no charge waits for another's call.
+    assert payments_selects(queries) == 1 + 4
     assert sorted(key for _, key in recording) == [str(order_id) for order_id in orders]
 
 
