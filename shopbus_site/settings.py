@@ -246,6 +246,10 @@ ORDER_TIMEOUT_MINUTES = env.int("ORDER_TIMEOUT_MINUTES", default=15)
 PAYMENT_GATEWAY = env("PAYMENT_GATEWAY", default="payments.gateways.SimulatedGateway")
 PAYMENT_SIMULATED_LATENCY_MS = env.int("PAYMENT_SIMULATED_LATENCY_MS", default=0)
 PAYMENT_SIMULATED_DECLINE_RATE = env.float("PAYMENT_SIMULATED_DECLINE_RATE", default=0.0)
+# A gateway answer in a receive's set waits up to this long (and one more call) for the set's next
+# answers, to be recorded with them in one transaction; after a call this slow, the answers in hand
+# are recorded before the next call (docs/architecture.md, "Payments and the gateway").
+PAYMENT_ANSWER_HOLD_MS = env.int("PAYMENT_ANSWER_HOLD_MS", default=50)
 # A charge whose gateway call fails (timeout, 5xx) this many times, one call per delivery, ends as
 # Payment Failed (GATEWAY_ERROR), so the order cancels now. Keep it below SQS_MAX_RECEIVE_COUNT, or the
 # message reaches the DLQ first (checked at start-up; docs/architecture.md, "Payments and the gateway").

@@ -43,7 +43,39 @@ def payments_selects(queries: CaptureQueriesContext) -> int:
     )
 
 
-def test_a_receive_of_charges_locks_its_payments_once_for_their_changes_and_once_per_answer(recording):
+class ProcessedCountingGateway(SimulatedGateway):
+    """Notes, at each charge, how many charges were already recorded as Payment Processed."""
+
+    recorded_before_each_call: list[int] = []
+
+    def charge(self, **kwargs):
+        self.recorded_before_each_call.append(OutboxEvent.objects.filter(detail_type="Payment Processed").count())
+        return super().charge(**kwargs)
+
+
+@pytest.fixture
+def counting_gateway(settings):
+    settings.PAYMENT_GATEWAY = "tests.payments.test_sets.ProcessedCountingGateway"
+    ProcessedCountingGateway.recorded_before_each_call = []
+    _configured.cache_clear()
+    yield ProcessedCountingGateway.recorded_before_each_call
+    _configured.cache_clear()
+
+
+@pytest.mark.parametrize(
+    ("hold_ms", "recorded_before_each_call", "payment_reads"),
+    [
+        # A fast gateway: the answers wait for each other and go in with one read and one transaction.
+        (60_000, [0, 0, 0, 0], 1 + 1),
+        # A slow one (every call outlasts a hold of 0): each answer is recorded before the next call.
+        (0, [0, 1, 2, 3], 1 + 4),
+    ],
+    ids=["fast-gateway", "slow-gateway"],
+)
+def test_a_receive_of_charges_locks_its_payments_once_and_records_answers_together_unless_the_gateway_is_slow(
+    counting_gateway, settings, hold_ms, recorded_before_each_call, payment_reads
+):
+    settings.PAYMENT_ANSWER_HOLD_MS = hold_ms
     orders = sorted(uuid.uuid4() for _ in range(4))
     services.settle(news=[placed(order_id) for order_id in orders])
 
@@ -53,10 +85,9 @@ def test_a_receive_of_charges_locks_its_payments_once_for_their_changes_and_once
     assert [(outcome.result, outcome.note) for outcome in outcomes] == [
         (DeliveryResult.PROCESSED, Payment.Status.CHARGED)
     ] * 4
-    # One read (with its lock) for the whole receive before the calls, where each message took its
-    # own, and one per answer, recorded as soon as it comes so that no charge waits for another's call.
-    assert payments_selects(queries) == 1 + 4
-    assert sorted(key for _, key in recording) == [str(order_id) for order_id in orders]
+    # One read (with its lock) for the whole receive's changes, where each message took its own.
+    assert payments_selects(queries) == payment_reads
+    assert counting_gateway == recorded_before_each_call
 
 
 def test_each_charge_names_the_event_that_caused_it(recording):
@@ -133,7 +164,8 @@ def unrecordable_decline(settings):
     _configured.cache_clear()
 
 
-def test_an_answer_that_cannot_be_recorded_leaves_the_others_recorded(unrecordable_decline):
+def test_an_answer_that_cannot_be_recorded_leaves_the_others_recorded(unrecordable_decline, settings):
+    settings.PAYMENT_ANSWER_HOLD_MS = 60_000  # the three answers are recorded together, and fail together
     first, odd, last = orders = sorted(uuid.uuid4() for _ in range(3))
     services.settle(news=[placed(first), placed(odd, token="tok_unrecordable"), placed(last)])
 
