@@ -261,11 +261,11 @@ def _refuse_swallowed_errors(handler_id: str) -> None:
 
 def _handle_in_own_transactions(routed: list[tuple[int, ReceivedEvent, registry.Subscription]]) -> dict[int, Outcome]:
     """Run handlers that commit their own steps (registry, `own_transactions`) outside any transaction,
-    each message's in turn, or a set-based handler's new events of the receive at once, then insert
-    the ProcessedEvent rows of those that succeeded, with their notes, in one autocommitted INSERT. One
-    SELECT first finds the receive's events already handled, and a second copy of an event in the
-    receive is a duplicate of the first. Never raises: a handler that raises fails its own message
-    only (a set handler's whole set, unless it says per event).
+    in receive order: each message in turn, or a set-based handler's run of consecutive new events at
+    once. Then insert the ProcessedEvent rows of those that succeeded, with their notes, in one
+    autocommitted INSERT. One SELECT first finds the receive's events already handled, and a second
+    copy of an event in the receive is a duplicate of the first. Never raises: a handler that raises
+    fails its own message only (a set handler's whole set, unless it says per event).
 
     A row is written only after its handler's last step committed, so a delivery that dies between
     two steps, or before the INSERT, is not taken for a duplicate when it comes back: the handler runs
@@ -280,21 +280,26 @@ def _handle_in_own_transactions(routed: list[tuple[int, ReceivedEvent, registry.
             index: _failed(event=event, subscription=subscription, exc=exc) for index, event, subscription in routed
         }
     outcomes: dict[int, Outcome] = {}
-    turns: dict[object, list[tuple[int, ReceivedEvent, registry.Subscription]]] = {}
+    turns: list[list[tuple[int, ReceivedEvent, registry.Subscription]]] = []
     for index, event, subscription in routed:
         handler_id = subscription.handler_id
         if (handler_id, event.event_id) in handled:
             outcomes[index] = Outcome(
                 acknowledged=True, result=DeliveryResult.DUPLICATE, event=event, handler=handler_id
             )
+            continue
+        handled.add((handler_id, event.event_id))
+        # A set handler takes a run of its events that no other event interrupts, so the receive is
+        # handled in its order, as one by one: a cancel is seen before a later reservation of its order.
+        if subscription.set_based and turns and turns[-1][-1][2] is subscription:
+            turns[-1].append((index, event, subscription))
         else:
-            handled.add((handler_id, event.event_id))
-            # A set handler's events take one turn, at its first event's place; any other, a turn each.
-            turns.setdefault(handler_id if subscription.set_based else index, []).append((index, event, subscription))
+            turns.append([(index, event, subscription)])
     processed: list[tuple[int, ReceivedEvent, registry.Subscription]] = []
-    for turn in turns.values():
+    for turn in turns:
         started = time.monotonic()
         results = _run_own_turn(turn)
+        # Each message of a set waited for the whole set, as in a batch.
         duration_ms = (time.monotonic() - started) * 1000
         for (index, event, subscription), result in zip(turn, results, strict=True):
             if isinstance(result, Exception):

@@ -33,10 +33,10 @@ A handler that calls something outside the database that must not wait inside a 
 payment gateway) says so (`own_transactions=True`): the consumer runs it outside any transaction, it
 commits its own steps, and its ProcessedEvent row is inserted only after it returns, so a delivery
 that died between two of its steps comes back to finish them (docs/architecture.md, "Consuming").
-It is never batchable. It may take a receive's new events for it at once (`set_based=True`, the
-choreography's payments), and then returns, for each event in order, its note or the exception that
-fails that event's message alone: it commits its steps for the whole set, and settles alone any
-message that would fail the others.
+It is never batchable. It may take a run of a receive's consecutive new events for it at once
+(`set_based=True`, the choreography's payments), and then returns, for each event in order, its
+note or the exception that fails that event's message alone: it commits its steps for the whole
+set, and settles alone any message that would fail the others.
 
 A handler's `name` is its identity: the consumer stores it with the event id in ProcessedEvent to
 detect duplicates. It is declared, never derived from the function, so renaming or moving a function

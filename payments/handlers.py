@@ -1,3 +1,4 @@
+from collections.abc import Callable
 from decimal import Decimal
 
 from eventbus import event_types
@@ -10,24 +11,22 @@ from . import services
 from .gateways import GatewayError
 from .models import Payment
 
-# The choreography's handlers take a receive's events at once (registry, `set_based`): the payments
-# settle in two transactions for the whole receive, not two for each message.
+# The choreography's handlers take a run of a receive's events at once (registry, `set_based`): the
+# payments settle in one transaction for the whole run, not one or two for each message.
 
 
 @handles(event_types.ORDER_PLACED, name="payments.remember_order", own_transactions=True, set_based=True)
 def remember_order(events: list[ReceivedEvent]) -> list[str | Exception]:
-    return _statuses(
-        [
-            services.order_placed(
-                order_id=event.order_id,
-                amount=Decimal(event.data["totalAmount"]),
-                currency=event.data["currency"],
-                payment_token=event.data.get("paymentToken", "tok_visa"),
-                email=event.data.get("email", ""),
-                cause=event.event_id,
-            )
-            for event in events
-        ]
+    return _settle_each(
+        events,
+        lambda event: services.order_placed(
+            order_id=event.order_id,
+            amount=Decimal(event.data["totalAmount"]),
+            currency=event.data["currency"],
+            payment_token=event.data.get("paymentToken", "tok_visa"),
+            email=event.data.get("email", ""),
+            cause=event.event_id,
+        ),
     )
 
 
@@ -39,16 +38,31 @@ def remember_order(events: list[ReceivedEvent]) -> list[str | Exception]:
     set_based=True,
 )
 def charge_reserved_order(events: list[ReceivedEvent]) -> list[str | Exception]:
-    return _statuses([services.stock_reserved(order_id=event.order_id, cause=event.event_id) for event in events])
+    return _settle_each(events, lambda event: services.stock_reserved(order_id=event.order_id, cause=event.event_id))
 
 
 @handles(event_types.ORDER_CANCELLED, name="payments.settle_cancelled_order", own_transactions=True, set_based=True)
 def settle_cancelled_order(events: list[ReceivedEvent]) -> list[str | Exception]:
-    return _statuses([services.order_cancelled(order_id=event.order_id, cause=event.event_id) for event in events])
+    return _settle_each(events, lambda event: services.order_cancelled(order_id=event.order_id, cause=event.event_id))
 
 
-def _statuses(news: list[services.OrderNews]) -> list[str | Exception]:
-    return [result if isinstance(result, Exception) else result.status for result in services.settle(news=news)]
+def _settle_each(
+    events: list[ReceivedEvent], news_of: Callable[[ReceivedEvent], services.OrderNews]
+) -> list[str | Exception]:
+    """Each event's payment status, or the exception that fails it: an event whose news cannot be read
+    fails alone, and the others settle together."""
+    read: list[services.OrderNews | Exception] = []
+    for event in events:
+        try:
+            read.append(news_of(event))
+        except Exception as exc:  # noqa: BLE001 - this event's message is retried, the others go on
+            read.append(exc)
+    settled = iter(services.settle(news=[news for news in read if not isinstance(news, Exception)]))
+    return [news if isinstance(news, Exception) else _status_of(next(settled)) for news in read]
+
+
+def _status_of(result: Payment | Exception) -> str | Exception:
+    return result if isinstance(result, Exception) else result.status
 
 
 @handles(

@@ -4,7 +4,9 @@ commits, calls the gateway with the idempotency key outside any transaction, and
 with its event, in a second transaction. Each transaction locks the orders' Payment rows, so the
 decision to call is made once; a crash between the steps leaves the attempt recorded, and the next
 delivery that touches the payment calls again with the same key, which the gateway answers with the
-first answer. A receive's news settles as one set: its first transaction holds all of it (`settle`).
+first answer. A receive's news settles as one set (`settle`): its first transaction holds all of it.
+`order_placed`, `stock_reserved` and `order_cancelled` write nothing: they read an event as the news
+that `settle` applies; `remember_order` and the others below settle one event's news alone.
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ def settle(*, news: list[OrderNews]) -> list[Payment | Exception]:
     Returns, for each piece of news in order, its payment as it ended, or the exception that fails its
     delivery: a GatewayError to retry (recorded first), or whatever else went wrong. News of one order
     is applied together, in order, before the payment decides what call it is due (an order reserved
-    and cancelled in one receive is voided, never charged and refunded). If the first transaction
+    and cancelled in one set is voided, never charged and refunded). If the first transaction
     fails (a deadlock, or a payment another worker created meanwhile), each piece of news is settled
     alone, so one bad message fails no other. The transactions are `durable`: inside a caller's
     transaction the gateway calls would hold its locks after all, so that is refused (RuntimeError)."""
@@ -96,15 +98,16 @@ def _call_and_record(due: list[_Settling]) -> None:
     no payment of a set waits for every other's."""
     hold = settings.PAYMENT_ANSWER_HOLD_MS / 1000
     answered: list[_Settling] = []
-    held_since = 0.0
+    first_held_at = 0.0
     for entry in due:
         started = time.monotonic()
         _ask_gateway(entry)
         now = time.monotonic()
         if entry.due is not None:
-            held_since = held_since if answered else now
+            if not answered:
+                first_held_at = now
             answered.append(entry)
-        if answered and (now - started >= hold or now - held_since >= hold):
+        if answered and (now - started >= hold or now - first_held_at >= hold):
             _record_answers(answered)
             answered = []
     _record_answers(answered)
@@ -363,12 +366,14 @@ def _settle_alone(news: OrderNews) -> Payment:
 
 
 def remember_order(*, order_id: uuid.UUID, amount: Decimal, currency: str, payment_token: str, email: str) -> Payment:
+    """Order Placed, settled alone; raises what would fail its delivery."""
     return _settle_alone(
         order_placed(order_id=order_id, amount=amount, currency=currency, payment_token=payment_token, email=email)
     )
 
 
 def charge_reserved_order(*, order_id: uuid.UUID) -> Payment:
+    """Inventory Reserved, settled alone; raises what would fail its delivery."""
     return _settle_alone(stock_reserved(order_id=order_id))
 
 
@@ -386,4 +391,5 @@ def charge_on_command(
 
 
 def settle_cancelled_order(*, order_id: uuid.UUID) -> Payment:
+    """Order Cancelled (or the saga's refund command), settled alone; raises what would fail its delivery."""
     return _settle_alone(order_cancelled(order_id=order_id))

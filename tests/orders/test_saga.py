@@ -2,9 +2,10 @@
 delivery is handled, duplicates deliveries, may have the customer cancel at any point, and may kill
 the payments worker around any gateway call (after the attempt committed, or after the gateway
 answered but before the answer committed). Each delivery goes through the real consumer path (schema
-check, ProcessedEvent dedupe, handler) with the envelope built from the real outbox row; a delivery
-that fails stays pending, as its unacknowledged message would come back. At quiescence, the
-invariants must hold."""
+check, ProcessedEvent dedupe, handler) with the envelope built from the real outbox row, alone or in
+one receive with other pending deliveries to its queue (batches and sets); a delivery that fails
+stays pending, as its unacknowledged message would come back. At quiescence, the invariants must
+hold."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from eventbus import registry
-from eventbus.consuming import handle_message
+from eventbus.consuming import handle_batch
 from eventbus.models import OutboxEvent
 from eventbus.state_machine import IllegalTransition
 from orders import services as order_services
@@ -90,11 +91,24 @@ def run_saga(data: st.DataObject) -> Order:
             if duplicates_left and data.draw(st.booleans(), label="duplicate it"):
                 duplicates_left -= 1
                 pending.append(delivery)
-            outcome = handle_message(service=service, body=delivery_of(row))
-            if not outcome.acknowledged:
-                # Only a dead worker or a gateway error may fail a delivery; its message comes back.
-                assert outcome.note.startswith(("Crash:", "GatewayError:")), f"{service}: {outcome.note}"
-                pending.append(delivery)
+            # A worker may receive it with other pending deliveries to the same queue, in any order:
+            # the batches and sets must end as one message at a time would.
+            same_queue = [other for other in pending if other != CUSTOMER_CANCEL and other[0] == service]
+            receive = [delivery]
+            for other in (
+                data.draw(st.lists(st.sampled_from(same_queue), max_size=4), label="received with")
+                if same_queue
+                else []
+            ):
+                if other in pending:
+                    pending.remove(other)
+                    receive.append(other)
+            outcomes = handle_batch(service=service, bodies=[delivery_of(received_row) for _, received_row in receive])
+            for received, outcome in zip(receive, outcomes, strict=True):
+                if not outcome.acknowledged:
+                    # Only a dead worker or a gateway error may fail a delivery; its message comes back.
+                    assert outcome.note.startswith(("Crash:", "GatewayError:")), f"{service}: {outcome.note}"
+                    pending.append(received)
         pending.extend(deliveries_for(new_rows()))
     order.refresh_from_db()
     return order
