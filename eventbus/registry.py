@@ -34,7 +34,7 @@ payment gateway) says so (`own_transactions=True`): the consumer runs it outside
 commits its own steps, and its ProcessedEvent row is inserted only after it returns, so a delivery
 that died between two of its steps comes back to finish them (docs/architecture.md, "Consuming").
 It is never batchable. It may take a run of a receive's consecutive new events for it at once
-(`set_based=True`, the choreography's payments), and then returns, for each event in order, its
+(`set_based=True`, every payments handler), and then returns, for each event in order, its
 note or the exception that fails that event's message alone: it commits its steps for the whole
 set, and settles alone any message that would fail the others.
 

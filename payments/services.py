@@ -5,8 +5,9 @@ with its event, in a second transaction. Each transaction locks the orders' Paym
 decision to call is made once; a crash between the steps leaves the attempt recorded, and the next
 delivery that touches the payment calls again with the same key, which the gateway answers with the
 first answer. A receive's news settles as one set (`settle`): its first transaction holds all of it.
-`order_placed`, `stock_reserved` and `order_cancelled` write nothing: they read an event as the news
-that `settle` applies; `remember_order` and the others below settle one event's news alone.
+`order_placed`, `stock_reserved`, `order_cancelled` and `charge_commanded` write nothing: they read an
+event as the news that `settle` applies; `remember_order` and the others below settle one event's
+news alone.
 """
 
 from __future__ import annotations
@@ -377,9 +378,15 @@ def charge_reserved_order(*, order_id: uuid.UUID) -> Payment:
     return _settle_alone(stock_reserved(order_id=order_id))
 
 
-def charge_on_command(
-    *, order_id: uuid.UUID, amount: Decimal, currency: str, payment_token: str, email: str
-) -> Payment:
+def charge_commanded(
+    *,
+    order_id: uuid.UUID,
+    amount: Decimal,
+    currency: str,
+    payment_token: str,
+    email: str,
+    cause: uuid.UUID | None = None,
+) -> OrderNews:
     """The orchestrated saga's charge step: the command carries what to charge, and the state machine
     only commands it once the stock is held. Never charges an order already cancelled."""
 
@@ -387,9 +394,9 @@ def charge_on_command(
         _remember(payment, amount=amount, currency=currency, payment_token=payment_token, email=email)
         _stock_reserved(payment)
 
-    return _settle_alone(OrderNews(order_id=order_id, change=commanded))
+    return OrderNews(order_id=order_id, change=commanded, cause=cause)
 
 
 def settle_cancelled_order(*, order_id: uuid.UUID) -> Payment:
-    """Order Cancelled (or the saga's refund command), settled alone; raises what would fail its delivery."""
+    """Order Cancelled, settled alone; raises what would fail its delivery."""
     return _settle_alone(order_cancelled(order_id=order_id))

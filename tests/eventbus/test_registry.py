@@ -108,9 +108,9 @@ def test_only_handlers_without_outside_effects_share_a_batch_transaction_and_sto
     # Payments and the saga's commands must each commit alone; the orders' reactions lock only their
     # event's order (a receive's orders are locked first, in one query); inventory's lock the stock
     # rows that many orders share, so inventory takes a receive's stock rows first
-    # (eventbus/registry.py); audit and analytics take a receive as one set, in key order, and so do
-    # the choreography's payments, outside the batch's transaction: this list changes only with a
-    # reason.
+    # (eventbus/registry.py); audit and analytics take a receive as one set, in key order, and
+    # payments take runs of a receive's events as sets, outside the batch's transaction: this list
+    # changes only with a reason.
     batchable = {s.handler_id for s in registry.subscriptions() if s.batchable}
     set_based = {s.handler_id for s in registry.subscriptions() if s.set_based}
     assert set_based == {
@@ -119,6 +119,8 @@ def test_only_handlers_without_outside_effects_share_a_batch_transaction_and_sto
         "payments.remember_order",
         "payments.charge_reserved_order",
         "payments.settle_cancelled_order",
+        "payments.charge_on_command",
+        "payments.settle_on_command",
     }
     assert batchable == {"audit.record_envelope", "analytics.count_event"} | {
         "notifications.order_confirmed",

@@ -16,12 +16,14 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from eventbus.consuming import DeliveryResult, handle_batch, handle_message
-from eventbus.event_types import INVENTORY_RESERVED, ORDER_CANCELLED, ORDER_PLACED
+from eventbus.event_types import CHARGE_PAYMENT, INVENTORY_RESERVED, ORDER_CANCELLED, ORDER_PLACED
 from eventbus.events import parse_envelope
 from eventbus.models import OutboxEvent
 from payments import handlers, services
 from payments.gateways import ChargeResult, GatewayError, SimulatedGateway, _configured
 from payments.models import Payment, SimulatedGatewayRequest
+from sagas.definition import TRANSIENT
+from sagas.models import SagaReply
 from tests.events import SAMPLE_DATA, envelope, order_placed_data
 from tests.helpers import run_together
 
@@ -266,3 +268,38 @@ def test_an_event_whose_news_cannot_be_read_fails_alone_and_the_rest_of_its_set_
     assert isinstance(statuses[0], KeyError)
     assert statuses[1] == Payment.Status.PENDING
     assert Payment.objects.get(order_id=readable.order_id).amount == Decimal("2.00")
+
+
+def charge_command(order_id: uuid.UUID, *, token: str) -> str:
+    return envelope(
+        CHARGE_PAYMENT,
+        {
+            "orderId": str(order_id),
+            "taskToken": f"task-{order_id}",
+            "amount": "59.98",
+            "currency": "USD",
+            "paymentToken": token,
+            "email": "c@example.com",
+        },
+    )
+
+
+def test_the_orchestrated_sagas_charge_commands_settle_together_and_each_is_answered(recording, settings):
+    settings.ORDER_SAGA = "stepfunctions"
+    settings.PAYMENT_ANSWER_HOLD_MS = 60_000
+    charged, failing = sorted(uuid.uuid4() for _ in range(2))
+    bodies = [charge_command(charged, token="tok_visa"), charge_command(failing, token="tok_gatewayError")]
+
+    with CaptureQueriesContext(connection) as queries:
+        outcomes = handle_batch(service="payments", bodies=bodies)
+
+    # A transient gateway error is the state machine's to retry: the command is answered, and done.
+    assert [(outcome.result, outcome.note) for outcome in outcomes] == [
+        (DeliveryResult.PROCESSED, Payment.Status.CHARGED),
+        (DeliveryResult.PROCESSED, "gateway error: simulated gateway timeout"),
+    ]
+    assert payments_selects(queries) == 1 + 1
+    replies = {reply.order_id: reply for reply in SagaReply.objects.all()}
+    assert replies[charged].succeeded
+    assert replies[charged].output == {"paymentId": str(Payment.objects.get(order_id=charged).id)}
+    assert (replies[failing].succeeded, replies[failing].error) == (False, TRANSIENT)
