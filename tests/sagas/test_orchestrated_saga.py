@@ -3,7 +3,8 @@ for the choreography. The execution is played by a small interpreter of the gene
 (sagas/definition.py); Hypothesis chooses the order in which commands, domain events and the
 services' replies are delivered, duplicates deliveries, may time a step out (a late reply is then
 ignored, as Step Functions ignores it), and may have the customer cancel at any point. Every delivery
-goes through the real consumer path. At quiescence the invariants of the choreography must hold."""
+goes through the real consumer path, alone or in one receive with other pending deliveries to its
+queue. At quiescence the invariants of the choreography must hold."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from eventbus import registry
-from eventbus.consuming import handle_message
+from eventbus.consuming import handle_batch
 from eventbus.event_types import EventType
 from eventbus.models import OutboxEvent
 from eventbus.state_machine import IllegalTransition
@@ -170,8 +171,19 @@ def run(data: st.DataObject) -> tuple[Order, Execution]:
                 if duplicates_left and data.draw(st.booleans(), label="duplicate it"):
                     duplicates_left -= 1
                     pending.append(choice)
-                outcome = handle_message(service=service, body=body)
-                assert outcome.acknowledged, f"{service}: {outcome.note}"
+                # A worker may receive it with other pending deliveries to the same queue, in any order.
+                same_queue = [other for other in pending if other[0] != "cancel" and other[1] == service]
+                receive = [body]
+                for other in (
+                    data.draw(st.lists(st.sampled_from(same_queue), max_size=4), label="received with")
+                    if same_queue
+                    else []
+                ):
+                    if other in pending:
+                        pending.remove(other)
+                        receive.append(other[2])
+                for outcome in handle_batch(service=service, bodies=receive):
+                    assert outcome.acknowledged, f"{service}: {outcome.note}"
         new_domain_deliveries()
     order.refresh_from_db()
     return order, execution
