@@ -120,27 +120,43 @@ def _answered(
     news_of: Callable[[ReceivedEvent], services.OrderNews],
     answer_with: Callable[[ReceivedEvent, Payment | Exception], str],
 ) -> list[str | Exception]:
-    """Settle the commands together, then answer each with how its payment ended; an answer that
-    cannot be kept fails its own command alone."""
-    notes: list[str | Exception] = []
-    for command, settled in zip(events, _settle_each(events, news_of), strict=True):
+    """Settle the commands together, and answer each with how its payment ended as soon as it has, not
+    after the set's other gateway calls (a step's answer is on the saga's critical path). An answer
+    that cannot be kept fails its own command alone."""
+    notes: dict[int, str | Exception] = {}
+
+    def answer_now(index: int, settled: Payment | Exception) -> None:
         try:
-            notes.append(answer_with(command, settled))
+            notes[index] = answer_with(events[index], settled)
         except Exception as exc:  # noqa: BLE001 - this command is retried, the others go on
-            notes.append(exc)
-    return notes
+            notes[index] = exc
+
+    _settle_each(events, news_of, on_settled=answer_now)
+    return [notes[index] for index in range(len(events))]
 
 
 def _settle_each(
-    events: list[ReceivedEvent], news_of: Callable[[ReceivedEvent], services.OrderNews]
+    events: list[ReceivedEvent],
+    news_of: Callable[[ReceivedEvent], services.OrderNews],
+    on_settled: Callable[[int, Payment | Exception], None] | None = None,
 ) -> list[Payment | Exception]:
     """Each event's payment as it ended, or the exception that fails it: an event whose news cannot be
-    read fails alone, and the others settle together."""
-    read: list[services.OrderNews | Exception] = []
-    for event in events:
+    read fails alone, and the others settle together. `on_settled(index, result)` is told of each as
+    soon as it ends (services.settle)."""
+    news: dict[int, services.OrderNews] = {}
+    results: dict[int, Payment | Exception] = {}
+    for index, event in enumerate(events):
         try:
-            read.append(news_of(event))
+            news[index] = news_of(event)
         except Exception as exc:  # noqa: BLE001 - this event's message is retried, the others go on
-            read.append(exc)
-    settled = iter(services.settle(news=[news for news in read if not isinstance(news, Exception)]))
-    return [news if isinstance(news, Exception) else next(settled) for news in read]
+            results[index] = exc
+            if on_settled:
+                on_settled(index, exc)
+    if news:
+        readable = list(news)
+        settled = services.settle(
+            news=list(news.values()),
+            on_settled=None if on_settled is None else lambda position, result: on_settled(readable[position], result),
+        )
+        results.update(zip(readable, settled, strict=True))
+    return [results[index] for index in range(len(events))]

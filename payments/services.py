@@ -64,7 +64,9 @@ class _Settling:
     failure: Exception | None = None
 
 
-def settle(*, news: list[OrderNews]) -> list[Payment | Exception]:
+def settle(
+    *, news: list[OrderNews], on_settled: Callable[[int, Payment | Exception], None] | None = None
+) -> list[Payment | Exception]:
     """Apply each piece of news to its order's payment and make every gateway call that leaves due: one
     transaction locks the payments and records every change and every attempt; the calls are made
     outside any transaction; their answers are recorded together, in one transaction while the
@@ -79,24 +81,50 @@ def settle(*, news: list[OrderNews]) -> list[Payment | Exception]:
     and cancelled in one set is voided, never charged and refunded). If the first transaction
     fails (a deadlock, or a payment another worker created meanwhile), each piece of news is settled
     alone, so one bad message fails no other. The transactions are `durable`: inside a caller's
-    transaction the gateway calls would hold its locks after all, so that is refused (RuntimeError)."""
+    transaction the gateway calls would hold its locks after all, so that is refused (RuntimeError).
+
+    `on_settled(position, result)`, if given, is called once for each piece of news as soon as its
+    payment is final (every answer it was due recorded and committed), outside any transaction, so a
+    caller that answers someone for it (the saga's commands) need not wait for the set's other calls.
+    It must not raise."""
+    tell = on_settled or _tell_no_one
     try:
         settling = _record_changes(news)
     except Exception as exc:  # noqa: BLE001 - settled one by one below, where each fails or not on its own
         if len(news) == 1:
+            tell(0, exc)
             return [exc]
         logger.info("settling %d payments together failed (%s); settling them one by one", len(news), exc)
-        return [result for one in news for result in settle(news=[one])]
+        return [
+            result
+            for position, one in enumerate(news)
+            for result in settle(news=[one], on_settled=lambda _, result, position=position: tell(position, result))
+        ]
+    positions: dict[uuid.UUID, list[int]] = {}
+    for position, one in enumerate(news):
+        positions.setdefault(one.order_id, []).append(position)
+
+    def final(entry: _Settling) -> None:
+        for position in positions[entry.payment.order_id]:
+            tell(position, entry.failure or entry.payment)
+
+    for entry in settling.values():
+        if entry.due is None:
+            final(entry)
     while due := [entry for entry in settling.values() if entry.due is not None]:
-        _call_and_record(due)
+        _call_and_record(due, final)
     return [entry.failure or entry.payment for entry in (settling[one.order_id] for one in news)]
 
 
-def _call_and_record(due: list[_Settling]) -> None:
+def _tell_no_one(position: int, result: Payment | Exception) -> None:
+    pass
+
+
+def _call_and_record(due: list[_Settling], final: Callable[[_Settling], None]) -> None:
     """Make each call due and record the answers, several in one transaction while the gateway answers
     fast, but none held longer than PAYMENT_ANSWER_HOLD_MS and one more call: after a slow call (a real
     provider takes hundreds of milliseconds) the answers in hand are recorded before the next call, so
-    no payment of a set waits for every other's."""
+    no payment of a set waits for every other's. `final` is told of each payment that ends."""
     hold = settings.PAYMENT_ANSWER_HOLD_MS / 1000
     answered: list[_Settling] = []
     first_held_at = 0.0
@@ -104,14 +132,16 @@ def _call_and_record(due: list[_Settling]) -> None:
         started = time.monotonic()
         _ask_gateway(entry)
         now = time.monotonic()
-        if entry.due is not None:
+        if entry.due is None:
+            final(entry)
+        else:
             if not answered:
                 first_held_at = now
             answered.append(entry)
         if answered and (now - started >= hold or now - first_held_at >= hold):
-            _record_answers(answered)
+            _record_answers(answered, final)
             answered = []
-    _record_answers(answered)
+    _record_answers(answered, final)
 
 
 def _record_changes(news: list[OrderNews]) -> dict[uuid.UUID, _Settling]:
@@ -164,7 +194,7 @@ def _ask_gateway(entry: _Settling) -> None:
         entry.failure, entry.due = exc, None
 
 
-def _record_answers(answered: list[_Settling]) -> None:
+def _record_answers(answered: list[_Settling], final: Callable[[_Settling], None]) -> None:
     """The second transaction: record each answer on its locked payment (in order-id order), with its
     event, and the attempt at any call it makes due. If that fails, each answer is recorded alone, so
     one failure costs no other: an answer that cannot be recorded fails its own deliveries, whose
@@ -186,11 +216,16 @@ def _record_answers(answered: list[_Settling]) -> None:
     except Exception as exc:  # noqa: BLE001 - recorded one by one below, each succeeding or failing alone
         if len(answered) == 1:
             answered[0].failure, answered[0].due = exc, None
+            final(answered[0])
             return
         logger.info("recording %d gateway answers together failed (%s); one by one", len(answered), exc)
         for entry, due in calls:
             entry.due, entry.failure = due, None  # as before the rolled-back attempt
-            _record_answers([entry])
+            _record_answers([entry], final)
+        return
+    for entry in answered:
+        if entry.due is None:
+            final(entry)
 
 
 def _record_answer_of(entry: _Settling) -> None:

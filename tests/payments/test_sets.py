@@ -303,3 +303,52 @@ def test_the_orchestrated_sagas_charge_commands_settle_together_and_each_is_answ
     assert replies[charged].succeeded
     assert replies[charged].output == {"paymentId": str(Payment.objects.get(order_id=charged).id)}
     assert (replies[failing].succeeded, replies[failing].error) == (False, TRANSIENT)
+
+
+class RepliesCountingGateway(SimulatedGateway):
+    """Notes, at each charge, how many commands were already answered."""
+
+    answered_before_each_call: list[int] = []
+
+    def charge(self, **kwargs):
+        self.answered_before_each_call.append(SagaReply.objects.count())
+        if kwargs["token"] == "tok_unrecordable":
+            return ChargeResult(approved=False, reference="ch_odd", decline_code="NOT_A_CODE", message="?")
+        return super().charge(**kwargs)
+
+
+@pytest.fixture
+def counting_replies(settings):
+    settings.ORDER_SAGA = "stepfunctions"
+    settings.PAYMENT_GATEWAY = "tests.payments.test_sets.RepliesCountingGateway"
+    RepliesCountingGateway.answered_before_each_call = []
+    _configured.cache_clear()
+    yield RepliesCountingGateway.answered_before_each_call
+    _configured.cache_clear()
+
+
+def test_a_slow_gateway_answers_each_command_before_the_sets_next_call(counting_replies, settings):
+    # A step's answer is on the saga's critical path: it must not wait for the other commands' calls.
+    settings.PAYMENT_ANSWER_HOLD_MS = 0
+    orders = sorted(uuid.uuid4() for _ in range(3))
+
+    outcomes = handle_batch(service="payments", bodies=[charge_command(o, token="tok_visa") for o in orders])
+
+    assert [outcome.note for outcome in outcomes] == [Payment.Status.CHARGED] * 3
+    assert counting_replies == [0, 1, 2]
+    assert SagaReply.objects.filter(succeeded=True).count() == 3
+
+
+def test_a_command_whose_answer_cannot_be_recorded_fails_alone_and_the_others_are_answered(counting_replies, settings):
+    settings.PAYMENT_ANSWER_HOLD_MS = 60_000  # recorded together first, then one by one
+    first, odd, last = orders = sorted(uuid.uuid4() for _ in range(3))
+    tokens = {first: "tok_visa", odd: "tok_unrecordable", last: "tok_visa"}
+
+    outcomes = handle_batch(service="payments", bodies=[charge_command(o, token=tokens[o]) for o in orders])
+
+    assert [outcome.result for outcome in outcomes] == [
+        DeliveryResult.PROCESSED,
+        DeliveryResult.FAILED,
+        DeliveryResult.PROCESSED,
+    ]
+    assert sorted(SagaReply.objects.values_list("order_id", "succeeded")) == sorted([(first, True), (last, True)])
