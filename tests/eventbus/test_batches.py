@@ -14,9 +14,16 @@ from django.test.utils import CaptureQueriesContext
 
 from analytics.models import HourlyEventCount, OrderTimeline
 from audit.models import AuditEvent
-from eventbus import outbox, registry
+from eventbus import events, outbox, registry
 from eventbus.consuming import DeliveryResult, handle_batch, handle_message
-from eventbus.event_types import INVENTORY_RESERVED, ORDER_CANCELLED, ORDER_CONFIRMED, ORDER_PLACED, PAYMENT_PROCESSED
+from eventbus.event_types import (
+    INVENTORY_RESERVED,
+    ORDER_CANCELLED,
+    ORDER_CONFIRMED,
+    ORDER_PLACED,
+    ORDER_SHIPPED,
+    PAYMENT_PROCESSED,
+)
 from eventbus.models import OutboxEvent, ProcessedEvent
 from inventory.models import Reservation, StockItem
 from notifications import services as notification_services
@@ -452,3 +459,41 @@ def test_inventory_gives_the_last_units_in_receive_order_as_it_would_one_by_one(
     ProcessedEvent.objects.all().delete()
     StockItem.objects.filter(product__sku="prod-3").update(reserved=0)
     assert [handle_message(service="inventory", body=body).note for body in bodies] == together
+
+
+def test_a_handler_with_its_own_transactions_that_takes_one_event_runs_each_in_turn(db, monkeypatch):
+    # Every payments handler takes sets; one that takes a single event still runs each message in
+    # turn, under its event's causation, and a failing one fails alone.
+    seen: list[tuple[str, str | None]] = []
+
+    def ship_label(event):
+        seen.append((event.data["trackingNumber"], events._causation_id.get()))
+        if event.data["trackingNumber"] == "bad":
+            raise RuntimeError("label printer jammed")
+        return f"label for {event.data['trackingNumber']}"
+
+    subscription = registry.Subscription(
+        service="payments",
+        handler_id="payments.ship_label",
+        handler=ship_label,
+        event_type=ORDER_SHIPPED,
+        own_transactions=True,
+    )
+    monkeypatch.setitem(registry._exact["payments"], (ORDER_SHIPPED.source, ORDER_SHIPPED.detail_type), subscription)
+    bodies = [
+        envelope(ORDER_SHIPPED, {**SAMPLE_DATA["Order Shipped"], "trackingNumber": number})
+        for number in ("1Z", "bad", "2Z")
+    ]
+
+    outcomes = handle_batch(service="payments", bodies=bodies)
+
+    assert [(outcome.result, outcome.note) for outcome in outcomes] == [
+        (DeliveryResult.PROCESSED, "label for 1Z"),
+        (DeliveryResult.FAILED, "RuntimeError: label printer jammed"),
+        (DeliveryResult.PROCESSED, "label for 2Z"),
+    ]
+    assert seen == [
+        (number, json.loads(body)["detail"]["metadata"]["eventId"])
+        for number, body in zip(("1Z", "bad", "2Z"), bodies, strict=True)
+    ]
+    assert sorted(ProcessedEvent.objects.values_list("note", flat=True)) == ["label for 1Z", "label for 2Z"]
