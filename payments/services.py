@@ -6,8 +6,7 @@ decision to call is made once; a crash between the steps leaves the attempt reco
 delivery that touches the payment calls again with the same key, which the gateway answers with the
 first answer. A receive's news settles as one set (`settle`): its first transaction holds all of it.
 `order_placed`, `stock_reserved`, `order_cancelled` and `charge_commanded` write nothing: they read an
-event as the news that `settle` applies; `remember_order` and the others below settle one event's
-news alone.
+event as the news that `settle` applies.
 """
 
 from __future__ import annotations
@@ -394,25 +393,6 @@ def order_cancelled(*, order_id: uuid.UUID, cause: uuid.UUID | None = None) -> O
     return OrderNews(order_id=order_id, change=_cancelled, cause=cause)
 
 
-def _settle_alone(news: OrderNews) -> Payment:
-    (result,) = settle(news=[news])
-    if isinstance(result, Exception):
-        raise result
-    return result
-
-
-def remember_order(*, order_id: uuid.UUID, amount: Decimal, currency: str, payment_token: str, email: str) -> Payment:
-    """Order Placed, settled alone; raises what would fail its delivery."""
-    return _settle_alone(
-        order_placed(order_id=order_id, amount=amount, currency=currency, payment_token=payment_token, email=email)
-    )
-
-
-def charge_reserved_order(*, order_id: uuid.UUID) -> Payment:
-    """Inventory Reserved, settled alone; raises what would fail its delivery."""
-    return _settle_alone(stock_reserved(order_id=order_id))
-
-
 def charge_commanded(
     *,
     order_id: uuid.UUID,
@@ -425,13 +405,10 @@ def charge_commanded(
     """The orchestrated saga's charge step: the command carries what to charge, and the state machine
     only commands it once the stock is held. Never charges an order already cancelled."""
 
+    placed = order_placed(order_id=order_id, amount=amount, currency=currency, payment_token=payment_token, email=email)
+
     def commanded(payment: Payment) -> None:
-        _remember(payment, amount=amount, currency=currency, payment_token=payment_token, email=email)
+        placed.change(payment)
         _stock_reserved(payment)
 
     return OrderNews(order_id=order_id, change=commanded, cause=cause)
-
-
-def settle_cancelled_order(*, order_id: uuid.UUID) -> Payment:
-    """Order Cancelled, settled alone; raises what would fail its delivery."""
-    return _settle_alone(order_cancelled(order_id=order_id))

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 import os
 from contextlib import ExitStack, contextmanager
 
@@ -158,3 +159,16 @@ def quiet_relay(settings, provisioned):
     app.conf.broker_url = "memory://"
     yield
     app.conf.task_always_eager = True
+
+
+@pytest.fixture
+def never_one_by_one(caplog):
+    """On PostgreSQL, where row locks are real: the test's batches and payments' sets must never fall
+    back to handling their messages one by one, which is what a deadlock victim does."""
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL: `make test` runs it against a throwaway server")
+    for logger in ("eventbus.consuming", "payments.services"):
+        caplog.set_level(logging.INFO, logger=logger)
+    yield
+    # caplog.text is the teardown's own log by now: read the test's.
+    assert not [record for record in caplog.get_records("call") if "one by one" in record.getMessage()]

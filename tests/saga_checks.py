@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
+from hypothesis import strategies as st
+
 from eventbus.models import OutboxEvent
 from inventory.models import Reservation, StockItem
 from orders.models import Order
 from payments.models import Payment, Refund, SimulatedGatewayRequest
+
+Delivery = TypeVar("Delivery")
 
 SETTLED_RESERVATIONS = (
     Reservation.Status.RELEASED,
@@ -52,3 +58,17 @@ def assert_settled_consistently(order: Order, *, on_hand: int, reservation_may_b
     assert charges <= 1
     assert refunds == (1 if charges and order.status == Order.Status.CANCELLED else 0)
     assert (provider_charges, provider_refunds) == (charges, refunds)
+
+
+def received_with(data: st.DataObject, pending: list[Delivery], same_queue: list[Delivery]) -> list[Delivery]:
+    """The pending deliveries a worker receives along with the one it took, in any order: up to four
+    of `same_queue` (those pending to its queue), each taken off `pending` (a delivery drawn twice is
+    taken twice only if it is pending twice, as a duplicate is)."""
+    if not same_queue:
+        return []
+    taken = []
+    for delivery in data.draw(st.lists(st.sampled_from(same_queue), max_size=4), label="received with"):
+        if delivery in pending:
+            pending.remove(delivery)
+            taken.append(delivery)
+    return taken

@@ -26,7 +26,7 @@ from payments.gateways import _configured
 from tests.events import delivery_of
 from tests.factories import OrderItemFactory, PlaceOrderRequestFactory, ProductFactory
 from tests.payments import recording_gateway
-from tests.saga_checks import assert_settled_consistently
+from tests.saga_checks import assert_settled_consistently, received_with
 
 # On both databases: the saga locks each order with SQL that SQLite ignores.
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("on_each_database")]
@@ -93,16 +93,12 @@ def run_saga(data: st.DataObject) -> Order:
                 pending.append(delivery)
             # A worker may receive it with other pending deliveries to the same queue, in any order:
             # the batches and sets must end as one message at a time would.
-            same_queue = [other for other in pending if other != CUSTOMER_CANCEL and other[0] == service]
-            receive = [delivery]
-            for other in (
-                data.draw(st.lists(st.sampled_from(same_queue), max_size=4), label="received with")
-                if same_queue
-                else []
-            ):
-                if other in pending:
-                    pending.remove(other)
-                    receive.append(other)
+            receive = [
+                delivery,
+                *received_with(
+                    data, pending, [other for other in pending if other != CUSTOMER_CANCEL and other[0] == service]
+                ),
+            ]
             outcomes = handle_batch(service=service, bodies=[delivery_of(received_row) for _, received_row in receive])
             for received, outcome in zip(receive, outcomes, strict=True):
                 if not outcome.acknowledged:

@@ -14,11 +14,11 @@ from django.db import connection, transaction
 from eventbus.consuming import handle_message
 from eventbus.event_types import INVENTORY_RESERVED
 from eventbus.models import OutboxEvent, ProcessedEvent
-from payments import services
 from payments.gateways import SimulatedGateway, _configured
 from payments.models import Payment, SimulatedGatewayRequest
 from tests.events import envelope
 from tests.helpers import on_both_databases, run_together
+from tests.payments import settling
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -48,7 +48,7 @@ def held_gateway(settings):
 
 
 def placed(order_id: uuid.UUID) -> None:
-    services.remember_order(
+    settling.remember_order(
         order_id=order_id, amount=Decimal("59.98"), currency="USD", payment_token="tok_visa", email="c@example.com"
     )
 
@@ -69,7 +69,7 @@ def test_another_transaction_locks_and_updates_the_payment_while_the_gateway_cal
         released.set()  # only reached if the lock was free while the gateway was still answering
         return "updated"
 
-    charged, updated = run_together([lambda: services.charge_reserved_order(order_id=order_id).status, another_writer])
+    charged, updated = run_together([lambda: settling.charge_reserved_order(order_id=order_id).status, another_writer])
 
     assert (charged, updated) == (Payment.Status.CHARGED, "updated")
     assert held_gateway == [True]  # the gateway was released by the other writer, not by its timeout

@@ -7,9 +7,9 @@ import pytest
 from django.db import transaction
 
 from eventbus.models import OutboxEvent
-from payments import services
 from payments.gateways import GatewayError
 from payments.models import Payment, Refund, SimulatedGatewayRequest
+from tests.payments import settling
 from tests.payments.recording_gateway import Crash
 
 # On both databases: payments lock their row with SQL that SQLite ignores.
@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("on_each_database")
 
 
 def placed(order_id: uuid.UUID, token: str = "tok_visa") -> Payment:
-    return services.remember_order(
+    return settling.remember_order(
         order_id=order_id, amount=Decimal("59.98"), currency="USD", payment_token=token, email="c@example.com"
     )
 
@@ -29,7 +29,7 @@ def events(detail_type: str) -> list[dict]:
 @pytest.mark.parametrize("placed_first", [True, False], ids=["placed-then-reserved", "reserved-then-placed"])
 def test_an_order_is_charged_once_it_is_known_and_its_stock_reserved(placed_first, recording):
     order_id = uuid.uuid4()
-    steps = [lambda: placed(order_id), lambda: services.charge_reserved_order(order_id=order_id)]
+    steps = [lambda: placed(order_id), lambda: settling.charge_reserved_order(order_id=order_id)]
     for step in steps if placed_first else reversed(steps):
         step()
 
@@ -50,8 +50,8 @@ def test_an_order_is_charged_once_it_is_known_and_its_stock_reserved(placed_firs
 def test_a_repeated_reservation_never_charges_twice(recording):
     order_id = uuid.uuid4()
     placed(order_id)
-    services.charge_reserved_order(order_id=order_id)
-    services.charge_reserved_order(order_id=order_id)
+    settling.charge_reserved_order(order_id=order_id)
+    settling.charge_reserved_order(order_id=order_id)
     assert recording == [("charge", str(order_id))]
     assert len(events("Payment Processed")) == 1
 
@@ -59,7 +59,7 @@ def test_a_repeated_reservation_never_charges_twice(recording):
 def test_a_declined_card_publishes_payment_failed(recording):
     order_id = uuid.uuid4()
     placed(order_id, token="tok_chargeDeclined")
-    services.charge_reserved_order(order_id=order_id)
+    settling.charge_reserved_order(order_id=order_id)
     assert Payment.objects.get(order_id=order_id).status == Payment.Status.DECLINED
     [failed] = events("Payment Failed")
     assert (failed["reasonCode"], failed["amount"]) == ("DECLINED", "59.98")
@@ -67,9 +67,9 @@ def test_a_declined_card_publishes_payment_failed(recording):
 
 def test_an_order_cancelled_before_its_reservation_is_never_charged(recording):
     order_id = uuid.uuid4()
-    services.settle_cancelled_order(order_id=order_id)  # Order Cancelled overtook everything
+    settling.settle_cancelled_order(order_id=order_id)  # Order Cancelled overtook everything
     placed(order_id)
-    services.charge_reserved_order(order_id=order_id)
+    settling.charge_reserved_order(order_id=order_id)
     assert Payment.objects.get(order_id=order_id).status == Payment.Status.VOIDED
     assert recording == []
 
@@ -77,9 +77,9 @@ def test_an_order_cancelled_before_its_reservation_is_never_charged(recording):
 def test_cancelling_a_charged_order_refunds_it_once(recording):
     order_id = uuid.uuid4()
     placed(order_id)
-    services.charge_reserved_order(order_id=order_id)
-    services.settle_cancelled_order(order_id=order_id)
-    services.settle_cancelled_order(order_id=order_id)
+    settling.charge_reserved_order(order_id=order_id)
+    settling.settle_cancelled_order(order_id=order_id)
+    settling.settle_cancelled_order(order_id=order_id)
 
     payment = Payment.objects.get(order_id=order_id)
     assert payment.status == Payment.Status.REFUNDED
@@ -102,7 +102,7 @@ def test_a_gateway_error_keeps_the_attempt_and_fails_the_delivery_so_it_is_retri
     order_id = uuid.uuid4()
     placed(order_id, token="tok_gatewayError")
     with pytest.raises(GatewayError):
-        services.charge_reserved_order(order_id=order_id)
+        settling.charge_reserved_order(order_id=order_id)
 
     payment = Payment.objects.get(order_id=order_id)
     # Committed before the call, so a redelivery (or a restarted worker) counts on from here.
@@ -117,9 +117,9 @@ def test_the_last_allowed_gateway_error_fails_the_payment_with_gateway_error(rec
     placed(order_id, token="tok_gatewayError")
     for _ in range(2):
         with pytest.raises(GatewayError):
-            services.charge_reserved_order(order_id=order_id)  # the same message, redelivered
+            settling.charge_reserved_order(order_id=order_id)  # the same message, redelivered
 
-    payment = services.charge_reserved_order(order_id=order_id)  # the third attempt gives up, and says so
+    payment = settling.charge_reserved_order(order_id=order_id)  # the third attempt gives up, and says so
 
     assert (payment.status, payment.charge_attempts, payment.failure_code) == (
         Payment.Status.DECLINED,
@@ -144,10 +144,10 @@ def test_a_charge_the_worker_died_in_is_finished_by_the_next_delivery_with_the_s
     placed(order_id)
     crash_at(point)
     with pytest.raises(Crash):
-        services.charge_reserved_order(order_id=order_id)
+        settling.charge_reserved_order(order_id=order_id)
     assert Payment.objects.get(order_id=order_id).status == Payment.Status.CHARGING
 
-    payment = services.charge_reserved_order(order_id=order_id)  # the redelivery
+    payment = settling.charge_reserved_order(order_id=order_id)  # the redelivery
 
     assert (payment.status, payment.charge_attempts) == (Payment.Status.CHARGED, 2)
     assert provider_requests(order_id) == [("charge", True)]
@@ -160,9 +160,9 @@ def test_a_cancel_that_finds_a_charge_unanswered_answers_it_and_refunds_it(recor
     placed(order_id)
     crash_at("after charge")  # the provider charged; payments never heard
     with pytest.raises(Crash):
-        services.charge_reserved_order(order_id=order_id)
+        settling.charge_reserved_order(order_id=order_id)
 
-    payment = services.settle_cancelled_order(order_id=order_id)
+    payment = settling.settle_cancelled_order(order_id=order_id)
 
     assert payment.status == Payment.Status.REFUNDED
     assert provider_requests(order_id) == [("charge", True), ("refund", True)]
@@ -172,13 +172,13 @@ def test_a_cancel_that_finds_a_charge_unanswered_answers_it_and_refunds_it(recor
 def test_a_refund_the_worker_died_in_is_finished_by_the_next_delivery_with_the_same_key(recording, crash_at):
     order_id = uuid.uuid4()
     placed(order_id)
-    services.charge_reserved_order(order_id=order_id)
+    settling.charge_reserved_order(order_id=order_id)
     crash_at("after refund")
     with pytest.raises(Crash):
-        services.settle_cancelled_order(order_id=order_id)
+        settling.settle_cancelled_order(order_id=order_id)
     assert Payment.objects.get(order_id=order_id).status == Payment.Status.REFUNDING
 
-    payment = services.settle_cancelled_order(order_id=order_id)
+    payment = settling.settle_cancelled_order(order_id=order_id)
 
     assert (payment.status, payment.refund_attempts) == (Payment.Status.REFUNDED, 2)
     assert provider_requests(order_id) == [("charge", True), ("refund", True)]

@@ -6,8 +6,8 @@ handled in its order."""
 from __future__ import annotations
 
 import json
-import logging
 import uuid
+from collections.abc import Callable
 from decimal import Decimal
 from functools import partial
 
@@ -47,23 +47,41 @@ def payments_selects(queries: CaptureQueriesContext) -> int:
     )
 
 
-class ProcessedCountingGateway(SimulatedGateway):
-    """Notes, at each charge, how many charges were already recorded as Payment Processed."""
+class ObservingGateway(SimulatedGateway):
+    """Notes `count()` at each charge, and declines `tok_unrecordable` with a code the Payment Failed
+    schema refuses, so recording that answer fails at its event; every other charge is as usual."""
 
-    recorded_before_each_call: list[int] = []
+    count: Callable[[], int] = staticmethod(lambda: 0)
+    seen_before_each_call: list[int] = []
 
     def charge(self, **kwargs):
-        self.recorded_before_each_call.append(OutboxEvent.objects.filter(detail_type="Payment Processed").count())
+        self.seen_before_each_call.append(type(self).count())
+        if kwargs["token"] == "tok_unrecordable":
+            return ChargeResult(approved=False, reference="ch_odd", decline_code="NOT_A_CODE", message="?")
         return super().charge(**kwargs)
 
 
 @pytest.fixture
-def counting_gateway(settings):
-    settings.PAYMENT_GATEWAY = "tests.payments.test_sets.ProcessedCountingGateway"
-    ProcessedCountingGateway.recorded_before_each_call = []
+def observing_gateway(settings):
+    """Installs ObservingGateway; set its `count` to what each charge should note."""
+    settings.PAYMENT_GATEWAY = "tests.payments.test_sets.ObservingGateway"
+    ObservingGateway.seen_before_each_call = []
     _configured.cache_clear()
-    yield ProcessedCountingGateway.recorded_before_each_call
+    yield ObservingGateway
+    ObservingGateway.count = staticmethod(lambda: 0)
     _configured.cache_clear()
+
+
+@pytest.fixture
+def counting_gateway(observing_gateway):
+    """How many charges were already recorded as Payment Processed, at each charge."""
+    observing_gateway.count = staticmethod(OutboxEvent.objects.filter(detail_type="Payment Processed").count)
+    return observing_gateway.seen_before_each_call
+
+
+@pytest.fixture
+def unrecordable_decline(observing_gateway):
+    return observing_gateway
 
 
 @pytest.mark.parametrize(
@@ -180,24 +198,6 @@ def test_news_that_fails_fails_alone_and_the_rest_of_its_set_settles(recording):
     ]
 
 
-class UnrecordableDeclineGateway(SimulatedGateway):
-    """Declines one token with a code the Payment Failed schema refuses, so recording that answer
-    fails at its event; every other charge is approved as usual."""
-
-    def charge(self, **kwargs):
-        if kwargs["token"] == "tok_unrecordable":
-            return ChargeResult(approved=False, reference="ch_odd", decline_code="NOT_A_CODE", message="?")
-        return super().charge(**kwargs)
-
-
-@pytest.fixture
-def unrecordable_decline(settings):
-    settings.PAYMENT_GATEWAY = "tests.payments.test_sets.UnrecordableDeclineGateway"
-    _configured.cache_clear()
-    yield
-    _configured.cache_clear()
-
-
 def test_an_answer_that_cannot_be_recorded_leaves_the_others_recorded(unrecordable_decline, settings):
     settings.PAYMENT_ANSWER_HOLD_MS = 60_000  # the three answers are recorded together, and fail together
     first, odd, last = orders = sorted(uuid.uuid4() for _ in range(3))
@@ -227,21 +227,10 @@ def test_a_gateway_error_fails_only_the_news_of_its_own_payment(recording):
     assert Payment.objects.get(order_id=failing).charge_attempts == 1
 
 
-@pytest.fixture
-def never_settled_one_by_one(caplog):
-    """On PostgreSQL, where row locks are real: the sets must never fall back to settling each piece
-    of news alone, which is what a deadlock victim does."""
-    if connection.vendor != "postgresql":
-        pytest.skip("needs PostgreSQL: `make test` runs it against a throwaway server")
-    caplog.set_level(logging.INFO, logger="payments.services")
-    yield
-    assert not [record for record in caplog.get_records("call") if "one by one" in record.getMessage()]
-
-
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_two_workers_settling_the_same_orders_in_opposite_orders_never_deadlock_and_charge_once(
-    never_settled_one_by_one,
+    never_one_by_one,
 ):
     # Each set locks its payments in order-id order whatever order its news came in, so the two wait
     # for each other instead of each holding half; the second finds the charges begun and asks the
@@ -305,26 +294,12 @@ def test_the_orchestrated_sagas_charge_commands_settle_together_and_each_is_answ
     assert (replies[failing].succeeded, replies[failing].error) == (False, TRANSIENT)
 
 
-class RepliesCountingGateway(SimulatedGateway):
-    """Notes, at each charge, how many commands were already answered."""
-
-    answered_before_each_call: list[int] = []
-
-    def charge(self, **kwargs):
-        self.answered_before_each_call.append(SagaReply.objects.count())
-        if kwargs["token"] == "tok_unrecordable":
-            return ChargeResult(approved=False, reference="ch_odd", decline_code="NOT_A_CODE", message="?")
-        return super().charge(**kwargs)
-
-
 @pytest.fixture
-def counting_replies(settings):
+def counting_replies(observing_gateway, settings):
+    """How many commands were already answered, at each charge."""
     settings.ORDER_SAGA = "stepfunctions"
-    settings.PAYMENT_GATEWAY = "tests.payments.test_sets.RepliesCountingGateway"
-    RepliesCountingGateway.answered_before_each_call = []
-    _configured.cache_clear()
-    yield RepliesCountingGateway.answered_before_each_call
-    _configured.cache_clear()
+    observing_gateway.count = staticmethod(SagaReply.objects.count)
+    return observing_gateway.seen_before_each_call
 
 
 def test_a_slow_gateway_answers_each_command_before_the_sets_next_call(counting_replies, settings):

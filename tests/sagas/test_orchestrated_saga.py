@@ -29,7 +29,7 @@ from sagas.definition import definition
 from sagas.models import SagaReply
 from tests.events import delivery_of, envelope
 from tests.factories import OrderItemFactory, PlaceOrderRequestFactory, ProductFactory
-from tests.saga_checks import assert_settled_consistently
+from tests.saga_checks import assert_settled_consistently, received_with
 
 pytestmark = pytest.mark.django_db
 
@@ -173,15 +173,8 @@ def run(data: st.DataObject) -> tuple[Order, Execution]:
                     pending.append(choice)
                 # A worker may receive it with other pending deliveries to the same queue, in any order.
                 same_queue = [other for other in pending if other[0] != "cancel" and other[1] == service]
-                receive = [body]
-                for other in (
-                    data.draw(st.lists(st.sampled_from(same_queue), max_size=4), label="received with")
-                    if same_queue
-                    else []
-                ):
-                    if other in pending:
-                        pending.remove(other)
-                        receive.append(other[2])
+                others = received_with(data, pending, same_queue)
+                receive = [body, *(other[2] for other in others)]
                 for outcome in handle_batch(service=service, bodies=receive):
                     assert outcome.acknowledged, f"{service}: {outcome.note}"
         new_domain_deliveries()
