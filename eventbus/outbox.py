@@ -23,7 +23,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, close_old_connections, connections, transaction
-from django.db.models import Min, Q, QuerySet
+from django.db.models import Case, F, Min, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from . import aws, claims, metrics, sweeps, topology
@@ -377,7 +377,7 @@ def _publish_batch(batch: list[tuple[OutboxEvent, dict[str, Any]]], report: Rela
             marked.append(row)
     fields = ["attempts", "claimed_until", "status", "event_bridge_id", "published_at", "last_error", "next_attempt_at"]
     try:
-        OutboxEvent.objects.bulk_update(marked, fields)
+        _save_marks(marked, fields, published_at=now)
     except sweeps.OUTAGES:
         raise
     except Exception:  # noqa: BLE001 - each row is saved alone below, which records the bad one
@@ -389,6 +389,30 @@ def _publish_batch(batch: list[tuple[OutboxEvent, dict[str, Any]]], report: Rela
         for row in marked:
             with sweep.item(row.id):
                 pass  # finished: forget any earlier failure
+
+
+def _save_marks(rows: list[OutboxEvent], fields: list[str], *, published_at: datetime) -> None:
+    """Save what `_mark` set. The published rows of a batch differ only in their EventBridge ids, so
+    they take one UPDATE with one CASE, where bulk_update would build a CASE for each of seven
+    columns: most of the relay's CPU in a pass under `make bench`."""
+    published = [row for row in rows if row.status == OutboxEvent.Status.PUBLISHED]
+    others = [row for row in rows if row.status != OutboxEvent.Status.PUBLISHED]
+    with transaction.atomic():
+        if published:
+            # OutboxEvent is not evented, and this relay holds the rows' claims: a plain UPDATE.
+            OutboxEvent.objects.filter(pk__in=[row.pk for row in published]).update(
+                status=OutboxEvent.Status.PUBLISHED,
+                attempts=F("attempts") + 1,
+                claimed_until=None,
+                published_at=published_at,
+                last_error="",
+                event_bridge_id=Case(
+                    *(When(pk=row.pk, then=Value(row.event_bridge_id)) for row in published),
+                    output_field=OutboxEvent._meta.get_field("event_bridge_id"),
+                ),
+            )
+        if others:
+            OutboxEvent.objects.bulk_update(others, fields)
 
 
 def _mark(row: OutboxEvent, result: dict[str, Any], *, now: datetime, report: RelayReport) -> None:

@@ -116,6 +116,30 @@ def test_entries_that_fail_individually_are_retried_and_the_rest_are_not(
     assert envelope["detail"]["data"]["orderId"] == str(second.id)
 
 
+def test_each_published_row_of_a_batch_keeps_its_own_eventbridge_id_and_count_of_attempts(
+    provisioned, catalogue, monkeypatch
+):
+    outbox.relay_pending()  # the catalogue's own Stock Updated events
+    monkeypatch.setattr(outbox, "wake_relay", lambda: None)
+    orders = [order_services.place_order(request=PlaceOrderRequestFactory()) for _ in range(3)]
+    rows = {row.correlation_id: row for row in OutboxEvent.objects.filter(detail_type="Order Placed")}
+    OutboxEvent.objects.filter(pk=rows[str(orders[1].id)].pk).update(attempts=2)  # throttled twice before
+    in_order = sorted(orders, key=lambda order: (rows[str(order.id)].created_at, rows[str(order.id)].id))
+
+    with Stubber(aws.client("events")) as stub:
+        stub.add_response(
+            "put_events",
+            {"FailedEntryCount": 0, "Entries": [{"EventId": f"bridge-{n}"} for n in range(3)]},
+        )
+        assert outbox.relay_pending().published == 3
+
+    for n, order in enumerate(in_order):
+        row = OutboxEvent.objects.get(pk=rows[str(order.id)].pk)
+        assert (row.status, row.event_bridge_id, row.last_error) == (OutboxEvent.Status.PUBLISHED, f"bridge-{n}", "")
+        assert row.attempts == (3 if order == orders[1] else 1)
+        assert row.published_at is not None and row.claimed_until is None
+
+
 def test_an_entry_rejected_for_good_is_marked_failed_and_can_be_requeued(provisioned, catalogue, monkeypatch):
     outbox.relay_pending()  # the catalogue's own Stock Updated events
     monkeypatch.setattr(outbox, "wake_relay", lambda: None)
