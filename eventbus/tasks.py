@@ -10,7 +10,7 @@ logger = logging.getLogger(__name__)
 
 @shared_task(ignore_result=True)
 def relay_outbox() -> None:
-    outbox.relay_pending()
+    outbox.relay_when_kicked()
 
 
 class BackgroundRelayWaker:

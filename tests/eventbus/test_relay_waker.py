@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from eventbus import tasks
+from eventbus import outbox, tasks
 from shopbus_site.celery import app
 from tests.helpers import wait_for
 
@@ -57,3 +57,20 @@ def test_a_broker_that_is_down_is_reported_once_and_its_return_noted(not_eager, 
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
     assert "endpoint restarting" in warnings[0].getMessage()
+
+
+@pytest.mark.django_db
+def test_a_kick_that_lands_on_a_worker_wakes_its_relay_thread_instead_of_relaying_beside_it(monkeypatch):
+    woken = threading.Event()
+    relayed = []
+    monkeypatch.setattr(outbox, "relay_pending", lambda **kwargs: relayed.append(kwargs))
+    outbox.set_in_process_relay_waker(woken.set)
+    try:
+        tasks.relay_outbox()
+    finally:
+        outbox.set_in_process_relay_waker(None)
+
+    assert woken.is_set() and relayed == []
+
+    tasks.relay_outbox()  # a process without a relay thread relays itself
+    assert len(relayed) == 1
