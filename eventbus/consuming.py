@@ -30,10 +30,14 @@ from django.utils.dateparse import parse_datetime
 from . import aws, metrics, outbox, registry, topology
 from .events import MalformedEvent, ReceivedEvent, caused_by, parse_envelope
 from .models import DeliveryFailure, ProcessedEvent
-from .outbox import RelayThread
+from .outbox import RelayThread, RelayWakeups
 from .rows import db_value, insert_new_rows, insert_rows
 
 logger = logging.getLogger(__name__)
+
+# Two: one pass can claim and publish what was committed while the other waits on PutEvents. More
+# would mostly queue for the database's write lock (SQLite's one, or the outbox's index pages).
+RELAY_THREADS = 2
 
 
 class DeliveryResult(StrEnum):
@@ -515,7 +519,7 @@ class QueuePoller(threading.Thread):
 
 
 class EventConsumer:
-    """One poller thread per subscribed service queue, and a relay thread; stop() returns within the
+    """One poller thread per subscribed service queue, and the relay threads; stop() returns within the
     long-poll wait."""
 
     def __init__(self, services: list[str] | None = None) -> None:
@@ -527,16 +531,21 @@ class EventConsumer:
         self.services = chosen
         self.stop_event = threading.Event()
         self.pollers = [QueuePoller(topology.SERVICE_QUEUES[service], self.stop_event) for service in chosen]
-        self.relay = RelayThread(self.stop_event)
+        self.relay_wakeups = RelayWakeups()
+        self.relays = [
+            RelayThread(self.stop_event, self.relay_wakeups, name=f"outbox-relay-{number}")
+            for number in range(RELAY_THREADS)
+        ]
 
     def start(self) -> None:
-        self.relay.start()
+        for relay in self.relays:
+            relay.start()
         for poller in self.pollers:
             poller.start()
 
     def stop(self, timeout: float = 15) -> None:
         self.stop_event.set()
-        self.relay.wake.set()
+        self.relay_wakeups.wake_all()
         deadline = time.monotonic() + timeout
-        for thread in [*self.pollers, self.relay]:
+        for thread in [*self.pollers, *self.relays]:
             thread.join(max(0.0, deadline - time.monotonic()))

@@ -468,21 +468,46 @@ def requeue_failed_events(*, event_ids: list[str]) -> int:
     return len(rows)
 
 
+class RelayWakeups:
+    """The wake-ups of a process's relay threads. Each wakes one idle thread, so a commit made while a
+    pass publishes starts another pass at once rather than after it; wake-ups that arrive while every
+    thread is busy coalesce into one more pass. Concurrent passes never take each other's rows: each
+    claims its own (`_claim_due_rows`)."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._wanted = False
+
+    def set(self) -> None:
+        with self._condition:
+            self._wanted = True
+            self._condition.notify()
+
+    def wait(self, timeout: float) -> None:
+        with self._condition:
+            if not self._wanted:
+                self._condition.wait(timeout)
+            self._wanted = False
+
+    def wake_all(self) -> None:
+        with self._condition:
+            self._condition.notify_all()
+
+
 class RelayThread(threading.Thread):
     """Publishes the outbox as soon as a handler in this process commits an event, and at least every
-    OUTBOX_RELAY_INTERVAL_SECONDS. Wake-ups that arrive while it publishes coalesce into one more pass."""
+    OUTBOX_RELAY_INTERVAL_SECONDS."""
 
-    def __init__(self, stop: threading.Event) -> None:
-        super().__init__(name="outbox-relay", daemon=True)
+    def __init__(self, stop: threading.Event, wakeups: RelayWakeups, *, name: str = "outbox-relay") -> None:
+        super().__init__(name=name, daemon=True)
         self.stop_event = stop
-        self.wake = threading.Event()
+        self.wakeups = wakeups
 
     def run(self) -> None:
-        set_in_process_relay_waker(self.wake.set)
+        set_in_process_relay_waker(self.wakeups.set)
         try:
             while not self.stop_event.is_set():
-                self.wake.wait(timeout=settings.OUTBOX_RELAY_INTERVAL_SECONDS)
-                self.wake.clear()
+                self.wakeups.wait(timeout=settings.OUTBOX_RELAY_INTERVAL_SECONDS)
                 if self.stop_event.is_set():
                     break
                 try:

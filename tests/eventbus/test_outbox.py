@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 import uuid
 
 import pytest
@@ -15,7 +16,7 @@ from inventory.models import StockItem
 from orders import services as order_services
 from orders.models import Order
 from tests.factories import OrderItemFactory, PlaceOrderRequestFactory, ProductFactory
-from tests.helpers import drain
+from tests.helpers import drain, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -318,3 +319,42 @@ def test_rows_written_together_leave_a_failed_statement_s_error_as_the_one_raise
 
     assert StockItem.objects.get(pk=item.pk).on_hand == 100
     assert not OutboxEvent.objects.filter(detail__data__change=1).exists()
+
+
+def test_a_commit_made_while_a_pass_waits_on_the_bus_is_published_by_the_other_relay_thread(
+    provisioned, catalogue, monkeypatch
+):
+    outbox.relay_pending()  # the catalogue's own Stock Updated events
+    events_client = aws.client("events")
+    put_events = events_client.put_events
+    first_put_started, release_first_put = threading.Event(), threading.Event()
+
+    def slow_first_put(**kwargs):
+        if not first_put_started.is_set():
+            first_put_started.set()
+            release_first_put.wait(10)
+        return put_events(**kwargs)
+
+    monkeypatch.setattr(events_client, "put_events", slow_first_put)
+    stop, wakeups = threading.Event(), outbox.RelayWakeups()
+    relays = [outbox.RelayThread(stop, wakeups, name=f"relay-{n}") for n in range(2)]
+    for relay in relays:
+        relay.start()
+    try:
+        first = order_services.place_order(request=PlaceOrderRequestFactory())
+        assert first_put_started.wait(10)
+        second = order_services.place_order(request=PlaceOrderRequestFactory())
+
+        def status_of(order):
+            return OutboxEvent.objects.get(detail_type="Order Placed", correlation_id=str(order.id)).status
+
+        wait_for(lambda: status_of(second) == OutboxEvent.Status.PUBLISHED, timeout=10)
+        assert status_of(first) == OutboxEvent.Status.PENDING  # still in the first pass's PutEvents
+        release_first_put.set()
+        wait_for(lambda: status_of(first) == OutboxEvent.Status.PUBLISHED, timeout=10)
+    finally:
+        release_first_put.set()
+        stop.set()
+        wakeups.wake_all()
+        for relay in relays:
+            relay.join(10)
