@@ -38,6 +38,7 @@ logger = logging.getLogger(__name__)
 # Two: one pass can claim and publish what was committed while the other waits on PutEvents. More
 # would mostly queue for the database's write lock (SQLite's one, or the outbox's index pages).
 RELAY_THREADS = 2
+MAX_MESSAGES_PER_RECEIVE = 10  # SQS's limit
 
 
 class DeliveryResult(StrEnum):
@@ -430,7 +431,9 @@ class QueuePoller(threading.Thread):
         logger.info("consuming %s for %s", self.queue.name, self.queue.service)
         while not self.stop_event.is_set():
             try:
-                self.poll_once()
+                received = self.poll_once()
+                if self.queue.gathers_batches and received < MAX_MESSAGES_PER_RECEIVE:
+                    self.stop_event.wait(settings.EVENT_BATCHING_WINDOW_MS / 1000)
             except (BotoCoreError, ClientError) as exc:
                 logger.warning("queue %s: %s; retrying in 2s", self.queue.name, exc)
                 self.queue_url = None
@@ -449,7 +452,7 @@ class QueuePoller(threading.Thread):
             self.queue_url = sqs.get_queue_url(QueueName=self.queue.name)["QueueUrl"]
         response = sqs.receive_message(
             QueueUrl=self.queue_url,
-            MaxNumberOfMessages=10,
+            MaxNumberOfMessages=MAX_MESSAGES_PER_RECEIVE,
             WaitTimeSeconds=min(settings.EVENT_CONSUMER_WAIT_SECONDS, 10),
             MessageSystemAttributeNames=["ApproximateReceiveCount", "AWSTraceHeader"],
         )

@@ -205,6 +205,9 @@ OUTBOX_MAX_BACKOFF_SECONDS = env.int("OUTBOX_MAX_BACKOFF_SECONDS", default=300)
 # Comma-separated services whose queues this worker consumes; empty means every service.
 EVENT_CONSUMERS = env.list("EVENT_CONSUMERS", default=[])
 EVENT_CONSUMER_WAIT_SECONDS = env.int("EVENT_CONSUMER_WAIT_SECONDS", default=5)
+# How long analytics' and audit's pollers let events gather after a receive that was not full: their
+# figures and trail lag by up to this much, and take a fraction of the receives, deletes and statements.
+EVENT_BATCHING_WINDOW_MS = env.int("EVENT_BATCHING_WINDOW_MS", default=1000)
 # A failed message becomes visible again after base * 2^(receives-1) seconds, capped at the queue's
 # visibility timeout, instead of always waiting out the whole timeout.
 EVENT_RETRY_BASE_SECONDS = env.int("EVENT_RETRY_BASE_SECONDS", default=2)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import io
 import threading
+import time
 import uuid
 
 import pytest
 from django.core.management import call_command
 
+from audit.models import AuditEvent
 from eventbus import aws, topology
 from eventbus.consuming import EventConsumer, QueuePoller
 from eventbus.event_types import INVENTORY_RESERVED, ORDER_PLACED, PAYMENT_FAILED
@@ -19,7 +21,7 @@ from orders import services as order_services
 from orders.models import Order
 from tests.events import envelope, order_placed_data
 from tests.factories import PlaceOrderRequestFactory
-from tests.helpers import dead_lettered_order, queue_depth
+from tests.helpers import dead_lettered_order, queue_depth, wait_for
 from tests.helpers import poll_queue as poll
 from tests.helpers import send_to_queue as send
 
@@ -169,6 +171,37 @@ def test_stopping_the_consumer_returns_within_the_long_poll_wait(provisioned):
     threading.Thread(target=lambda: (consumer.stop(), stopped.set())).start()
     assert stopped.wait(timeout=10)
     assert not any(poller.is_alive() for poller in consumer.pollers)
+
+
+def test_audit_lets_events_gather_after_a_receive_that_was_not_full(quiet_relay, settings, monkeypatch):
+    settings.EVENT_BATCHING_WINDOW_MS = 1500
+    settings.EVENT_CONSUMER_WAIT_SECONDS = 1
+    sqs = aws.client("sqs")
+    receive, received = sqs.receive_message, []
+
+    def counted_receive(**kwargs):
+        response = receive(**kwargs)
+        received.append(len(response.get("Messages", [])))
+        return response
+
+    monkeypatch.setattr(sqs, "receive_message", counted_receive)
+    stop = threading.Event()
+    poller = QueuePoller(topology.SERVICE_QUEUES["audit"], stop)
+    send("audit", envelope(ORDER_PLACED, order_placed_data(uuid.uuid4())))
+    poller.start()
+    try:
+        wait_for(lambda: AuditEvent.objects.count() == 1, timeout=10)
+        for pair in range(2):
+            if pair:
+                time.sleep(0.3)  # apart: a poller that received at once would take them in two receives
+            for _ in range(2):
+                send("audit", envelope(ORDER_PLACED, order_placed_data(uuid.uuid4())))
+        wait_for(lambda: AuditEvent.objects.count() == 5, timeout=10)
+    finally:
+        stop.set()
+        poller.join(10)
+
+    assert [count for count in received if count] == [1, 4]
 
 
 @pytest.mark.parametrize(
