@@ -21,7 +21,10 @@ seconds between two naive datetimes they build on every call (several calls per 
 or a queue's counts look at), where `time.time()` gives the same number; they turn the same
 fourteen attribute names into Python names with a character-by-character loop each time a queue's
 attributes are built; and each lookup of an account's backends lists every account under a lock and
-compares the service's backends with every other service's before answering.
+compares the service's backends with every other service's before answering. And every request
+lists the methods of its service's response class with `inspect.getmembers`, and turns its action's
+name into a Python name with the same loop; both are memoised. A receipt handle's 185 random letters
+are drawn in one call rather than 185 (from the same generator: moto's handles are opaque anyway).
 
 It also answers GET /shopbus/launch-token with the token `devstack` gave it in SHOPBUS_LAUNCH_TOKEN,
 so that the stack can tell the server it launched from any other moto answering on the same port.
@@ -32,6 +35,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import string
 import sys
 import time
 
@@ -44,6 +48,7 @@ def speed_up_moto() -> None:
     # moto imports `parse` from jsonpath_ng.ext inside the function that uses it, so the module
     # attribute is what it finds.
     from moto import backends
+    from moto.core import responses as core_responses
     from moto.core.base_backend import BackendDict
     from moto.sqs import models as sqs_models
     from moto.sqs.models import SQSBackend
@@ -56,6 +61,9 @@ def speed_up_moto() -> None:
         sqs_models.unix_time = _clock_reading(sqs_models.unix_time)
         sqs_models.unix_time_millis = _clock_reading_millis(sqs_models.unix_time_millis)
         BackendDict.__getitem__ = _existing_backends_first(BackendDict.__getitem__)
+        core_responses.camelcase_to_underscores = functools.cache(core_responses.camelcase_to_underscores)
+        core_responses.method_names_from_class = _method_names_once(core_responses.method_names_from_class)
+        sqs_models.generate_receipt_handle = _receipt_handle
     if not hasattr(backends.list_of_moto_modules, "cache_info"):
         # A tuple, not moto's generator, so that it can be iterated again.
         modules = tuple(backends.list_of_moto_modules())
@@ -92,6 +100,20 @@ def _existing_backends_first(getitem):
         return getitem(self, account_id)
 
     return backends_of
+
+
+def _method_names_once(method_names_from_class):
+    @functools.cache
+    def method_names(clazz) -> frozenset[str]:
+        return frozenset(method_names_from_class(clazz))
+
+    return method_names
+
+
+def _receipt_handle() -> str:
+    from moto.moto_api._internal import mock_random
+
+    return "".join(mock_random.choices(string.ascii_lowercase, k=185))
 
 
 def answer_launch_token(token: str) -> None:
