@@ -24,9 +24,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError, close_old_connections, transaction
-from django.db.models import Count, F, Min
-from django.db.models.functions import Greatest
+from django.db import DatabaseError, close_old_connections, transaction
+from django.db.models import Count, Min
 from django.utils import timezone
 
 from . import aws
@@ -273,57 +272,67 @@ def _log_heartbeats(heartbeats: dict[str, Heartbeat]) -> None:
 
 
 def _write_to_database(series: dict[SeriesKey, Series], heartbeats: dict[str, Heartbeat]) -> None:
+    """Add a flush's counts to the minutes' rows: an upsert per table, not a statement per series and
+    bucket. A flush held the database's write lock for the hundreds of statements of ten seconds'
+    series, and on SQLite every delivery waited behind it (docs/performance.md)."""
     from .models import ConsumerHeartbeat, MetricBucket, MetricCount
+    from .rows import insert_rows
 
+    greatest = "MAX" if transaction.get_connection().vendor == "sqlite" else "GREATEST"
+    added = "{table}.{column} + excluded.{column}"
     bucket_totals: Counter = Counter()
+    counts = []
     # One order for every process, so concurrent flushes lock the same rows in the same order and
     # cannot deadlock each other on PostgreSQL.
-    with transaction.atomic():
-        for key, values in sorted(series.items(), key=lambda item: _sort_key(item[0])):
-            identity = {
+    for key, values in sorted(series.items(), key=lambda item: _sort_key(item[0])):
+        counts.append(
+            {
                 "minute": key.minute,
                 "metric": key.metric,
                 "service": key.service,
                 "event_type": key.event_type,
                 "result": key.result,
+                "count": values.count,
+                "total": values.total,
+                "maximum": values.maximum,
             }
-            _upsert(
+        )
+        for bucket, count in values.buckets.items():
+            bucket_totals[(key.minute, key.metric, key.service, bucket)] += count
+    buckets = [
+        {"minute": minute, "metric": metric, "service": service, "bucket": bucket, "count": count}
+        for (minute, metric, service, bucket), count in sorted(bucket_totals.items())
+    ]
+    host = f"{socket.gethostname()}:{os.getpid()}"
+    beats = [
+        {"service": service, "worker": host, "last_polled_at": beat.last_polled_at}
+        for service, beat in sorted(heartbeats.items())
+    ]
+    with transaction.atomic():
+        for rows in _chunks(counts):
+            insert_rows(
                 MetricCount,
-                identity,
-                count=F("count") + values.count,
-                total=F("total") + values.total,
-                maximum=Greatest(F("maximum"), values.maximum),
-                create={"count": values.count, "total": values.total, "maximum": values.maximum},
+                rows,
+                conflict=["minute", "metric", "service", "event_type", "result"],
+                update={"count": added, "total": added, "maximum": greatest + "({table}.{column}, excluded.{column})"},
             )
-            for bucket, count in values.buckets.items():
-                bucket_totals[(key.minute, key.metric, key.service, bucket)] += count
-        for (minute, metric, service, bucket), count in sorted(bucket_totals.items()):
-            _upsert(
-                MetricBucket,
-                {"minute": minute, "metric": metric, "service": service, "bucket": bucket},
-                count=F("count") + count,
-                create={"count": count},
-            )
-        host = f"{socket.gethostname()}:{os.getpid()}"
-        for service, beat in sorted(heartbeats.items()):
-            ConsumerHeartbeat.objects.update_or_create(
-                service=service, worker=host, defaults={"last_polled_at": beat.last_polled_at}
-            )
+        for rows in _chunks(buckets):
+            insert_rows(MetricBucket, rows, conflict=["minute", "metric", "service", "bucket"], update={"count": added})
+        insert_rows(
+            ConsumerHeartbeat,
+            beats,
+            conflict=["service", "worker"],
+            update={"last_polled_at": "excluded.{column}"},
+        )
+
+
+def _chunks(rows: list[dict[str, Any]], size: int = 500) -> list[list[dict[str, Any]]]:
+    # Well under SQLite's and PostgreSQL's limits on a statement's parameters.
+    return [rows[start : start + size] for start in range(0, len(rows), size)]
 
 
 def _sort_key(key: SeriesKey) -> tuple:
     return (key.minute, str(key.metric), key.service, key.event_type, key.result)
-
-
-def _upsert(model, identity: dict[str, Any], *, create: dict[str, Any], **increments: Any) -> None:
-    # These are plain (not evented) models: QuerySet.update is the atomic increment we want.
-    if model.objects.filter(**identity).update(**increments):
-        return
-    try:
-        with transaction.atomic():
-            model.objects.create(**identity, **create)
-    except IntegrityError:  # another process created it first
-        model.objects.filter(**identity).update(**increments)
 
 
 def _dimensions(key: SeriesKey) -> list[dict[str, str]]:

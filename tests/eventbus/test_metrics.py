@@ -14,7 +14,7 @@ from eventbus import aws, metrics, outbox, services, topology
 from eventbus.consuming import QueuePoller
 from eventbus.event_types import ORDER_PLACED
 from eventbus.metrics import Metric
-from eventbus.models import MetricBucket, MetricCount
+from eventbus.models import ConsumerHeartbeat, MetricBucket, MetricCount
 from inventory.models import Reservation
 from orders import services as order_services
 from tests.events import envelope, order_placed_data
@@ -87,15 +87,23 @@ def test_deliveries_are_aggregated_and_sent_in_one_batch_not_per_message(catalog
 
 
 def test_flushes_from_several_processes_add_up(catalogue, cloudwatch_calls):
-    for _ in range(2):
+    for processing_ms in (7, 3):
         metrics.record_delivery(
-            service="orders", detail_type="Payment Processed", result="processed", processing_ms=3, end_to_end_ms=90
+            service="orders",
+            detail_type="Payment Processed",
+            result="processed",
+            processing_ms=processing_ms,
+            end_to_end_ms=90,
         )
+        metrics.recorder.heartbeat(service="orders", received=1)
         metrics.flush()
     assert stored(metric=Metric.PROCESSING_RESULT, service="orders") == 2
+    timing = MetricCount.objects.get(metric=Metric.PROCESSING_TIME, service="orders")
+    assert (timing.count, timing.total, timing.maximum) == (2, 10, 7)
     buckets = MetricBucket.objects.filter(metric=Metric.END_TO_END_LATENCY)
     assert {row.bucket for row in buckets} == {metrics.bucket_of(90)}
     assert sum(row.count for row in buckets) == 2
+    assert ConsumerHeartbeat.objects.filter(service="orders").count() == 1
 
 
 def test_a_metrics_outage_loses_metrics_never_events_and_is_logged_once(catalogue, cloudwatch_calls, caplog):
