@@ -165,8 +165,8 @@ def wake_relay() -> None:
 
 def relay_when_kicked() -> None:
     """What a relay kick (the web server's after a commit, beat's periodic one) does where it lands: in
-    a worker, which runs a relay thread, it wakes that thread, rather than run a second pass that races
-    the thread's for the same rows and pays its own claim and lookups; elsewhere it relays here."""
+    a worker, which runs relay threads, it wakes one, rather than run a pass of its own that races
+    theirs for the same rows and pays its own claim and lookups; elsewhere it relays here."""
     if _in_process_waker is not None:
         _in_process_waker()
     else:
