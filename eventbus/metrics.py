@@ -309,26 +309,19 @@ def _write_to_database(series: dict[SeriesKey, Series], heartbeats: dict[str, He
         for service, beat in sorted(heartbeats.items())
     ]
     with transaction.atomic():
-        for rows in _chunks(counts):
-            insert_rows(
-                MetricCount,
-                rows,
-                conflict=["minute", "metric", "service", "event_type", "result"],
-                update={"count": added, "total": added, "maximum": greatest + "({table}.{column}, excluded.{column})"},
-            )
-        for rows in _chunks(buckets):
-            insert_rows(MetricBucket, rows, conflict=["minute", "metric", "service", "bucket"], update={"count": added})
+        insert_rows(
+            MetricCount,
+            counts,
+            conflict=["minute", "metric", "service", "event_type", "result"],
+            update={"count": added, "total": added, "maximum": greatest + "({table}.{column}, excluded.{column})"},
+        )
+        insert_rows(MetricBucket, buckets, conflict=["minute", "metric", "service", "bucket"], update={"count": added})
         insert_rows(
             ConsumerHeartbeat,
             beats,
             conflict=["service", "worker"],
             update={"last_polled_at": "excluded.{column}"},
         )
-
-
-def _chunks(rows: list[dict[str, Any]], size: int = 500) -> list[list[dict[str, Any]]]:
-    # Well under SQLite's and PostgreSQL's limits on a statement's parameters.
-    return [rows[start : start + size] for start in range(0, len(rows), size)]
 
 
 def _sort_key(key: SeriesKey) -> tuple:

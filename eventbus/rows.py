@@ -33,13 +33,13 @@ def insert_rows(
     `excluded.{column}` names the new row's value. With `update`, no two rows may share a conflict key
     (the database refuses to update one row twice in a statement): merge them first.
     """
-    if not rows:
-        return 0
     connection = transaction.get_connection(using)
-    sql, params = _insert(model, rows, conflict=conflict, update=update, connection=connection)
+    written = 0
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.rowcount
+        for fields, batch in _batches(model, rows, connection):
+            cursor.execute(*_insert(model, fields, batch, conflict=conflict, update=update, connection=connection))
+            written += cursor.rowcount
+    return written
 
 
 def insert_new_rows(
@@ -49,14 +49,15 @@ def insert_new_rows(
     the rows written, as the database stores it: compare with `db_value()` of the candidates. One
     statement answers "which of these are new?" for a whole set (INSERT … ON CONFLICT DO NOTHING
     RETURNING; SQLite has RETURNING since 3.35)."""
-    if not rows:
-        return set()
     connection = transaction.get_connection()
-    sql, params = _insert(model, rows, conflict=conflict, update=None, connection=connection)
     column = connection.ops.quote_name(model._meta.get_field(returning).column)
+    written: set[Any] = set()
     with connection.cursor() as cursor:
-        cursor.execute(f"{sql} RETURNING {column}", params)
-        return {row[0] for row in cursor.fetchall()}
+        for fields, batch in _batches(model, rows, connection):
+            sql, params = _insert(model, fields, batch, conflict=conflict, update=None, connection=connection)
+            cursor.execute(f"{sql} RETURNING {column}", params)
+            written.update(row[0] for row in cursor.fetchall())
+    return written
 
 
 def db_value(model: type[models.Model], field_name: str, value: Any) -> Any:
@@ -64,8 +65,21 @@ def db_value(model: type[models.Model], field_name: str, value: Any) -> Any:
     return model._meta.get_field(field_name).get_db_prep_save(value, transaction.get_connection())
 
 
+def _batches(
+    model: type[models.Model], rows: list[dict[str, Any]], connection
+) -> list[tuple[list[models.Field], list[dict[str, Any]]]]:
+    """`rows` in as few INSERTs as the database's limit on a statement's parameters allows, by Django's
+    own measure of it (as bulk_create batches): a receive's rows fit in one, a metrics flush's in one or
+    a few. Inside a transaction the statements commit together; outside one, each commits alone."""
+    meta = model._meta
+    fields = [field for field in meta.concrete_fields if field is not meta.auto_field]
+    size = max(1, connection.ops.bulk_batch_size(fields, rows))
+    return [(fields, rows[start : start + size]) for start in range(0, len(rows), size)]
+
+
 def _insert(
     model: type[models.Model],
+    fields: list[models.Field],
     rows: list[dict[str, Any]],
     *,
     conflict: list[str] | None,
@@ -76,7 +90,6 @@ def _insert(
         raise TypeError(f"{model.__name__} records events on save; insert_rows() would silently drop them")
     quote = connection.ops.quote_name
     meta = model._meta
-    fields = [field for field in meta.concrete_fields if field is not meta.auto_field]
     unknown = {name for row in rows for name in row} - {field.name for field in fields}
     if unknown:
         raise ValueError(f"{model.__name__} has no field {', '.join(sorted(unknown))}")

@@ -59,7 +59,7 @@ def speed_up_moto() -> None:
     if not hasattr(sqs_models.camelcase_to_underscores, "cache_info"):
         sqs_models.camelcase_to_underscores = functools.cache(sqs_models.camelcase_to_underscores)
         sqs_models.unix_time = _clock_reading(sqs_models.unix_time)
-        sqs_models.unix_time_millis = _clock_reading_millis(sqs_models.unix_time_millis)
+        sqs_models.unix_time_millis = _clock_reading(sqs_models.unix_time_millis, per_second=1000.0)
         BackendDict.__getitem__ = _existing_backends_first(BackendDict.__getitem__)
         core_responses.camelcase_to_underscores = functools.cache(core_responses.camelcase_to_underscores)
         core_responses.method_names_from_class = _method_names_once(core_responses.method_names_from_class)
@@ -77,16 +77,9 @@ def _is_message_within_retention(backend, queue_name: str, message) -> bool:
     return int(queue.message_retention_period) + message.sent_timestamp / 1000 > unix_time()
 
 
-def _clock_reading(unix_time):
+def _clock_reading(unix_time, *, per_second: float = 1.0):
     def now_or_then(dt=None):
-        return time.time() if dt is None else unix_time(dt)
-
-    return now_or_then
-
-
-def _clock_reading_millis(unix_time_millis):
-    def now_or_then(dt=None):
-        return time.time() * 1000.0 if dt is None else unix_time_millis(dt)
+        return time.time() * per_second if dt is None else unix_time(dt)
 
     return now_or_then
 

@@ -90,6 +90,10 @@ TEMPLATES = [
 
 # --- Database -----------------------------------------------------------------------------------
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{LOCAL_DIR / 'db.sqlite3'}")}
+# Kept open between requests and between a worker's receives, on SQLite too: opening one runs the
+# PRAGMAs below and registers Django's SQL functions, a fifth of the web server's CPU under `make bench`
+# when every request and every receive opened its own.
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The local stack runs web, worker threads and beat against one file: WAL lets readers and the
     # single writer overlap, IMMEDIATE takes the write lock up front so no transaction dies upgrading
@@ -100,11 +104,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 30,
     }
     DATABASES["default"]["TEST"] = {"NAME": str(LOCAL_DIR / "test-db.sqlite3")}
-# Kept open between requests and between a worker's receives, on SQLite too: opening one runs the
-# PRAGMAs above and registers Django's SQL functions, a fifth of the web server's CPU under `make bench`
-# when every request and every receive opened its own.
-DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
-if DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
+else:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     # Behind PgBouncer in transaction mode a server-side cursor cannot outlive its pooled transaction.
     DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = env.bool(
