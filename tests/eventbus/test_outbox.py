@@ -3,14 +3,16 @@ from __future__ import annotations
 import contextlib
 import threading
 import uuid
+from datetime import timedelta
 
 import pytest
 from botocore.stub import Stubber
 from django.db import DatabaseError, connection, transaction
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
-from eventbus import aws, event_types, events, outbox
+from eventbus import aws, claims, event_types, events, outbox
 from eventbus.models import OutboxEvent
 from inventory.models import StockItem
 from orders import services as order_services
@@ -358,3 +360,88 @@ def test_a_commit_made_while_a_pass_waits_on_the_bus_is_published_by_the_other_r
         wakeups.wake_all()
         for relay in relays:
             relay.join(10)
+
+
+@contextlib.contextmanager
+def relay_threads(count: int = 2):
+    stop, wakeups = threading.Event(), outbox.RelayWakeups()
+    relays = [outbox.RelayThread(stop, wakeups, name=f"relay-{n}") for n in range(count)]
+    for relay in relays:
+        relay.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        wakeups.wake_all()
+        for relay in relays:
+            relay.join(10)
+
+
+@pytest.fixture
+def relay_not_yet_running():
+    """This process as a worker whose relay threads have not yet come to the rows it hands them."""
+    handed: list[uuid.UUID] = []
+    outbox.set_in_process_relay(outbox.InProcessRelay(owner=str(claims.current()), hand=handed.extend))
+    yield handed
+    outbox.set_in_process_relay(None)
+
+
+def placed_row(order: Order) -> OutboxEvent:
+    return OutboxEvent.objects.get(detail_type="Order Placed", correlation_id=str(order.id))
+
+
+def test_rows_a_worker_writes_are_born_claimed_and_published_without_a_claim_pass(
+    provisioned, catalogue, service_queue, monkeypatch
+):
+    claim_passes = []
+    claim_due_rows = outbox._claim_due_rows
+    monkeypatch.setattr(outbox, "_claim_due_rows", lambda **kwargs: claim_passes.append(1) or claim_due_rows(**kwargs))
+    with relay_threads():
+        order = order_services.place_order(request=PlaceOrderRequestFactory())
+        wait_for(lambda: placed_row(order).status == OutboxEvent.Status.PUBLISHED, timeout=10)
+
+    assert placed_row(order).claimed_by == str(claims.current())
+    assert claim_passes == []
+    assert [envelope["detail"]["data"]["orderId"] for envelope in drain(service_queue("inventory"))] == [str(order.id)]
+
+
+def test_a_row_born_claimed_is_left_to_its_owner_until_its_lease_runs_out(
+    provisioned, catalogue, service_queue, relay_not_yet_running
+):
+    outbox.relay_pending()  # the catalogue's own Stock Updated events
+    another_host = claims.Owner(host="elsewhere:0123456789ab", pid=1, started="1")
+    order = order_services.place_order(request=PlaceOrderRequestFactory())
+    row = placed_row(order)
+    assert relay_not_yet_running == [row.id]
+    assert (row.claimed_by, row.claimed_until > timezone.now()) == (str(claims.current()), True)
+
+    assert outbox.relay_pending(owner=another_host).published == 0  # the owner is alive and its lease runs
+    OutboxEvent.objects.filter(pk=row.pk).update(claimed_until=timezone.now() - timedelta(seconds=1))
+    assert outbox.relay_pending(owner=another_host).published == 1
+    # The owner's relay comes to it at last, and finds it taken over: it is not published twice.
+    assert outbox.relay_claimed(ids=relay_not_yet_running, owner=claims.current()).published == 0
+
+    assert [envelope["detail"]["data"]["orderId"] for envelope in drain(service_queue("inventory"))] == [str(order.id)]
+
+
+def test_a_rolled_back_transaction_hands_the_relay_nothing(provisioned, catalogue, relay_not_yet_running):
+    with pytest.raises(Boom), transaction.atomic():
+        order_services.place_order(request=PlaceOrderRequestFactory())
+        raise Boom
+
+    assert relay_not_yet_running == []
+
+
+def test_rows_handed_to_a_relay_thread_that_stops_are_given_back_at_once(provisioned, catalogue, relay_not_yet_running):
+    order = order_services.place_order(request=PlaceOrderRequestFactory())
+    stop, wakeups = threading.Event(), outbox.RelayWakeups()
+    wakeups.hand(relay_not_yet_running)
+    stop.set()  # stopping before it came to them
+
+    relay = outbox.RelayThread(stop, wakeups)
+    relay.start()
+    relay.join(10)
+
+    assert placed_row(order).claimed_until is None  # the next relay, anywhere, takes it now
+    assert outbox.relay_pending(owner=claims.Owner(host="elsewhere:0123456789ab", pid=1, started="1")).published >= 1
+    assert placed_row(order).status == OutboxEvent.Status.PUBLISHED
