@@ -563,6 +563,7 @@ class RelayThread(threading.Thread):
         set_in_process_relay(InProcessRelay(owner=str(owner), hand=self.wakeups.hand))
         interval = settings.OUTBOX_RELAY_INTERVAL_SECONDS
         last_pass = time.monotonic()
+        handed: list[uuid.UUID] = []
         try:
             while not self.stop_event.is_set():
                 handed, wanted = self.wakeups.wait(timeout=interval)
@@ -579,9 +580,10 @@ class RelayThread(threading.Thread):
                     logger.exception("outbox relay pass failed; retrying")
                     self.stop_event.wait(1)
                 finally:
+                    handed = []  # published, or given back by the failed pass
                     close_old_connections()
-            # Rows handed since the last pass go back to every relay at once, not after the lease.
-            handed, _ = self.wakeups.wait(timeout=0)
+            # Rows handed and not published go back to every relay at once, not after the lease.
+            handed += self.wakeups.wait(timeout=0)[0]
             if handed:
                 _release(ids=handed, owner=owner)
                 close_old_connections()

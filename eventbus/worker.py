@@ -18,7 +18,13 @@ def _start_child_flusher(**kwargs) -> None:
     """Celery's prefork children run tasks (the outbox relay among them) and record their metrics in
     their own memory: each child flushes them itself."""
     global _child_flusher
+    from . import outbox
     from .metrics import MetricsFlusher
+
+    # The relay threads stay in the parent: a child that kept the parent's registrations it was forked
+    # with would hand its rows to wake-ups no thread waits on.
+    outbox.set_in_process_relay(None)
+    outbox.set_in_process_relay_waker(None)
 
     stop = threading.Event()
     flusher = MetricsFlusher(stop)

@@ -445,3 +445,16 @@ def test_rows_handed_to_a_relay_thread_that_stops_are_given_back_at_once(provisi
     assert placed_row(order).claimed_until is None  # the next relay, anywhere, takes it now
     assert outbox.relay_pending(owner=claims.Owner(host="elsewhere:0123456789ab", pid=1, started="1")).published >= 1
     assert placed_row(order).status == OutboxEvent.Status.PUBLISHED
+
+
+def test_a_prefork_child_relays_as_a_process_without_relay_threads(provisioned, catalogue, relay_not_yet_running):
+    from eventbus import worker
+
+    worker._start_child_flusher()  # what Celery's worker_process_init runs in a forked child
+    try:
+        order = order_services.place_order(request=PlaceOrderRequestFactory())
+    finally:
+        worker._stop_child_flusher()
+
+    assert relay_not_yet_running == []  # nothing handed to the parent's wake-ups, copied into the child
+    assert placed_row(order).status == OutboxEvent.Status.PUBLISHED  # the task kick, as from the web server
