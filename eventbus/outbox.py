@@ -257,17 +257,6 @@ def relay_claimed(*, ids: list[uuid.UUID], owner: claims.Owner) -> RelayReport:
     return report
 
 
-def _unclaimed_rows_due() -> bool:
-    """Whether a claim pass would find rows to publish, asked with a read (which on SQLite waits for
-    no lock): rows born claimed elsewhere, or by a relay that died, are left to the periodic pass."""
-    now = timezone.now()
-    return (
-        OutboxEvent.objects.filter(status=OutboxEvent.Status.PENDING, next_attempt_at__lte=now)
-        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
-        .exists()
-    )
-
-
 def _dead_owners(*, now: datetime, me: claims.Owner) -> list[str]:
     """Live claims held by relays on this host whose processes are gone."""
     held = (
@@ -583,9 +572,6 @@ class RelayThread(threading.Thread):
                 try:
                     if handed:
                         relay_claimed(ids=handed, owner=owner)
-                        # The rows of a web request commit here too: take them now, with a claim
-                        # pass, rather than when the request's kick arrives through the broker.
-                        wanted = wanted or _unclaimed_rows_due()
                     if wanted or time.monotonic() - last_pass >= interval:
                         last_pass = time.monotonic()
                         relay_pending(owner=owner)

@@ -458,17 +458,3 @@ def test_a_prefork_child_relays_as_a_process_without_relay_threads(provisioned, 
 
     assert relay_not_yet_running == []  # nothing handed to the parent's wake-ups, copied into the child
     assert placed_row(order).status == OutboxEvent.Status.PUBLISHED  # the task kick, as from the web server
-
-
-def test_a_worker_s_commit_takes_along_rows_the_web_server_committed_without_waiting_for_their_kick(
-    provisioned, catalogue, settings, monkeypatch
-):
-    settings.OUTBOX_RELAY_INTERVAL_SECONDS = 60  # no periodic pass within the test
-    outbox.relay_pending()  # the catalogue's own Stock Updated events
-    monkeypatch.setattr(outbox, "wake_relay", lambda: None)  # the web server's kick, still on its way
-    from_the_web = order_services.place_order(request=PlaceOrderRequestFactory())
-    assert placed_row(from_the_web).claimed_until is None
-    with relay_threads():
-        from_a_handler = order_services.place_order(request=PlaceOrderRequestFactory())
-        wait_for(lambda: placed_row(from_a_handler).status == OutboxEvent.Status.PUBLISHED, timeout=10)
-        wait_for(lambda: placed_row(from_the_web).status == OutboxEvent.Status.PUBLISHED, timeout=5)
