@@ -523,7 +523,8 @@ class QueuePoller(threading.Thread):
 
 class EventConsumer:
     """One poller thread per subscribed service queue, and the relay threads; stop() returns within the
-    long-poll wait."""
+    long-poll wait. It stops the pollers first, so that what their last receives commit is published
+    before the relay threads stop."""
 
     def __init__(self, services: list[str] | None = None) -> None:
         known = registry.services()
@@ -534,9 +535,10 @@ class EventConsumer:
         self.services = chosen
         self.stop_event = threading.Event()
         self.pollers = [QueuePoller(topology.SERVICE_QUEUES[service], self.stop_event) for service in chosen]
+        self.relay_stop = threading.Event()
         self.relay_wakeups = RelayWakeups()
         self.relays = [
-            RelayThread(self.stop_event, self.relay_wakeups, name=f"outbox-relay-{number}")
+            RelayThread(self.relay_stop, self.relay_wakeups, name=f"outbox-relay-{number}")
             for number in range(RELAY_THREADS)
         ]
 
@@ -548,7 +550,10 @@ class EventConsumer:
 
     def stop(self, timeout: float = 15) -> None:
         self.stop_event.set()
-        self.relay_wakeups.wake_all()
         deadline = time.monotonic() + timeout
-        for thread in [*self.pollers, *self.relays]:
-            thread.join(max(0.0, deadline - time.monotonic()))
+        for poller in self.pollers:
+            poller.join(max(0.0, deadline - time.monotonic()))
+        self.relay_stop.set()
+        self.relay_wakeups.close()
+        for relay in self.relays:
+            relay.join(max(0.0, deadline - time.monotonic()))

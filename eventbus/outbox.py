@@ -40,6 +40,8 @@ MAX_ENTRIES_PER_PUT = 10
 MAX_BYTES_PER_PUT = 256 * 1024
 # PutEvents per-entry error codes that a later attempt can succeed with; any other code is final.
 RETRYABLE_ERROR_CODES = {"InternalFailure", "InternalException", "ThrottlingException", "ServiceUnavailable"}
+# Rows born claimed that one relay pass takes at most, as a claim pass claims at most 500.
+HANDED_PER_PASS = 500
 
 
 class EventTooLarge(ValueError):
@@ -106,7 +108,7 @@ def _insert_and_wake(rows: list[dict[str, Any]], *, using: str) -> None:
         using=using,
     )
     ids = [row["id"] for row in rows]
-    transaction.on_commit(lambda: relay.hand(ids), using=using, robust=True)
+    transaction.on_commit(lambda: relay.hand(ids, claimed_until), using=using, robust=True)
 
 
 @dataclass
@@ -170,7 +172,7 @@ class InProcessRelay:
     claims name, and where to hand the rows born claimed by it (`_insert_and_wake`)."""
 
     owner: str
-    hand: Callable[[list[uuid.UUID]], None]
+    hand: Callable[[list[uuid.UUID], datetime], None]  # the rows' ids and the lease they were born with
 
 
 def set_in_process_relay_waker(waker: Waker | None) -> None:
@@ -227,6 +229,19 @@ def relay_pending(*, limit: int = 500, owner: claims.Owner | None = None) -> Rel
     return relay_claimed(ids=ids, owner=owner)
 
 
+def relay_handed(*, handed: list[tuple[uuid.UUID, datetime]], owner: claims.Owner) -> RelayReport:
+    """Publish rows born claimed by this process (`_insert_and_wake`), given as (id, the lease it was
+    born with). Only a row whose lease has at least half its length to run is published here: the
+    pass's keeper renews it before it can run out, so no other relay can take it over meanwhile. A
+    row that waited longer (every relay thread busy with a slow PutEvents) is left to run out and to
+    be claimed, by a pass over due rows, like any other."""
+    fresh_after = timezone.now() + claim_lease() / 2
+    ids = [row_id for row_id, claimed_until in handed if claimed_until >= fresh_after]
+    if not ids:
+        return RelayReport()
+    return relay_claimed(ids=ids, owner=owner)
+
+
 def relay_claimed(*, ids: list[uuid.UUID], owner: claims.Owner) -> RelayReport:
     """Publish the rows of `ids` that are still pending and claimed by `owner`, as `relay_pending`
     does once it has claimed them: those another relay has taken over or published meanwhile are
@@ -234,9 +249,16 @@ def relay_claimed(*, ids: list[uuid.UUID], owner: claims.Owner) -> RelayReport:
     report = RelayReport()
     sweep = Sweep("relay-outbox")
     keeper = _ClaimKeeper(ids=ids, owner=owner)
-    keeper.start()
     try:
-        rows = sweep.load(_still_claimed(ids=ids, owner=owner), ids)
+        keeper.start()
+        claimed_by = str(owner)
+        rows = [
+            row
+            for row in sweep.load(OutboxEvent.objects.all(), ids)
+            if row.status == OutboxEvent.Status.PENDING
+            and row.claimed_by == claimed_by
+            and row.claimed_until is not None
+        ]
         if not rows:
             keeper.finish()
             return report
@@ -329,7 +351,8 @@ class _ClaimKeeper(threading.Thread):
 
     def finish(self) -> None:
         self.done.set()
-        self.join()
+        if self.ident is not None:  # started
+            self.join()
 
 
 def _release(*, ids: list[uuid.UUID], owner: claims.Owner) -> None:
@@ -514,43 +537,55 @@ class RelayWakeups:
     """The wake-ups of a process's relay threads: a pass over every due row (`set`), or rows born
     claimed by this process (`hand`). Each wakes one idle thread, so a commit made while a pass
     publishes starts another at once rather than after it; what arrives while every thread is busy
-    waits for the next thread free, rows handed meanwhile together. Concurrent passes never take each
-    other's rows: each publishes the rows it claimed, or was handed."""
+    waits for the next thread free, rows handed meanwhile together (at most HANDED_PER_PASS to a
+    pass). Concurrent passes never take each other's rows: each publishes the rows it claimed, or was
+    handed. Once closed (the threads are stopping), waits return at once and hands are refused."""
 
     def __init__(self) -> None:
         self._condition = threading.Condition()
         self._wanted = False
-        self._handed: list[uuid.UUID] = []
+        self._handed: list[tuple[uuid.UUID, datetime]] = []
+        self._closed = False
 
     def set(self) -> None:
         with self._condition:
             self._wanted = True
             self._condition.notify()
 
-    def hand(self, ids: list[uuid.UUID]) -> None:
+    def hand(self, ids: list[uuid.UUID], claimed_until: datetime) -> bool:
+        """False if closed: the caller gives the rows back."""
         with self._condition:
-            self._handed.extend(ids)
+            if self._closed:
+                return False
+            self._handed.extend((row_id, claimed_until) for row_id in ids)
             self._condition.notify()
+            return True
 
-    def wait(self, timeout: float) -> tuple[list[uuid.UUID], bool]:
+    def wait(self, timeout: float) -> tuple[list[tuple[uuid.UUID, datetime]], bool]:
         """The rows handed since the last wait, and whether a pass over every due row was asked for;
         after `timeout` with neither, ([], False)."""
         with self._condition:
-            if not self._wanted and not self._handed:
+            if not (self._wanted or self._handed or self._closed):
                 self._condition.wait(timeout)
-            handed, wanted = self._handed, self._wanted
-            self._handed, self._wanted = [], False
+            handed = self._handed[:HANDED_PER_PASS]
+            del self._handed[:HANDED_PER_PASS]
+            wanted, self._wanted = self._wanted, False
             return handed, wanted
 
-    def wake_all(self) -> None:
+    def close(self) -> list[tuple[uuid.UUID, datetime]]:
+        """Wake every thread for good, refuse hands from now on, and return the rows still handed."""
         with self._condition:
+            self._closed = True
+            handed, self._handed = self._handed, []
             self._condition.notify_all()
+            return handed
 
 
 class RelayThread(threading.Thread):
     """Publishes the rows a handler in this process commits as soon as it commits them, the others
     when woken (a kick from the web server or beat), and makes a pass over every due row at least
-    every OUTBOX_RELAY_INTERVAL_SECONDS, however busy."""
+    every OUTBOX_RELAY_INTERVAL_SECONDS, however busy. Stop it by setting `stop` and closing its
+    wake-ups: rows handed to it and not published are given back, at once, to every relay."""
 
     def __init__(self, stop: threading.Event, wakeups: RelayWakeups, *, name: str = "outbox-relay") -> None:
         super().__init__(name=name, daemon=True)
@@ -559,19 +594,27 @@ class RelayThread(threading.Thread):
 
     def run(self) -> None:
         owner = claims.current()
+
+        def hand(ids: list[uuid.UUID], claimed_until: datetime) -> None:
+            # A commit that lands after the threads stopped: its rows go back, and the kick that a
+            # process without relay threads sends announces them.
+            if not self.wakeups.hand(ids, claimed_until):
+                _release(ids=ids, owner=owner)
+                wake_relay()
+
         set_in_process_relay_waker(self.wakeups.set)
-        set_in_process_relay(InProcessRelay(owner=str(owner), hand=self.wakeups.hand))
+        set_in_process_relay(InProcessRelay(owner=str(owner), hand=hand))
         interval = settings.OUTBOX_RELAY_INTERVAL_SECONDS
         last_pass = time.monotonic()
-        handed: list[uuid.UUID] = []
+        handed: list[tuple[uuid.UUID, datetime]] = []
         try:
             while not self.stop_event.is_set():
-                handed, wanted = self.wakeups.wait(timeout=interval)
+                handed, wanted = self.wakeups.wait(timeout=max(0.0, last_pass + interval - time.monotonic()))
                 if self.stop_event.is_set():
                     break
                 try:
                     if handed:
-                        relay_claimed(ids=handed, owner=owner)
+                        relay_handed(handed=handed, owner=owner)
                     if wanted or time.monotonic() - last_pass >= interval:
                         last_pass = time.monotonic()
                         relay_pending(owner=owner)
@@ -582,11 +625,10 @@ class RelayThread(threading.Thread):
                 finally:
                     handed = []  # published, or given back by the failed pass
                     close_old_connections()
-            # Rows handed and not published go back to every relay at once, not after the lease.
-            handed += self.wakeups.wait(timeout=0)[0]
-            if handed:
-                _release(ids=handed, owner=owner)
-                close_old_connections()
         finally:
             set_in_process_relay(None)
             set_in_process_relay_waker(None)
+            handed += self.wakeups.close()
+            if handed:
+                _release(ids=[row_id for row_id, _ in handed], owner=owner)
+            close_old_connections()

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from botocore.stub import Stubber
@@ -13,12 +14,12 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from eventbus import aws, claims, event_types, events, outbox
-from eventbus.models import OutboxEvent
+from eventbus.models import OutboxEvent, SweepFailure
 from inventory.models import StockItem
 from orders import services as order_services
 from orders.models import Order
 from tests.factories import OrderItemFactory, PlaceOrderRequestFactory, ProductFactory
-from tests.helpers import drain, wait_for
+from tests.helpers import drain, poison, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -357,7 +358,7 @@ def test_a_commit_made_while_a_pass_waits_on_the_bus_is_published_by_the_other_r
     finally:
         release_first_put.set()
         stop.set()
-        wakeups.wake_all()
+        wakeups.close()
         for relay in relays:
             relay.join(10)
 
@@ -372,18 +373,26 @@ def relay_threads(count: int = 2):
         yield
     finally:
         stop.set()
-        wakeups.wake_all()
+        wakeups.close()
         for relay in relays:
             relay.join(10)
 
 
 @pytest.fixture
 def relay_not_yet_running():
-    """This process as a worker whose relay threads have not yet come to the rows it hands them."""
-    handed: list[uuid.UUID] = []
-    outbox.set_in_process_relay(outbox.InProcessRelay(owner=str(claims.current()), hand=handed.extend))
+    """This process as a worker whose relay threads have not yet come to the rows it hands them: what
+    it hands, as (id, the lease it was born with)."""
+    handed: list[tuple[uuid.UUID, datetime]] = []
+
+    def hand(ids, claimed_until):
+        handed.extend((row_id, claimed_until) for row_id in ids)
+
+    outbox.set_in_process_relay(outbox.InProcessRelay(owner=str(claims.current()), hand=hand))
     yield handed
     outbox.set_in_process_relay(None)
+
+
+ELSEWHERE = claims.Owner(host="elsewhere:0123456789ab", pid=1, started="1")
 
 
 def placed_row(order: Order) -> OutboxEvent:
@@ -409,17 +418,16 @@ def test_a_row_born_claimed_is_left_to_its_owner_until_its_lease_runs_out(
     provisioned, catalogue, service_queue, relay_not_yet_running
 ):
     outbox.relay_pending()  # the catalogue's own Stock Updated events
-    another_host = claims.Owner(host="elsewhere:0123456789ab", pid=1, started="1")
     order = order_services.place_order(request=PlaceOrderRequestFactory())
     row = placed_row(order)
-    assert relay_not_yet_running == [row.id]
+    assert relay_not_yet_running == [(row.id, row.claimed_until)]
     assert (row.claimed_by, row.claimed_until > timezone.now()) == (str(claims.current()), True)
 
-    assert outbox.relay_pending(owner=another_host).published == 0  # the owner is alive and its lease runs
+    assert outbox.relay_pending(owner=ELSEWHERE).published == 0  # the owner is alive and its lease runs
     OutboxEvent.objects.filter(pk=row.pk).update(claimed_until=timezone.now() - timedelta(seconds=1))
-    assert outbox.relay_pending(owner=another_host).published == 1
+    assert outbox.relay_pending(owner=ELSEWHERE).published == 1
     # The owner's relay comes to it at last, and finds it taken over: it is not published twice.
-    assert outbox.relay_claimed(ids=relay_not_yet_running, owner=claims.current()).published == 0
+    assert outbox.relay_handed(handed=relay_not_yet_running, owner=claims.current()).published == 0
 
     assert [envelope["detail"]["data"]["orderId"] for envelope in drain(service_queue("inventory"))] == [str(order.id)]
 
@@ -435,7 +443,8 @@ def test_a_rolled_back_transaction_hands_the_relay_nothing(provisioned, catalogu
 def test_rows_handed_to_a_relay_thread_that_stops_are_given_back_at_once(provisioned, catalogue, relay_not_yet_running):
     order = order_services.place_order(request=PlaceOrderRequestFactory())
     stop, wakeups = threading.Event(), outbox.RelayWakeups()
-    wakeups.hand(relay_not_yet_running)
+    for row_id, claimed_until in relay_not_yet_running:
+        wakeups.hand([row_id], claimed_until)
     stop.set()  # stopping before it came to them
 
     relay = outbox.RelayThread(stop, wakeups)
@@ -443,7 +452,7 @@ def test_rows_handed_to_a_relay_thread_that_stops_are_given_back_at_once(provisi
     relay.join(10)
 
     assert placed_row(order).claimed_until is None  # the next relay, anywhere, takes it now
-    assert outbox.relay_pending(owner=claims.Owner(host="elsewhere:0123456789ab", pid=1, started="1")).published >= 1
+    assert outbox.relay_pending(owner=ELSEWHERE).published >= 1
     assert placed_row(order).status == OutboxEvent.Status.PUBLISHED
 
 
@@ -458,3 +467,86 @@ def test_a_prefork_child_relays_as_a_process_without_relay_threads(provisioned, 
 
     assert relay_not_yet_running == []  # nothing handed to the parent's wake-ups, copied into the child
     assert placed_row(order).status == OutboxEvent.Status.PUBLISHED  # the task kick, as from the web server
+
+
+@pytest.mark.parametrize("other", [ELSEWHERE, None], ids=["another worker", "the sibling relay thread"])
+def test_a_handed_row_whose_lease_ran_out_while_it_waited_is_published_once(
+    provisioned, catalogue, service_queue, relay_not_yet_running, monkeypatch, other
+):
+    outbox.relay_pending()  # the catalogue's own events
+    order = order_services.place_order(request=PlaceOrderRequestFactory())
+    # Every relay thread was busy (a slow PutEvents) for longer than the lease while the row waited to
+    # be published: its lease ran out, and a pass over due rows claims it.
+    ran_out = timezone.now() - timedelta(seconds=1)
+    OutboxEvent.objects.filter(pk=placed_row(order).pk).update(claimed_until=ran_out)
+    handed = [(row_id, ran_out) for row_id, _ in relay_not_yet_running]
+    first_event_times = outbox._first_event_times
+    raced = []
+
+    def another_pass_runs_meanwhile(rows):
+        if not raced:
+            raced.append(outbox.relay_pending(owner=other or claims.current()).published)
+        return first_event_times(rows)
+
+    monkeypatch.setattr(outbox, "_first_event_times", another_pass_runs_meanwhile)
+    outbox.relay_handed(handed=handed, owner=claims.current())
+    outbox.relay_pending(owner=other or claims.current())
+
+    published = [envelope["detail"]["metadata"]["eventId"] for envelope in drain(service_queue("inventory"))]
+    assert published == [str(placed_row(order).pk)]
+
+
+def test_rows_committed_after_the_relay_threads_stopped_go_back_and_kick_the_relay(provisioned, catalogue):
+    outbox.relay_pending()
+    stop, wakeups = threading.Event(), outbox.RelayWakeups()
+    relays = [outbox.RelayThread(stop, wakeups, name=f"relay-{n}") for n in range(2)]
+    for relay in relays:
+        relay.start()
+    wait_for(lambda: outbox._in_process_relay is not None, timeout=5, what="the relay threads")
+    # A poller's receive is in its transaction when the threads stop; it commits after.
+    with transaction.atomic():
+        order = order_services.place_order(request=PlaceOrderRequestFactory())
+        stop.set()
+        wakeups.close()
+        for relay in relays:
+            relay.join(10)
+        assert not any(relay.is_alive() for relay in relays)
+
+    # Given back and kicked, as a process without relay threads does (the tests run the kick at once).
+    assert placed_row(order).status == OutboxEvent.Status.PUBLISHED
+
+
+def test_a_relay_thread_passes_over_every_due_row_at_least_every_interval_however_busy(settings, monkeypatch):
+    settings.OUTBOX_RELAY_INTERVAL_SECONDS = 1
+    passes: list[float] = []
+    monkeypatch.setattr(outbox, "relay_pending", lambda **kwargs: passes.append(time.monotonic()))
+    monkeypatch.setattr(outbox, "relay_handed", lambda **kwargs: None)
+    stop, wakeups = threading.Event(), outbox.RelayWakeups()
+    relay = outbox.RelayThread(stop, wakeups)
+    started = time.monotonic()
+    relay.start()
+    try:
+        time.sleep(0.8)
+        wakeups.hand([uuid.uuid4()], timezone.now())  # a commit just before the pass is due
+        wait_for(lambda: passes, timeout=5, what="a pass over due rows")
+    finally:
+        stop.set()
+        wakeups.close()
+        relay.join(5)
+    assert passes[0] - started < 1.5
+
+
+def test_a_row_another_relay_published_meanwhile_is_skipped_not_recorded_as_bad(provisioned, catalogue):
+    outbox.relay_pending()
+    me = claims.current()
+    good = placed_row(order_services.place_order(request=PlaceOrderRequestFactory()))
+    bad = placed_row(order_services.place_order(request=PlaceOrderRequestFactory()))
+    OutboxEvent.objects.filter(pk__in=[good.pk, bad.pk]).update(
+        claimed_by=str(me), claimed_until=timezone.now() + timedelta(seconds=60)
+    )
+    poison(OutboxEvent, bad.pk, created_at="2020-13-45 00:00:00")  # cannot be read
+    OutboxEvent.objects.filter(pk=good.pk).update(status=OutboxEvent.Status.PUBLISHED)  # by another relay
+
+    outbox.relay_claimed(ids=[good.pk, bad.pk], owner=me)
+
+    assert set(SweepFailure.objects.filter(sweep="relay-outbox").values_list("item", flat=True)) == {str(bad.pk)}
