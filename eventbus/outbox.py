@@ -623,7 +623,7 @@ class RelayThread(threading.Thread):
                     logger.exception("outbox relay pass failed; retrying")
                     self.stop_event.wait(1)
                 finally:
-                    handed = []  # published, or given back by the failed pass
+                    handed = []  # published, left to run out (stale), or given back by a failed pass
                     close_old_connections()
         finally:
             set_in_process_relay(None)
