@@ -12,6 +12,7 @@ import contextlib
 import contextvars
 import hashlib
 import logging
+import os
 import random
 import threading
 import time
@@ -91,7 +92,7 @@ def write_recorded_events(*, instance: EventedModel) -> None:
 
 
 def _insert_and_wake(rows: list[dict[str, Any]], *, using: str) -> None:
-    relay = _in_process_relay
+    relay = _this_process_relay()
     if relay is None:
         insert_rows(OutboxEvent, rows, using=using)
         transaction.on_commit(wake_relay, using=using, robust=True)
@@ -161,7 +162,9 @@ def rows_written_together(*, using: str = DEFAULT_DB_ALIAS) -> Iterator[None]:
 # extra SQS round trips on the bus as the events themselves.
 
 Waker = Callable[[], None]
-_in_process_waker: Waker | None = None
+# The relay threads' registrations name the process that made them: a process forked from a worker
+# (a Celery prefork child) inherits them, with copies of wake-ups that no thread of its own waits on.
+_in_process_waker: tuple[int, Waker] | None = None
 _task_waker: Waker | None = None
 _in_process_relay: InProcessRelay | None = None
 
@@ -173,11 +176,12 @@ class InProcessRelay:
 
     owner: str
     hand: Callable[[list[uuid.UUID], datetime], None]  # the rows' ids and the lease they were born with
+    pid: int = field(default_factory=os.getpid)
 
 
 def set_in_process_relay_waker(waker: Waker | None) -> None:
     global _in_process_waker
-    _in_process_waker = waker
+    _in_process_waker = None if waker is None else (os.getpid(), waker)
 
 
 def set_in_process_relay(relay: InProcessRelay | None) -> None:
@@ -190,9 +194,19 @@ def set_task_relay_waker(waker: Waker | None) -> None:
     _task_waker = waker
 
 
+def _this_process_relay() -> InProcessRelay | None:
+    relay = _in_process_relay
+    return relay if relay is not None and relay.pid == os.getpid() else None
+
+
+def _this_process_waker() -> Waker | None:
+    registered = _in_process_waker
+    return registered[1] if registered is not None and registered[0] == os.getpid() else None
+
+
 def wake_relay() -> None:
     """Relay now. Best effort: beat runs the relay periodically anyway."""
-    waker = _in_process_waker or _task_waker
+    waker = _this_process_waker() or _task_waker
     if waker is not None:
         waker()
 
@@ -201,8 +215,9 @@ def relay_when_kicked() -> None:
     """What a relay kick (the web server's after a commit, beat's periodic one) does where it lands: in
     a worker, which runs relay threads, it wakes one, rather than run a pass of its own that races
     theirs for the same rows and pays its own claim and lookups; elsewhere it relays here."""
-    if _in_process_waker is not None:
-        _in_process_waker()
+    waker = _this_process_waker()
+    if waker is not None:
+        waker()
     else:
         relay_pending()
 

@@ -7,7 +7,7 @@ import logging
 import threading
 
 from celery import bootsteps
-from celery.signals import worker_process_init, worker_process_shutdown
+from celery.signals import worker_process_init, worker_process_shutdown, worker_shutdown
 
 logger = logging.getLogger(__name__)
 _child_flusher: tuple[threading.Event, threading.Thread] | None = None
@@ -18,13 +18,7 @@ def _start_child_flusher(**kwargs) -> None:
     """Celery's prefork children run tasks (the outbox relay among them) and record their metrics in
     their own memory: each child flushes them itself."""
     global _child_flusher
-    from . import outbox
     from .metrics import MetricsFlusher
-
-    # The relay threads stay in the parent: a child that kept the parent's registrations it was forked
-    # with would hand its rows to wake-ups no thread waits on.
-    outbox.set_in_process_relay(None)
-    outbox.set_in_process_relay_waker(None)
 
     stop = threading.Event()
     flusher = MetricsFlusher(stop)
@@ -32,12 +26,17 @@ def _start_child_flusher(**kwargs) -> None:
     _child_flusher = (stop, flusher)
 
 
+# The solo pool sends worker_process_init in the worker's own process and no worker_process_shutdown:
+# its flusher stops with the worker.
 @worker_process_shutdown.connect
+@worker_shutdown.connect
 def _stop_child_flusher(**kwargs) -> None:
+    global _child_flusher
     if _child_flusher is not None:
         stop, flusher = _child_flusher
         stop.set()
         flusher.join(5)
+        _child_flusher = None
 
 
 def choose_services(option: str | None, configured: list[str]) -> list[str] | None:

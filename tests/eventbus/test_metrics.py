@@ -247,3 +247,17 @@ def test_each_prefork_child_flushes_its_own_metrics(settings):
     finally:
         worker._stop_child_flusher()
     assert not flusher.is_alive()
+
+
+def test_a_solo_pool_s_flusher_stops_with_the_worker():
+    # The solo pool sends worker_process_init in the worker's own process, and no
+    # worker_process_shutdown: a flusher left running would flush after the worker is gone.
+    from celery.signals import worker_shutdown
+
+    from eventbus import worker
+
+    worker._start_child_flusher()
+    _, flusher = worker._child_flusher
+    worker_shutdown.send(sender=None)
+
+    assert not flusher.is_alive()
