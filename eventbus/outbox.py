@@ -266,14 +266,9 @@ def relay_claimed(*, ids: list[uuid.UUID], owner: claims.Owner) -> RelayReport:
     keeper = _ClaimKeeper(ids=ids, owner=owner)
     try:
         keeper.start()
-        claimed_by = str(owner)
-        rows = [
-            row
-            for row in sweep.load(OutboxEvent.objects.all(), ids)
-            if row.status == OutboxEvent.Status.PENDING
-            and row.claimed_by == claimed_by
-            and row.claimed_until is not None
-        ]
+        # Read every row, then keep those still claimed: reading through `_still_claimed` would make a
+        # row published meanwhile look unreadable to the sweep's row-by-row fallback.
+        rows = [row for row in sweep.load(OutboxEvent.objects.all(), ids) if _is_still_claimed(row, owner=owner)]
         if not rows:
             keeper.finish()
             return report
@@ -384,6 +379,11 @@ def _still_claimed(*, ids: list[uuid.UUID], owner: claims.Owner) -> QuerySet[Out
     return OutboxEvent.objects.filter(
         pk__in=ids, status=OutboxEvent.Status.PENDING, claimed_by=str(owner), claimed_until__isnull=False
     )
+
+
+def _is_still_claimed(row: OutboxEvent, *, owner: claims.Owner) -> bool:
+    """`_still_claimed` for a row in hand."""
+    return row.status == OutboxEvent.Status.PENDING and row.claimed_by == str(owner) and row.claimed_until is not None
 
 
 def trace_header(*, correlation_id: str, started_at: datetime, event_id: uuid.UUID) -> str:
