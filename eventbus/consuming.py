@@ -543,6 +543,10 @@ class EventConsumer:
         ]
 
     def start(self) -> None:
+        # Made here, once, rather than by whichever thread calls first: they are then part of the
+        # heap the worker freezes when it is ready (shopbus_site.heap).
+        aws.client("sqs")
+        aws.client("events")
         for relay in self.relays:
             relay.start()
         for poller in self.pollers:

@@ -4,8 +4,10 @@ import os
 from pathlib import Path
 
 from celery import Celery
-from celery.signals import worker_ready
+from celery.signals import beat_init, worker_process_init, worker_ready
 from click import Option
+
+from shopbus_site.heap import freeze_startup_heap
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "shopbus_site.settings")
 
@@ -39,3 +41,11 @@ def _tell_the_supervisor(**kwargs) -> None:
     ready_file = os.environ.get("SHOPBUS_WORKER_READY_FILE")
     if ready_file:
         Path(ready_file).write_text(f"{os.getpid()}\n")
+
+
+# A worker is ready once its event consumers run (their clients made); a prefork child once forked.
+@worker_ready.connect
+@worker_process_init.connect
+@beat_init.connect
+def _freeze_startup_heap(**kwargs) -> None:
+    freeze_startup_heap()

@@ -27,7 +27,8 @@ name into a Python name with the same loop; both are memoised. A receipt handle'
 are drawn in one call rather than 185 (from the same generator: moto's handles are opaque anyway).
 
 It also answers GET /shopbus/launch-token with the token `devstack` gave it in SHOPBUS_LAUNCH_TOKEN,
-so that the stack can tell the server it launched from any other moto answering on the same port.
+so that the stack can tell the server it launched from any other moto answering on the same port, and
+a POST to /shopbus/freeze-heap, which `devstack` sends once it has provisioned.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ import sys
 import time
 
 LAUNCH_TOKEN_PATH = "/shopbus/launch-token"
+FREEZE_HEAP_PATH = "/shopbus/freeze-heap"
 
 
 def speed_up_moto() -> None:
@@ -109,29 +111,38 @@ def _receipt_handle() -> str:
     return "".join(mock_random.choices(string.ascii_lowercase, k=185))
 
 
-def answer_launch_token(token: str) -> None:
-    """Serve `token` at LAUNCH_TOKEN_PATH in front of moto's own routing."""
+def add_stack_routes(token: str | None) -> None:
+    """Serve, in front of moto's own routing, `token` (when given) at LAUNCH_TOKEN_PATH, and a POST to
+    FREEZE_HEAP_PATH, with which the stack has the server freeze its heap once provisioning has built
+    moto's backends and loaded botocore's models (shopbus_site.heap)."""
     import moto.server
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 
-    class TokenAnsweringApplication(DomainDispatcherApplication):
+    from shopbus_site.heap import freeze_startup_heap
+
+    def answer(start_response, text: str) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [text.encode()]
+
+    class StackApplication(DomainDispatcherApplication):
         def __call__(self, environ, start_response):
-            if environ.get("PATH_INFO") == LAUNCH_TOKEN_PATH:
-                start_response("200 OK", [("Content-Type", "text/plain")])
-                return [token.encode()]
+            path = environ.get("PATH_INFO")
+            if token and path == LAUNCH_TOKEN_PATH:
+                return answer(start_response, token)
+            if path == FREEZE_HEAP_PATH and environ.get("REQUEST_METHOD") == "POST":
+                freeze_startup_heap()
+                return answer(start_response, "frozen")
             return super().__call__(environ, start_response)
 
     # moto's main builds its application from this module attribute.
-    moto.server.DomainDispatcherApplication = TokenAnsweringApplication
+    moto.server.DomainDispatcherApplication = StackApplication
 
 
 def main() -> int:
     from moto.server import main as moto_server
 
     speed_up_moto()
-    token = os.environ.get("SHOPBUS_LAUNCH_TOKEN")
-    if token:
-        answer_launch_token(token)
+    add_stack_routes(os.environ.get("SHOPBUS_LAUNCH_TOKEN"))
     # One access-log line per request costs moto CPU and tells a developer nothing; errors still show.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     return moto_server()

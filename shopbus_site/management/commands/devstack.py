@@ -35,7 +35,7 @@ from django.core.management.base import BaseCommand, CommandError
 from eventbus import outbox, replay, topology
 from inventory import services as inventory_services
 from orders import services as order_services
-from shopbus_site.local_aws import LAUNCH_TOKEN_PATH
+from shopbus_site.local_aws import FREEZE_HEAP_PATH, LAUNCH_TOKEN_PATH
 
 LOCAL_CLIENT_NAME = "local stack (make run)"
 LOCAL_AWS = "local-aws"
@@ -110,11 +110,18 @@ def _wait_for_http(url: str, timeout: float) -> None:
 
 def _enable_state_machine_execution(endpoint: str) -> None:
     """moto runs state machines only when told to (docs/sagas.md, "On the local stack")."""
+    _post(f"{endpoint}/moto-api/config", {"stepfunctions": {"execute_state_machine": True}})
+
+
+def _freeze_endpoint_heap(endpoint: str) -> None:
+    """What provisioning had moto build (its backends, the queues, the bus and its rules) lives as long
+    as moto does (shopbus_site.heap)."""
+    _post(f"{endpoint}{FREEZE_HEAP_PATH}", {})
+
+
+def _post(url: str, body: dict) -> None:
     request = urllib.request.Request(
-        f"{endpoint}/moto-api/config",
-        data=json.dumps({"stepfunctions": {"execute_state_machine": True}}).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
     )
     with urllib.request.urlopen(request, timeout=5):
         pass
@@ -160,7 +167,7 @@ class Command(BaseCommand):
         # Children resolve settings afresh; pin them to this endpoint whatever their environment says.
         os.environ["AWS_ENDPOINT_URL"] = settings.AWS_ENDPOINT_URL
         call_command("migrate", interactive=False, verbosity=0)
-        call_command("provision_aws", stdout=self.stdout)
+        self._provision()
         inventory_services.load_demo_catalogue()
         login = self._ensure_admin()
         key = self._local_api_key()
@@ -213,6 +220,10 @@ class Command(BaseCommand):
         )
         self._wait_for_own_endpoint(timeout=30)
         _enable_state_machine_execution(settings.AWS_ENDPOINT_URL)
+
+    def _provision(self) -> None:
+        call_command("provision_aws", stdout=self.stdout)
+        _freeze_endpoint_heap(settings.AWS_ENDPOINT_URL)
 
     def _wait_for_own_endpoint(self, timeout: float) -> None:
         """Until the endpoint answers with this launch's token. Anything else answering is refused before
@@ -377,7 +388,7 @@ class Command(BaseCommand):
         except EndpointExited as exc:
             self.stderr.write(str(exc))
             return  # the next pass of the loop counts it as another crash
-        call_command("provision_aws", stdout=self.stdout)
+        self._provision()
         for name in ENDPOINT_DEPENDENTS:
             self._spawn(name, self._child(name).command, **self._child(name).options)
         self._reconcile()
