@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from django.db import connection
 
 from eventbus.models import OutboxEvent, ProcessedEvent
 from eventbus.rows import db_value, insert_new_rows, insert_rows
@@ -61,20 +60,3 @@ def test_new_rows_are_told_from_those_already_there():
 
     assert written == {db_value(ProcessedEvent, "event_id", new)}
     assert ProcessedEvent.objects.count() == 2
-
-
-@pytest.mark.postgres
-def test_a_receives_set_of_rows_is_converted_for_postgresql_once():
-    if connection.vendor != "postgresql":
-        pytest.skip("psycopg's conversion: `make test` runs this against a throwaway PostgreSQL")
-    from psycopg import _queries
-
-    def conversions():
-        caches = [_queries._query2pg.cache_info(), _queries._query2pg_client.cache_info()]
-        return sum(cache.hits for cache in caches), sum(cache.misses for cache in caches)
-
-    insert_rows(OutboxEvent, [outbox_row(n) for n in range(10)])  # 10 rows of 14 fields: past psycopg's 50
-    hits, misses = conversions()
-    insert_rows(OutboxEvent, [outbox_row(n) for n in range(10, 20)])
-
-    assert conversions() == (hits + 1, misses)
