@@ -32,6 +32,7 @@ from .events import MalformedEvent, ReceivedEvent, caused_by, parse_envelope
 from .models import DeliveryFailure, ProcessedEvent
 from .outbox import RelayThread, RelayWakeups
 from .rows import db_value, insert_new_rows, insert_rows
+from .visibility import VisibilityKeeper
 
 logger = logging.getLogger(__name__)
 
@@ -426,9 +427,18 @@ class QueuePoller(threading.Thread):
         self.queue = queue
         self.stop_event = stop
         self.queue_url: str | None = None
+        self.keeper = VisibilityKeeper(queue_name=queue.name, visibility_timeout=queue.visibility_timeout)
 
     def run(self) -> None:
         logger.info("consuming %s for %s", self.queue.name, self.queue.service)
+        self.keeper.start()
+        try:
+            self._consume()
+        finally:
+            self.keeper.stop()
+        logger.info("stopped consuming %s", self.queue.name)
+
+    def _consume(self) -> None:
         while not self.stop_event.is_set():
             try:
                 received = self.poll_once()
@@ -444,7 +454,6 @@ class QueuePoller(threading.Thread):
                 self.stop_event.wait(2)
             finally:
                 close_old_connections()
-        logger.info("stopped consuming %s", self.queue.name)
 
     def poll_once(self) -> int:
         sqs = aws.client("sqs")
@@ -460,7 +469,12 @@ class QueuePoller(threading.Thread):
         metrics.recorder.heartbeat(service=self.queue.service, received=len(messages))
         if not messages:
             return 0
-        outcomes = handle_batch(service=self.queue.service, bodies=[message.get("Body", "") for message in messages])
+        self.keeper.watch(queue_url=self.queue_url, receipt_handles=[message["ReceiptHandle"] for message in messages])
+        bodies = [message.get("Body", "") for message in messages]
+        try:
+            outcomes = handle_batch(service=self.queue.service, bodies=bodies)
+        finally:
+            self.keeper.unwatch()
         done = [
             message for message, outcome in zip(messages, outcomes, strict=True) if self.settle(sqs, message, outcome)
         ]
