@@ -1,13 +1,12 @@
 """The Celery app. Its broker carries internal tasks only; event queues are consumed by a bootstep."""
 
+import gc
 import os
 from pathlib import Path
 
 from celery import Celery
 from celery.signals import beat_init, worker_process_init, worker_ready
 from click import Option
-
-from shopbus_site.heap import freeze_startup_heap
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "shopbus_site.settings")
 
@@ -43,9 +42,12 @@ def _tell_the_supervisor(**kwargs) -> None:
         Path(ready_file).write_text(f"{os.getpid()}\n")
 
 
-# A worker is ready once its event consumers run (their clients made); a prefork child once forked.
+# shopbus_site.heap's freeze, for a worker once its event consumers run (their clients made), a
+# prefork child once forked, and beat. Spelled out: importing shopbus_site.heap from here would make
+# the package, whose __init__ loads this module, import itself back.
 @worker_ready.connect
 @worker_process_init.connect
 @beat_init.connect
 def _freeze_startup_heap(**kwargs) -> None:
-    freeze_startup_heap()
+    gc.collect()
+    gc.freeze()
