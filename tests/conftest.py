@@ -46,6 +46,14 @@ def on_each_database(request):
 
 
 @pytest.fixture
+def database_vendor(request):
+    """A test parametrised by tests.helpers.on_both_databases runs in the pass of its vendor only."""
+    if connection.vendor != request.param:
+        pytest.skip(f"for the {request.param} pass")
+    return request.param
+
+
+@pytest.fixture
 def provisioned(aws):
     Provisioner().apply()
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import pytest
-from django.db import connection
+from django.db import DataError, connection
 from django.db.models import Model
 
 from eventbus import aws, selectors, topology
@@ -90,8 +90,9 @@ def run_together(jobs: list[Callable[[], object]]) -> list[object]:
 
 # For behaviour that differs between the databases (NUL in text, integer and decimal ranges): the
 # plain case runs in `make test`'s SQLite pass, the postgres one in its PostgreSQL pass.
+# With the `database_vendor` fixture (tests/conftest.py), which skips the vendor the pass does not run.
 on_both_databases = pytest.mark.parametrize(
-    "database_vendor", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+    "database_vendor", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
 )
 
 
@@ -102,10 +103,15 @@ def poison(model: type[Model], pk: object, **columns: object) -> None:
     assignments = ", ".join(f"{connection.ops.quote_name(model._meta.get_field(name).column)} = %s" for name in columns)
     pk_value = model._meta.pk.get_db_prep_value(pk, connection)
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} SET {assignments} WHERE {connection.ops.quote_name(model._meta.pk.column)} = %s",
-            [*columns.values(), pk_value],
-        )
+        try:
+            cursor.execute(
+                f"UPDATE {table} SET {assignments} WHERE {connection.ops.quote_name(model._meta.pk.column)} = %s",
+                [*columns.values(), pk_value],
+            )
+        except DataError as exc:
+            if connection.vendor == "sqlite":
+                raise
+            pytest.skip(f"{connection.vendor} refuses the value itself, so no such row can exist there: {exc}")
         assert cursor.rowcount == 1
 
 

@@ -76,7 +76,8 @@ def keeps_the_contract(case) -> None:
 @contract.parametrize()
 @settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
 def test_every_operation_keeps_the_contract(case, catalogue):
-    assert connection.vendor == "sqlite"
+    if connection.vendor != "sqlite":
+        pytest.skip("the PostgreSQL pass runs test_every_operation_keeps_the_contract_on_postgresql")
     keeps_the_contract(case)
 
 
