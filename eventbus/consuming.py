@@ -560,6 +560,7 @@ class EventConsumer:
         # Made here, once, rather than by whichever thread calls first: they are then part of the
         # heap the worker freezes when it is ready (shopbus_site.heap).
         aws.client("sqs")
+        aws.client("sqs", fast=True)  # the pollers' visibility keepers'
         aws.client("events")
         for relay in self.relays:
             relay.start()

@@ -29,7 +29,9 @@ class VisibilityKeeper(threading.Thread):
     Without it, a receive that outlasts the timeout (a set of charges on a slow gateway, a database
     that waits on a lock) would be delivered again, to another worker, while this one still works on
     it; and this one's delete would name receipt handles SQS has since replaced, which need not delete
-    the messages. A receive that ends quickly costs nothing: the thread only waits."""
+    the messages. A receive that ends quickly costs nothing: the thread only waits. A handler that
+    never returns keeps its messages hidden until SQS's own limit, twelve hours from the receive; its
+    queue's age alarm says so long before."""
 
     def __init__(self, *, queue_name: str, visibility_timeout: int) -> None:
         super().__init__(name=f"visibility-{queue_name}", daemon=True)
@@ -41,6 +43,8 @@ class VisibilityKeeper(threading.Thread):
         self.stopped = False
 
     def watch(self, *, queue_url: str, receipt_handles: list[str]) -> None:
+        if self.visibility_timeout < 1:
+            return  # the queue hides nothing: there is nothing to keep
         with self.changed:
             self.receive = _Receive(queue_url, receipt_handles, time.monotonic() + self.visibility_timeout / 2)
             self.changed.notify_all()
@@ -63,12 +67,20 @@ class VisibilityKeeper(threading.Thread):
 
     def run(self) -> None:
         while (receive := self._next_due()) is not None:
+            started = time.monotonic()
+            extended = False
             try:
-                self._extend(receive)
+                extended = self._extend(receive)
             finally:
                 with self.changed:
                     self.extending = False
-                    receive.extend_at = time.monotonic() + self.visibility_timeout / 2
+                    # The next one half a timeout after this one began; a failed one is tried again soon,
+                    # while the last that succeeded still hides the messages.
+                    receive.extend_at = (
+                        started + self.visibility_timeout / 2
+                        if extended
+                        else time.monotonic() + self.visibility_timeout / 10
+                    )
                     self.changed.notify_all()
 
     def _next_due(self) -> _Receive | None:
@@ -87,16 +99,22 @@ class VisibilityKeeper(threading.Thread):
                 return receive
             return None
 
-    def _extend(self, receive: _Receive) -> None:
+    def _extend(self, receive: _Receive) -> bool:
         entries = [
             {"Id": str(number), "ReceiptHandle": handle, "VisibilityTimeout": self.visibility_timeout}
             for number, handle in enumerate(receive.receipt_handles)
         ]
         try:
-            result = aws.client("sqs").change_message_visibility_batch(QueueUrl=receive.queue_url, Entries=entries)
+            # One short attempt: the poller waits on it before it settles the receive (unwatch).
+            result = aws.client("sqs", fast=True).change_message_visibility_batch(
+                QueueUrl=receive.queue_url, Entries=entries
+            )
         except (BotoCoreError, ClientError) as exc:
             logger.warning("queue %s: could not keep a slow receive's messages hidden: %s", self.queue_name, exc)
-            return
+            return False
+        except Exception:  # the keeper must outlive any one call, or no later receive is kept
+            logger.exception("queue %s: could not keep a slow receive's messages hidden", self.queue_name)
+            return False
         logger.info(
             "queue %s: a receive of %d message(s) is still being handled; hidden for %d s more",
             self.queue_name,
@@ -105,3 +123,4 @@ class VisibilityKeeper(threading.Thread):
         )
         for failure in result.get("Failed", []):
             logger.warning("queue %s: could not keep a message hidden: %s", self.queue_name, failure)
+        return True
