@@ -67,16 +67,16 @@ def keeper():
 
 @pytest.mark.usefixtures("aws")
 def test_a_watched_receive_stays_hidden_past_its_timeout_and_is_left_to_it_once_unwatched(keeper):
-    url, message = received_from_new_queue("slow", visibility_timeout=1)
-    kept = keeper(1)
+    url, message = received_from_new_queue("slow", visibility_timeout=2)
+    kept = keeper(2)
 
     kept.watch(queue_url=url, receipt_handles=[message["ReceiptHandle"]])
-    time.sleep(1.7)  # hidden for 1 s at the receive, then again from 0.5 s, 1 s and 1.5 s
+    time.sleep(3.4)  # hidden for 2 s at the receive, then again from 1 s, 2 s and 3 s
 
     assert receive_now(url) == []
 
     kept.unwatch()
-    time.sleep(1.3)  # the last extension, at 1.5 s, runs out at 2.5 s
+    time.sleep(2.4)  # the last extension, at 3 s, runs out at 5 s
 
     assert receive_now(url) == ["slow"]
 
@@ -122,7 +122,7 @@ def test_a_failed_extension_is_tried_again_before_the_messages_show(keeper, exte
 @pytest.mark.usefixtures("aws")
 def test_the_keeper_outlives_an_unexpected_error_and_keeps_the_next_receive(keeper, extensions):
     sqs = aws.client("sqs")
-    url, first = received_from_new_queue("first", visibility_timeout=1)
+    url, first = received_from_new_queue("first", visibility_timeout=2)
 
     def broken_once(sqs, **kwargs):
         if len(extensions.made) == 1:
@@ -130,15 +130,15 @@ def test_the_keeper_outlives_an_unexpected_error_and_keeps_the_next_receive(keep
         return sqs.change_message_visibility_batch(**kwargs)
 
     extensions.call = broken_once
-    kept = keeper(1)
+    kept = keeper(2)
     kept.watch(queue_url=url, receipt_handles=[first["ReceiptHandle"]])
-    time.sleep(0.7)
+    time.sleep(1.2)  # the extension at 1 s raised
     kept.unwatch()
     sqs.delete_message(QueueUrl=url, ReceiptHandle=first["ReceiptHandle"])
     sqs.send_message(QueueUrl=url, MessageBody="second")
     [second] = sqs.receive_message(QueueUrl=url)["Messages"]
     kept.watch(queue_url=url, receipt_handles=[second["ReceiptHandle"]])
-    time.sleep(1.5)
+    time.sleep(3)  # the receive hid it for 2 s
 
     assert receive_now(url) == []
 
