@@ -558,7 +558,7 @@ class EventConsumer:
 
     def start(self) -> None:
         # Made here, once, rather than by whichever thread calls first: they are then part of the
-        # heap the worker freezes when it is ready (shopbus_site.heap).
+        # heap the worker freezes when it is ready (shopbus_site/celery.py).
         aws.client("sqs")
         aws.client("sqs", fast=True)  # the pollers' visibility keepers'
         aws.client("events")
