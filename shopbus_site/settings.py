@@ -293,7 +293,11 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 if USES_LOCAL_AWS and CELERY_BROKER_URL.startswith("sqs://"):
     CELERY_BROKER_TRANSPORT_OPTIONS["is_secure"] = AWS_ENDPOINT_URL.startswith("https")
 CELERY_TASK_ACKS_LATE = True
-CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Celery's default window of four tasks per pool thread. With one, each slot held until its task is
+# acknowledged (acks are late), the worker often had no room to fetch, and a relay kick took 0.7 s at
+# the median from the web server's send to the worker under `make bench`; 0.13 s with four
+# (docs/performance.md).
+CELERY_WORKER_PREFETCH_MULTIPLIER = 4
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # What a task prints (the console email backend's emails) is information, not a warning.
