@@ -84,6 +84,8 @@ class EventConsumerStep(bootsteps.StartStopStep):
             self.flusher_stop.set()
             self.flusher.join(10)
             self.flusher = None
+        # A solo pool's flusher runs in this process too, and a cold shutdown sends no worker_shutdown.
+        _stop_child_flusher()
 
     # Celery calls terminate on a cold shutdown and shutdown at exit; the base class would only act
     # on `self.obj`, leaving the poller threads running.

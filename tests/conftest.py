@@ -105,7 +105,6 @@ def _running_stack(settings, *, coordinator: str = "choreography", consumers: li
     from celery.contrib.testing.worker import start_worker
     from moto.server import ThreadedMotoServer
 
-    from eventbus import worker as worker_signals
     from shopbus_site.celery import app
     from shopbus_site.local_aws import speed_up_moto
 
@@ -129,9 +128,6 @@ def _running_stack(settings, *, coordinator: str = "choreography", consumers: li
         with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=30):
             yield
     finally:
-        # The embedded worker stops cold, which sends no worker_shutdown: the flusher its solo pool's
-        # worker_process_init started would outlive the test, and flush into the next one's database.
-        worker_signals._stop_child_flusher()
         app.conf.task_always_eager = True
         server.stop()
         if previous_moto_port is None:
