@@ -247,15 +247,15 @@ def main() -> None:
         outbox.set_in_process_relay_waker(lambda: None)
         notification_services.set_sender(lambda notification_id: None)
         load_demo_catalogue()
-        bare = BareTransactions()
-        bare_before = bare.rate(args.bare_seconds)
+        bare_transactions = BareTransactions()
+        bare_before = bare_transactions.rate(args.bare_seconds)
         size_before = database_bytes()
         alone = one_at_a_time(args.profile_orders, show_sql=args.show_sql)
         batched = as_received(args.orders, threads=1)
         concurrent = as_received(args.orders, threads=len(registry.services()))
         counted = as_received(COUNTED_ORDERS, threads=1, count_statements=True)
         bytes_per_order = (database_bytes() - size_before) / (alone["orders"] + 2 * args.orders + COUNTED_ORDERS)
-        bare_after = bare.rate(args.bare_seconds)
+        bare_after = bare_transactions.rate(args.bare_seconds)
     finally:
         connection.creation.destroy_test_db(test_name, verbosity=0)
 
