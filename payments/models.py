@@ -31,6 +31,9 @@ class Payment(GuardedStatus, EventedModel):
         Status.PENDING: frozenset({Status.CHARGING, Status.VOIDED}),
         Status.CHARGING: frozenset({Status.CHARGED, Status.DECLINED}),
         Status.CHARGED: frozenset({Status.REFUNDING}),
+        # Payments gave up on a failing gateway, and then an attempt still in flight came back approved:
+        # the provider holds the money of an order that is being cancelled (services._record_answer).
+        Status.DECLINED: frozenset({Status.REFUNDING}),
         Status.REFUNDING: frozenset({Status.REFUNDED}),
     }
 
@@ -48,9 +51,13 @@ class Payment(GuardedStatus, EventedModel):
     failure_reason = models.CharField(max_length=300, blank=True)
     charged_at = models.DateTimeField(null=True, blank=True)
     # Calls made with the charge's (the refund's) idempotency key, counted before each call, so the count
-    # survives a crash and every redelivery; PAYMENT_MAX_GATEWAY_ATTEMPTS bounds the charge's.
+    # survives a crash and every redelivery.
     charge_attempts = models.PositiveSmallIntegerField(default=0)
     refund_attempts = models.PositiveSmallIntegerField(default=0)
+    # Charge calls answered with a transient error; PAYMENT_MAX_GATEWAY_ATTEMPTS bounds these, not the
+    # attempts: an attempt whose answer was lost (a crash) or is still coming (another worker's) may have
+    # charged, and the next call with the same key says so.
+    charge_failures = models.PositiveSmallIntegerField(default=0)
     last_gateway_error = models.CharField(max_length=300, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)

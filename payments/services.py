@@ -271,19 +271,25 @@ def _call_gateway(payment: Payment, due: _Call) -> ChargeResult | str:
 def _record_answer(payment: Payment, due: _Call, answer: ChargeResult | str | GatewayError) -> bool:
     """Record the gateway's answer on the locked payment, with its event; True if the call is to be
     retried. An answer another delivery recorded first (two deliveries called with the same key, and
-    got the same answer) changes nothing."""
+    got the same answer) changes nothing, but for an approval that comes back after payments gave up
+    on the gateway: that money is refunded."""
+    if due == _Call.CHARGE and _approved_after_giving_up(payment, answer):
+        _refund_charge_given_up(payment, reference=answer.reference)
+        return False
     expected = Payment.Status.CHARGING if due == _Call.CHARGE else Payment.Status.REFUNDING
     if payment.status != expected:
         return False
     if isinstance(answer, GatewayError):
         payment.last_gateway_error = str(answer)[:300]
-        if due == _Call.CHARGE and payment.charge_attempts >= settings.PAYMENT_MAX_GATEWAY_ATTEMPTS:
+        if due == _Call.CHARGE:
+            payment.charge_failures += 1
+        if due == _Call.CHARGE and payment.charge_failures >= settings.PAYMENT_MAX_GATEWAY_ATTEMPTS:
             # Give up in time for the order to cancel now, with the reason, rather than wait for the
             # message's DLQ and the stuck-order timeout. A refund is never given up: it is owed.
             _decline(
                 payment,
                 code=PaymentFailure.GATEWAY_ERROR,
-                reason=f"The payment provider did not answer after {payment.charge_attempts} attempts.",
+                reason=f"The payment provider did not answer after {payment.charge_failures} attempts.",
             )
             return False
         logger.warning("order %s: %s attempt %s failed: %s", payment.order_id, due, _attempts(payment, due), answer)
@@ -296,6 +302,29 @@ def _record_answer(payment: Payment, due: _Call, answer: ChargeResult | str | Ga
         payment.gateway_reference = answer.reference
         _decline(payment, code=answer.decline_code, reason=answer.message)
     return False
+
+
+def _approved_after_giving_up(payment: Payment, answer: ChargeResult | str | GatewayError) -> bool:
+    """An approval for a payment already given up on: another delivery's attempt, in flight with the
+    same key while this one's failure was the last one allowed."""
+    return (
+        payment.status == Payment.Status.DECLINED
+        and payment.failure_code == PaymentFailure.GATEWAY_ERROR
+        and isinstance(answer, ChargeResult)
+        and answer.approved
+    )
+
+
+def _refund_charge_given_up(payment: Payment, *, reference: str) -> None:
+    """The provider holds the money of an order that Payment Failed is cancelling: record the charge and
+    make its refund due, which ends with Payment Refunded (the customer is told)."""
+    payment.transition_to(Payment.Status.REFUNDING)
+    payment.gateway_reference = reference
+    payment.charged_at = timezone.now()
+    logger.warning(
+        "order %s: the provider approved a charge after payments had given up on the gateway; refunding it",
+        payment.order_id,
+    )
 
 
 def _attempts(payment: Payment, due: _Call) -> int:

@@ -12,9 +12,11 @@ def recording(settings):
     settings.PAYMENT_GATEWAY = "tests.payments.recording_gateway.RecordingGateway"
     recording_gateway.calls.clear()
     recording_gateway.crash_when = recording_gateway.never
+    recording_gateway.charge_timeouts_left = 0
     _configured.cache_clear()
     yield recording_gateway.calls
     recording_gateway.crash_when = recording_gateway.never
+    recording_gateway.charge_timeouts_left = 0
     _configured.cache_clear()
 
 

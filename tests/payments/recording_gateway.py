@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from payments.gateways import SimulatedGateway
+from payments.gateways import GatewayError, SimulatedGateway
 
 calls: list[tuple[str, str]] = []
+# How many of the next charges time out before they reach the provider (a transient GatewayError).
+charge_timeouts_left = 0
 
 
 class Crash(Exception):
@@ -32,7 +34,11 @@ def _maybe_crash(point: str) -> None:
 
 class RecordingGateway(SimulatedGateway):
     def charge(self, **kwargs):
+        global charge_timeouts_left
         _maybe_crash("before charge")
+        if charge_timeouts_left:
+            charge_timeouts_left -= 1
+            raise GatewayError("the provider did not answer in time (simulated)")
         calls.append(("charge", kwargs["idempotency_key"]))
         result = super().charge(**kwargs)
         _maybe_crash("after charge")
