@@ -7,11 +7,11 @@ from django.db import transaction
 from shopbus_site.admin import PermissionGuardedActions, ReadOnlyAdmin, action_form_page
 
 from . import services
-from .models import STOCK_COUNT_MAX, Product, Reservation, ReservationLine, StockItem
+from .models import STOCK_COUNT_MAX, STOCK_ON_HAND_LIMIT, Product, Reservation, ReservationLine, StockItem
 
 
 class ProductAddForm(forms.ModelForm):
-    opening_stock = forms.IntegerField(min_value=0, max_value=STOCK_COUNT_MAX, initial=0)
+    opening_stock = forms.IntegerField(min_value=0, max_value=STOCK_ON_HAND_LIMIT, initial=0)
     low_stock_threshold = forms.IntegerField(min_value=0, max_value=STOCK_COUNT_MAX, initial=10)
 
     class Meta:
@@ -31,7 +31,7 @@ class StockItemInline(admin.StackedInline):
 
 class RestockForm(forms.Form):
     quantity = forms.IntegerField(
-        min_value=1, max_value=STOCK_COUNT_MAX, help_text="Units added to on hand for each selected product."
+        min_value=1, max_value=STOCK_ON_HAND_LIMIT, help_text="Units added to on hand for each selected product."
     )
     reason = forms.CharField(max_length=200, help_text="Kept in each product's history, e.g. a delivery note.")
 

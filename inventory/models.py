@@ -27,6 +27,9 @@ class Product(models.Model):
 # The largest count an integer column holds on PostgreSQL. SQLite would store up to 2^63 - 1, but a
 # count that only one database accepts would fail on the other; so both refuse past this.
 STOCK_COUNT_MAX = 2**31 - 1
+# The most staff may bring on hand (opening stock, a restock): well below the column's maximum, so that
+# stock sold and then given back (an order cancelled after it was confirmed) always fits in again.
+STOCK_ON_HAND_LIMIT = 10**9
 
 
 def _stock_count(**options) -> models.PositiveIntegerField:

@@ -14,11 +14,12 @@ from decimal import Decimal
 
 from django.db import transaction
 from django.db.models import OuterRef, Q, Subquery
+from django.utils.text import Truncator
 
 from eventbus import event_types
 from eventbus.event_types import ReservationFailure, StockChange
 
-from .models import STOCK_COUNT_MAX, Product, Reservation, ReservationLine, StockItem
+from .models import STOCK_ON_HAND_LIMIT, Product, Reservation, ReservationLine, StockItem
 
 logger = logging.getLogger(__name__)
 
@@ -250,6 +251,9 @@ def _merge_by_product(items: list[RequestedItem]) -> list[RequestedItem]:
 def _fail(
     reservation: Reservation, item: RequestedItem, *, available: int, code: ReservationFailure, reason: str
 ) -> Reservation:
+    # The reason names the product, whose name and SKU may be long: cut to fit the column, or the
+    # failure itself would fail to save and the order would never hear why.
+    reason = Truncator(reason).chars(Reservation._meta.get_field("failure_reason").max_length)
     reservation.status = Reservation.Status.FAILED
     reservation.failure_reason_code = code
     reservation.failure_reason = reason
@@ -328,18 +332,20 @@ def commit_stock(*, order_id: uuid.UUID) -> Reservation | None:
 def restock(*, product_ids: list[int], quantity: int) -> list[StockItem]:
     if quantity < 1:
         raise StockError("Restock quantity must be at least 1.")
+    # The stock rows alone are locked, not their products: a product's change form saves the product
+    # row and then locks its stock row (set_low_stock_threshold), and the two would deadlock.
     rows = list(
-        StockItem.objects.select_for_update()
+        StockItem.objects.select_for_update(of=("self",))
         .select_related("product")
         .filter(product_id__in=product_ids)
         .order_by("pk")
     )
     # Checked before any row changes, so that a refused restock changes no product.
-    too_full = [row.product.sku for row in rows if row.on_hand + quantity > STOCK_COUNT_MAX]
+    too_full = [row.product.sku for row in rows if row.on_hand + quantity > STOCK_ON_HAND_LIMIT]
     if too_full:
         raise StockError(
-            f"Restocking {quantity} would take {', '.join(too_full)} past {STOCK_COUNT_MAX} units on hand, "
-            "the most a stock count can hold."
+            f"Restocking {quantity} would take {', '.join(too_full)} past {STOCK_ON_HAND_LIMIT} units on hand, "
+            "the most a restock may bring."
         )
     for row in rows:
         row.on_hand += quantity

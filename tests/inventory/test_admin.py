@@ -11,7 +11,7 @@ from django.db.models import F
 from django.db.models.signals import post_init
 
 from eventbus.models import OutboxEvent
-from inventory.models import STOCK_COUNT_MAX, Product, StockItem
+from inventory.models import STOCK_COUNT_MAX, STOCK_ON_HAND_LIMIT, Product, StockItem
 from tests.factories import ProductFactory
 from tests.helpers import restock
 
@@ -19,6 +19,8 @@ pytestmark = pytest.mark.django_db
 
 TOO_BIG = [2**31, 2**63]
 MAX_ERROR = f"Ensure this value is less than or equal to {STOCK_COUNT_MAX}."
+# What staff bring on hand stops well below the column, which keeps room for stock given back.
+ON_HAND_ERROR = f"Ensure this value is less than or equal to {STOCK_ON_HAND_LIMIT}."
 
 
 @pytest.fixture
@@ -58,22 +60,25 @@ def change_threshold(client, product, threshold):
     return client.post(f"/admin/inventory/product/{product.pk}/change/", data)
 
 
-@pytest.mark.parametrize("value", TOO_BIG)
-@pytest.mark.parametrize("field", ["opening_stock", "low_stock_threshold"])
-def test_adding_a_product_with_a_count_past_the_column_is_a_form_error(staff_client, field, value):
+@pytest.mark.parametrize(
+    ("field", "value", "error"),
+    [("opening_stock", value, ON_HAND_ERROR) for value in [STOCK_ON_HAND_LIMIT + 1, *TOO_BIG]]
+    + [("low_stock_threshold", value, MAX_ERROR) for value in TOO_BIG],
+)
+def test_adding_a_product_with_a_count_past_its_limit_is_a_form_error(staff_client, field, value, error):
     response = add_product(staff_client, **{field: value})
 
     assert response.status_code == 200
-    assert response.context["adminform"].form.errors == {field: [MAX_ERROR]}
+    assert response.context["adminform"].form.errors == {field: [error]}
     assert not Product.objects.exists()
 
 
 def test_adding_a_product_with_the_largest_counts_works(staff_client):
-    response = add_product(staff_client, opening_stock=STOCK_COUNT_MAX, low_stock_threshold=STOCK_COUNT_MAX)
+    response = add_product(staff_client, opening_stock=STOCK_ON_HAND_LIMIT, low_stock_threshold=STOCK_COUNT_MAX)
 
     assert response.status_code == 302
     stock = StockItem.objects.get(product__sku="big-1")
-    assert (stock.on_hand, stock.low_stock_threshold) == (STOCK_COUNT_MAX, STOCK_COUNT_MAX)
+    assert (stock.on_hand, stock.low_stock_threshold) == (STOCK_ON_HAND_LIMIT, STOCK_COUNT_MAX)
 
 
 @pytest.mark.parametrize("value", TOO_BIG)
@@ -87,19 +92,19 @@ def test_changing_the_low_stock_threshold_past_the_column_is_a_form_error(staff_
     assert StockItem.objects.get(pk=product.stock.pk).low_stock_threshold == 10
 
 
-@pytest.mark.parametrize("value", TOO_BIG)
-def test_restocking_past_the_column_is_a_form_error(staff_client, value):
+@pytest.mark.parametrize("value", [STOCK_ON_HAND_LIMIT + 1, *TOO_BIG])
+def test_restocking_past_the_on_hand_limit_is_a_form_error(staff_client, value):
     product = ProductFactory(sku="big-1")
 
     response = restock(staff_client, product, quantity=value)
 
     assert response.status_code == 200
-    assert response.context["form"].errors == {"quantity": [MAX_ERROR]}
+    assert response.context["form"].errors == {"quantity": [ON_HAND_ERROR]}
     assert StockItem.objects.get(pk=product.stock.pk).on_hand == 100
 
 
-def test_a_restock_that_would_push_stock_past_the_column_is_refused_whole(staff_client):
-    fits, overflows = ProductFactory(sku="fits"), ProductFactory(sku="full", stock__on_hand=STOCK_COUNT_MAX - 5)
+def test_a_restock_that_would_push_stock_past_the_on_hand_limit_is_refused_whole(staff_client):
+    fits, overflows = ProductFactory(sku="fits"), ProductFactory(sku="full", stock__on_hand=STOCK_ON_HAND_LIMIT - 5)
     OutboxEvent.objects.all().delete()
 
     response = restock(staff_client, Product.objects.get(pk=fits.pk), quantity=6)
@@ -108,18 +113,18 @@ def test_a_restock_that_would_push_stock_past_the_column_is_refused_whole(staff_
 
     assert response.status_code == 200
     [error] = response.context["form"].errors["quantity"]
-    assert "full" in error and str(STOCK_COUNT_MAX) in error
+    assert "full" in error and str(STOCK_ON_HAND_LIMIT) in error
     # Nothing of the refused restock happened: only the first, single-product restock is recorded.
     assert StockItem.objects.get(product=fits).on_hand == 106
-    assert StockItem.objects.get(product=overflows).on_hand == STOCK_COUNT_MAX - 5
+    assert StockItem.objects.get(product=overflows).on_hand == STOCK_ON_HAND_LIMIT - 5
     assert OutboxEvent.objects.count() == 1
 
 
-def test_a_restock_up_to_the_column_max_works(staff_client):
-    product = ProductFactory(sku="full", stock__on_hand=STOCK_COUNT_MAX - 5)
+def test_a_restock_up_to_the_on_hand_limit_works(staff_client):
+    product = ProductFactory(sku="full", stock__on_hand=STOCK_ON_HAND_LIMIT - 5)
 
     assert restock(staff_client, product, quantity=5).status_code == 302
-    assert StockItem.objects.get(pk=product.stock.pk).on_hand == STOCK_COUNT_MAX
+    assert StockItem.objects.get(pk=product.stock.pk).on_hand == STOCK_ON_HAND_LIMIT
 
 
 def test_changing_the_threshold_never_writes_back_counts_a_consumer_changed_meanwhile(staff_client):

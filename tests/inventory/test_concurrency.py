@@ -3,20 +3,25 @@ throwaway server (tests/postgres_server.py); SQLite serialises writers and would
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from collections.abc import Callable
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.db import connection
+from django.db.models.signals import post_save
+from django.test import Client
 
 from eventbus.consuming import handle_message
 from eventbus.event_types import ORDER_PLACED
 from eventbus.models import OutboxEvent, ProcessedEvent
 from inventory import services
-from inventory.models import Reservation, StockItem
+from inventory.models import Product, Reservation, StockItem
 from tests.events import envelope, order_placed_data
 from tests.factories import ProductFactory
-from tests.helpers import run_together
+from tests.helpers import restock, run_together
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -99,3 +104,77 @@ def test_commits_and_releases_of_orders_sharing_products_at_once_keep_the_counts
         )
         == [[("a", 2), ("b", 1)]] * 5
     )
+
+
+def _staff(name: str) -> Client:
+    user = get_user_model().objects.create_superuser(name, f"{name}@example.com", "pw")
+    client = Client(raise_request_exception=False)
+    client.force_login(user)
+    return client
+
+
+def test_a_restock_while_another_staff_member_saves_the_product_does_not_deadlock():
+    # The change form saves the product row, then locks its stock row to set the threshold; a restock
+    # that locked the stock row and then the product row would close the circle (found by a review).
+    product = ProductFactory(sku="busy", name="Busy", stock__on_hand=100)
+    editor, restocker = _staff("editor"), _staff("restocker")
+    product_saved = threading.Event()
+    editing_thread: list[threading.Thread] = []
+    results: dict[str, object] = {}
+
+    def hold_after_the_product_is_saved(sender, instance, **kwargs):
+        if threading.current_thread() is not editing_thread[0] or product_saved.is_set():
+            return
+        product_saved.set()
+        # Until the restock is waiting on a lock (the moment a deadlock needs) or is done.
+        deadline = time.monotonic() + 10
+        with connection.cursor() as cursor:
+            while time.monotonic() < deadline and "restock" not in results:
+                cursor.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+                )
+                if cursor.fetchone()[0]:
+                    break
+                time.sleep(0.05)
+
+    def edit() -> None:
+        try:
+            results["edit"] = editor.post(
+                f"/admin/inventory/product/{product.pk}/change/",
+                {
+                    "name": "Busy (renamed)",
+                    "price": "10.00",
+                    "active": "on",
+                    "stock-TOTAL_FORMS": 1,
+                    "stock-INITIAL_FORMS": 1,
+                    "stock-MIN_NUM_FORMS": 0,
+                    "stock-MAX_NUM_FORMS": 1,
+                    "stock-0-id": product.stock.pk,
+                    "stock-0-product": product.pk,
+                    "stock-0-low_stock_threshold": 4,
+                },
+            ).status_code
+        finally:
+            connection.close()
+
+    def add_stock() -> None:
+        try:
+            product_saved.wait(10)
+            results["restock"] = restock(restocker, product, quantity=5).status_code
+        finally:
+            connection.close()
+
+    post_save.connect(hold_after_the_product_is_saved, sender=Product)
+    try:
+        threads = [threading.Thread(target=edit), threading.Thread(target=add_stock)]
+        editing_thread.append(threads[0])
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    finally:
+        post_save.disconnect(hold_after_the_product_is_saved, sender=Product)
+
+    assert results == {"edit": 302, "restock": 302}
+    stock = StockItem.objects.get(product__sku="busy")
+    assert (stock.on_hand, stock.low_stock_threshold) == (105, 4)
