@@ -283,15 +283,15 @@ def _record_answer(payment: Payment, due: _Call, answer: ChargeResult | str | Ga
         payment.last_gateway_error = str(answer)[:300]
         if due == _Call.CHARGE:
             payment.charge_failures += 1
-        if due == _Call.CHARGE and payment.charge_failures >= settings.PAYMENT_MAX_GATEWAY_ATTEMPTS:
-            # Give up in time for the order to cancel now, with the reason, rather than wait for the
-            # message's DLQ and the stuck-order timeout. A refund is never given up: it is owed.
-            _decline(
-                payment,
-                code=PaymentFailure.GATEWAY_ERROR,
-                reason=f"The payment provider did not answer after {payment.charge_failures} attempts.",
-            )
-            return False
+            if payment.charge_failures >= settings.PAYMENT_MAX_GATEWAY_ATTEMPTS:
+                # Give up in time for the order to cancel now, with the reason, rather than wait for the
+                # message's DLQ and the stuck-order timeout. A refund is never given up: it is owed.
+                _decline(
+                    payment,
+                    code=PaymentFailure.GATEWAY_ERROR,
+                    reason=f"The payment provider did not answer after {payment.charge_failures} attempts.",
+                )
+                return False
         logger.warning("order %s: %s attempt %s failed: %s", payment.order_id, due, _attempts(payment, due), answer)
         return True
     if due == _Call.REFUND:
