@@ -158,15 +158,38 @@ def restock(client, *products: Model, quantity: int | str, reason: str = "delive
     )
 
 
-def staff_client(*, superuser: bool = False, groups: tuple[str, ...] = (), permissions: tuple[str, ...] = ()):
-    """A test client signed in as a new staff member with these groups and permissions. Named after its
-    groups ("Support-user"), or "super-user" / "staff-user". A transactional test's flush removes the
-    groups the data migration made: such a test gives permissions instead."""
+def change_threshold(client, product: Model, threshold: int | str):
+    """The product's change form, saved with a new low-stock threshold."""
+    data = {
+        "name": product.name,
+        "price": "10.00",
+        "active": "on",
+        "stock-TOTAL_FORMS": 1,
+        "stock-INITIAL_FORMS": 1,
+        "stock-MIN_NUM_FORMS": 0,
+        "stock-MAX_NUM_FORMS": 1,
+        "stock-0-id": product.stock.pk,
+        "stock-0-product": product.pk,
+        "stock-0-low_stock_threshold": threshold,
+    }
+    return client.post(f"/admin/inventory/product/{product.pk}/change/", data)
+
+
+def staff_client(
+    *,
+    superuser: bool = False,
+    groups: tuple[str, ...] = (),
+    permissions: tuple[str, ...] = (),
+    name: str | None = None,
+):
+    """A test client signed in as a new staff member with these groups and permissions. Named `name`, or
+    after its groups ("Support-user"), or "super-user" / "staff-user". A transactional test's flush
+    removes the groups the data migration made: such a test gives permissions instead."""
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group, Permission
     from django.test import Client
 
-    name = "-".join(groups) or ("super" if superuser else f"staff{len(permissions) or ''}")
+    name = name or "-".join(groups) or ("super" if superuser else f"staff{len(permissions) or ''}")
     user = get_user_model().objects.create_user(
         username=f"{name}-user", password="pw", is_staff=True, is_superuser=superuser
     )

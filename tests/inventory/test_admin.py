@@ -13,7 +13,7 @@ from django.db.models.signals import post_init
 from eventbus.models import OutboxEvent
 from inventory.models import STOCK_COUNT_MAX, STOCK_ON_HAND_LIMIT, Product, StockItem
 from tests.factories import ProductFactory
-from tests.helpers import restock
+from tests.helpers import change_threshold, restock
 
 pytestmark = pytest.mark.django_db
 
@@ -41,23 +41,6 @@ def add_product(client, **fields):
         "low_stock_threshold": 10,
     }
     return client.post("/admin/inventory/product/add/", {**data, **fields})
-
-
-def change_threshold(client, product, threshold):
-    """The product's change form, saved with a new low-stock threshold."""
-    data = {
-        "name": product.name,
-        "price": "10.00",
-        "active": "on",
-        "stock-TOTAL_FORMS": 1,
-        "stock-INITIAL_FORMS": 1,
-        "stock-MIN_NUM_FORMS": 0,
-        "stock-MAX_NUM_FORMS": 1,
-        "stock-0-id": product.stock.pk,
-        "stock-0-product": product.pk,
-        "stock-0-low_stock_threshold": threshold,
-    }
-    return client.post(f"/admin/inventory/product/{product.pk}/change/", data)
 
 
 @pytest.mark.parametrize(

@@ -9,10 +9,8 @@ import uuid
 from collections.abc import Callable
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.db import connection
 from django.db.models.signals import post_save
-from django.test import Client
 
 from eventbus.consuming import handle_message
 from eventbus.event_types import ORDER_PLACED
@@ -21,7 +19,7 @@ from inventory import services
 from inventory.models import Product, Reservation, StockItem
 from tests.events import envelope, order_placed_data
 from tests.factories import ProductFactory
-from tests.helpers import restock, run_together
+from tests.helpers import change_threshold, restock, run_together, staff_client
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -106,18 +104,13 @@ def test_commits_and_releases_of_orders_sharing_products_at_once_keep_the_counts
     )
 
 
-def _staff(name: str) -> Client:
-    user = get_user_model().objects.create_superuser(name, f"{name}@example.com", "pw")
-    client = Client(raise_request_exception=False)
-    client.force_login(user)
-    return client
-
-
 def test_a_restock_while_another_staff_member_saves_the_product_does_not_deadlock():
     # The change form saves the product row, then locks its stock row to set the threshold; a restock
     # that locked the stock row and then the product row would close the circle (found by a review).
     product = ProductFactory(sku="busy", name="Busy", stock__on_hand=100)
-    editor, restocker = _staff("editor"), _staff("restocker")
+    editor, restocker = staff_client(superuser=True, name="editor"), staff_client(superuser=True, name="restocker")
+    for client in (editor, restocker):
+        client.raise_request_exception = False  # a deadlock is a 500 to assert on, not an exception
     product_saved = threading.Event()
     editing_thread: list[threading.Thread] = []
     results: dict[str, object] = {}
@@ -139,21 +132,7 @@ def test_a_restock_while_another_staff_member_saves_the_product_does_not_deadloc
 
     def edit() -> None:
         try:
-            results["edit"] = editor.post(
-                f"/admin/inventory/product/{product.pk}/change/",
-                {
-                    "name": "Busy (renamed)",
-                    "price": "10.00",
-                    "active": "on",
-                    "stock-TOTAL_FORMS": 1,
-                    "stock-INITIAL_FORMS": 1,
-                    "stock-MIN_NUM_FORMS": 0,
-                    "stock-MAX_NUM_FORMS": 1,
-                    "stock-0-id": product.stock.pk,
-                    "stock-0-product": product.pk,
-                    "stock-0-low_stock_threshold": 4,
-                },
-            ).status_code
+            results["edit"] = change_threshold(editor, product, 4).status_code
         finally:
             connection.close()
 

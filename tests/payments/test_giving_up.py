@@ -5,7 +5,6 @@ comes back after payments gave up is refunded. Found by an adversarial review (2
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from decimal import Decimal
@@ -18,7 +17,7 @@ from eventbus.models import OutboxEvent
 from payments.gateways import GatewayError, _configured
 from payments.models import Payment, Refund, SimulatedGatewayRequest
 from tests.events import SAMPLE_DATA, envelope
-from tests.helpers import run_together
+from tests.helpers import run_together, wait_for
 from tests.payments import recording_gateway, settling
 from tests.payments.recording_gateway import Crash, RecordingGateway
 
@@ -58,7 +57,7 @@ def test_a_charge_whose_answer_was_lost_does_not_count_as_a_failure(settings, cr
 class RacingGateway(RecordingGateway):
     """Two calls with one key at once: the first waits until the other's attempt is recorded, then
     times out; the second reaches the provider, which charges, and its answer comes back only once
-    `second_answers_when(payment)` holds (or after ten seconds)."""
+    `second_answers_when(payment)` holds."""
 
     order_id: uuid.UUID
     attempts_before: int
@@ -72,23 +71,14 @@ class RacingGateway(RecordingGateway):
             mine = RacingGateway._calls
         racer = type(self)
         if mine == 1:
-            assert _eventually(lambda: self._payment().charge_attempts == racer.attempts_before + 2)
+            wait_for(lambda: self._payment().charge_attempts == racer.attempts_before + 2, interval=0.02, timeout=10)
             raise GatewayError("the provider did not answer in time (simulated)")
         result = super().charge(**kwargs)
-        _eventually(lambda: racer.second_answers_when(self._payment()))
+        wait_for(lambda: racer.second_answers_when(self._payment()), interval=0.02, timeout=10)
         return result
 
     def _payment(self) -> Payment:
         return Payment.objects.get(order_id=type(self).order_id)
-
-
-def _eventually(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 @pytest.fixture
