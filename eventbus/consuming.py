@@ -30,15 +30,12 @@ from django.utils.dateparse import parse_datetime
 from . import aws, metrics, outbox, registry, topology
 from .events import MalformedEvent, ReceivedEvent, caused_by, parse_envelope
 from .models import DeliveryFailure, ProcessedEvent
-from .outbox import RelayThread, RelayWakeups
+from .outbox import RelayThreads
 from .rows import db_value, insert_new_rows, insert_rows
 from .visibility import VisibilityKeeper
 
 logger = logging.getLogger(__name__)
 
-# Two: one pass can claim and publish what was committed while the other waits on PutEvents. More
-# would mostly queue for the database's write lock (SQLite's one, or the outbox's index pages).
-RELAY_THREADS = 2
 MAX_MESSAGES_PER_RECEIVE = 10  # SQS's limit
 
 
@@ -549,12 +546,7 @@ class EventConsumer:
         self.services = chosen
         self.stop_event = threading.Event()
         self.pollers = [QueuePoller(topology.SERVICE_QUEUES[service], self.stop_event) for service in chosen]
-        self.relay_stop = threading.Event()
-        self.relay_wakeups = RelayWakeups()
-        self.relays = [
-            RelayThread(self.relay_stop, self.relay_wakeups, name=f"outbox-relay-{number}")
-            for number in range(RELAY_THREADS)
-        ]
+        self.relays = RelayThreads(sweeps=True)
 
     def start(self) -> None:
         # Made here, once, rather than by whichever thread calls first: they are then part of the
@@ -562,8 +554,7 @@ class EventConsumer:
         aws.client("sqs")
         aws.client("sqs", fast=True)  # the pollers' visibility keepers'
         aws.client("events")
-        for relay in self.relays:
-            relay.start()
+        self.relays.start()
         for poller in self.pollers:
             poller.start()
 
@@ -572,7 +563,4 @@ class EventConsumer:
         deadline = time.monotonic() + timeout
         for poller in self.pollers:
             poller.join(max(0.0, deadline - time.monotonic()))
-        self.relay_stop.set()
-        self.relay_wakeups.close()
-        for relay in self.relays:
-            relay.join(max(0.0, deadline - time.monotonic()))
+        self.relays.stop(max(0.0, deadline - time.monotonic()))

@@ -8,6 +8,7 @@ elsewhere, and also runs periodically (docs/architecture.md, "Publishing").
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import contextvars
 import hashlib
@@ -548,6 +549,11 @@ def requeue_failed_events(*, event_ids: list[str]) -> int:
     return len(rows)
 
 
+# Two: one pass can claim and publish what was committed while the other waits on PutEvents. More
+# would mostly queue for the database's write lock (SQLite's one, or the outbox's index pages).
+RELAY_THREADS = 2
+
+
 class RelayWakeups:
     """The wake-ups of a process's relay threads: a pass over every due row (`set`), or rows born
     claimed by this process (`hand`). Each wakes one idle thread, so a commit made while a pass
@@ -597,15 +603,19 @@ class RelayWakeups:
 
 
 class RelayThread(threading.Thread):
-    """Publishes the rows a handler in this process commits as soon as it commits them, the others
-    when woken (a kick from the web server or beat), and makes a pass over every due row at least
-    every OUTBOX_RELAY_INTERVAL_SECONDS, however busy. Stop it by setting `stop` and closing its
-    wake-ups: rows handed to it and not published are given back, at once, to every relay."""
+    """Publishes the rows a handler in this process commits as soon as it commits them. A sweeping
+    thread (a worker's) also publishes the others when woken (a kick from the web server or beat), and
+    makes a pass over every due row at least every OUTBOX_RELAY_INTERVAL_SECONDS, however busy. Stop
+    it by setting `stop` and closing its wake-ups: rows handed to it and not published are given back,
+    at once, to every relay."""
 
-    def __init__(self, stop: threading.Event, wakeups: RelayWakeups, *, name: str = "outbox-relay") -> None:
+    def __init__(
+        self, stop: threading.Event, wakeups: RelayWakeups, *, name: str = "outbox-relay", sweeps: bool = True
+    ) -> None:
         super().__init__(name=name, daemon=True)
         self.stop_event = stop
         self.wakeups = wakeups
+        self.sweeps = sweeps
 
     def run(self) -> None:
         owner = claims.current()
@@ -617,20 +627,22 @@ class RelayThread(threading.Thread):
                 _release(ids=ids, owner=owner)
                 wake_relay()
 
-        set_in_process_relay_waker(self.wakeups.set)
+        if self.sweeps:
+            set_in_process_relay_waker(self.wakeups.set)
         set_in_process_relay(InProcessRelay(owner=str(owner), hand=hand))
         interval = settings.OUTBOX_RELAY_INTERVAL_SECONDS
         last_pass = time.monotonic()
         handed: list[tuple[uuid.UUID, datetime]] = []
         try:
             while not self.stop_event.is_set():
-                handed, wanted = self.wakeups.wait(timeout=max(0.0, last_pass + interval - time.monotonic()))
+                next_pass_in = max(0.0, last_pass + interval - time.monotonic()) if self.sweeps else interval
+                handed, wanted = self.wakeups.wait(timeout=next_pass_in)
                 if self.stop_event.is_set():
                     break
                 try:
                     if handed:
                         relay_handed(handed=handed, owner=owner)
-                    if wanted or time.monotonic() - last_pass >= interval:
+                    if self.sweeps and (wanted or time.monotonic() - last_pass >= interval):
                         last_pass = time.monotonic()
                         relay_pending(owner=owner)
                 except Exception:
@@ -647,3 +659,41 @@ class RelayThread(threading.Thread):
             if handed:
                 _release(ids=[row_id for row_id, _ in handed], owner=owner)
             close_old_connections()
+
+
+class RelayThreads:
+    """A process's relay threads. A worker's sweep (RelayThread); a web process's publish only what
+    the process itself commits, and leave the rest, and every retry, to the workers' sweeps and beat's
+    kick: a web server that swept too would add a claim pass per process to every interval."""
+
+    def __init__(self, *, sweeps: bool, count: int = RELAY_THREADS) -> None:
+        self.stop_event = threading.Event()
+        self.wakeups = RelayWakeups()
+        self.threads = [
+            RelayThread(self.stop_event, self.wakeups, name=f"outbox-relay-{number}", sweeps=sweeps)
+            for number in range(count)
+        ]
+
+    def start(self) -> None:
+        for thread in self.threads:
+            thread.start()
+
+    def stop(self, timeout: float = 15) -> None:
+        self.stop_event.set()
+        self.wakeups.close()
+        deadline = time.monotonic() + timeout
+        for thread in self.threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def relay_own_commits() -> RelayThreads:
+    """Start, in a web process, relay threads that publish the rows its requests commit, born claimed
+    as a worker's are, instead of kicking a worker's relay through the broker: a placement's Order
+    Placed then reaches the bus one PutEvents after its commit, not after a Celery task's trip through
+    SQS and a worker's claim transaction (docs/performance.md). They stop, giving back what they were
+    handed and did not publish, when the process exits (gunicorn's workers exit through sys.exit)."""
+    aws.client("events")  # made now, so that the process freezes it with the rest of its start-up heap
+    relays = RelayThreads(sweeps=False)
+    relays.start()
+    atexit.register(relays.stop, timeout=5)
+    return relays

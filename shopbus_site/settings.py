@@ -202,6 +202,9 @@ OUTBOX_RELAY_INTERVAL_SECONDS = env.int("OUTBOX_RELAY_INTERVAL_SECONDS", default
 # the same host sees the process gone (docs/architecture.md, "Publishing").
 OUTBOX_CLAIM_LEASE_SECONDS = env.int("OUTBOX_CLAIM_LEASE_SECONDS", default=15)
 OUTBOX_MAX_BACKOFF_SECONDS = env.int("OUTBOX_MAX_BACKOFF_SECONDS", default=300)
+# Whether a web process publishes what its requests commit itself (relay threads of its own, which
+# need events:PutEvents) or kicks a worker's relay through the broker (docs/architecture.md).
+OUTBOX_RELAY_IN_WEB = env.bool("OUTBOX_RELAY_IN_WEB", default=True)
 # Comma-separated services whose queues this worker consumes; empty means every service.
 EVENT_CONSUMERS = env.list("EVENT_CONSUMERS", default=[])
 EVENT_CONSUMER_WAIT_SECONDS = env.int("EVENT_CONSUMER_WAIT_SECONDS", default=5)

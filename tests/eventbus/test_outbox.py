@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import atexit
 import contextlib
+import functools
 import os
 import threading
 import time
@@ -366,19 +368,14 @@ def test_a_commit_made_while_a_pass_waits_on_the_bus_is_published_by_the_other_r
 
 
 @contextlib.contextmanager
-def relay_threads(count: int = 2):
-    stop, wakeups = threading.Event(), outbox.RelayWakeups()
-    relays = [outbox.RelayThread(stop, wakeups, name=f"relay-{n}") for n in range(count)]
-    for relay in relays:
-        relay.start()
+def relay_threads(count: int = 2, *, sweeps: bool = True):
+    relays = outbox.RelayThreads(sweeps=sweeps, count=count)
+    relays.start()
     wait_for(lambda: outbox._this_process_relay() is not None, timeout=5, what="the relay threads")
     try:
-        yield
+        yield relays
     finally:
-        stop.set()
-        wakeups.close()
-        for relay in relays:
-            relay.join(10)
+        relays.stop(timeout=10)
 
 
 @pytest.fixture
@@ -415,6 +412,61 @@ def test_rows_a_worker_writes_are_born_claimed_and_published_without_a_claim_pas
     assert placed_row(order).claimed_by == str(claims.current())
     assert claim_passes == []
     assert [envelope["detail"]["data"]["orderId"] for envelope in drain(service_queue("inventory"))] == [str(order.id)]
+
+
+def test_a_web_process_publishes_what_its_requests_commit_itself_without_a_kick_or_a_claim_pass(
+    provisioned, catalogue, service_queue, monkeypatch
+):
+    outbox.relay_pending()  # the catalogue's own Stock Updated events
+    kicks, claim_passes = [], []
+    monkeypatch.setattr(outbox, "_task_waker", lambda: kicks.append(1))
+    claim_due_rows = outbox._claim_due_rows
+    monkeypatch.setattr(outbox, "_claim_due_rows", lambda **kwargs: claim_passes.append(1) or claim_due_rows(**kwargs))
+    with relay_threads(sweeps=False):
+        order = order_services.place_order(request=PlaceOrderRequestFactory())
+        wait_for(lambda: placed_row(order).status == OutboxEvent.Status.PUBLISHED, timeout=10)
+
+    assert placed_row(order).claimed_by == str(claims.current())
+    assert (kicks, claim_passes) == ([], [])
+    assert [envelope["detail"]["data"]["orderId"] for envelope in drain(service_queue("inventory"))] == [str(order.id)]
+
+
+def test_a_web_process_leaves_every_other_row_to_the_workers_and_idles_between_commits(
+    provisioned, catalogue, settings, monkeypatch
+):
+    settings.OUTBOX_RELAY_INTERVAL_SECONDS = 1
+    outbox.relay_pending()
+    kicks = []
+    monkeypatch.setattr(outbox, "_task_waker", lambda: kicks.append(1))
+    order = order_services.place_order(request=PlaceOrderRequestFactory())  # before its relay threads
+    relays = outbox.RelayThreads(sweeps=False)
+    waits = []
+    wait = relays.wakeups.wait
+    monkeypatch.setattr(relays.wakeups, "wait", lambda timeout: waits.append(timeout) or wait(timeout))
+    relays.start()
+    try:
+        wait_for(lambda: outbox._this_process_relay() is not None, timeout=5, what="the relay threads")
+        outbox.wake_relay()  # what the admin's "send again" does, say
+        time.sleep(3.5)
+    finally:
+        relays.stop(timeout=10)
+
+    assert placed_row(order).status == OutboxEvent.Status.PENDING
+    assert kicks == [1, 1]  # the placement's and the wake-up, both through the broker to a worker
+    assert len(waits) <= 2 * 5  # each thread waits out the interval, however long it has idled
+
+
+def test_a_web_process_stops_its_relay_threads_when_it_exits(provisioned, catalogue, monkeypatch):
+    at_exit = []
+    monkeypatch.setattr(atexit, "register", lambda stop, **kwargs: at_exit.append(functools.partial(stop, **kwargs)))
+    relays = outbox.relay_own_commits()
+    wait_for(lambda: outbox._this_process_relay() is not None, timeout=5, what="the relay threads")
+
+    for stop in at_exit:
+        stop()
+
+    assert not any(thread.is_alive() for thread in relays.threads)
+    assert outbox._this_process_relay() is None
 
 
 def test_a_row_born_claimed_is_left_to_its_owner_until_its_lease_runs_out(
