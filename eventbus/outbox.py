@@ -8,7 +8,6 @@ elsewhere, and also runs periodically (docs/architecture.md, "Publishing").
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import contextvars
 import hashlib
@@ -98,7 +97,7 @@ def _insert_and_wake(rows: list[dict[str, Any]], *, using: str) -> None:
         insert_rows(OutboxEvent, rows, using=using)
         transaction.on_commit(wake_relay, using=using, robust=True)
         return
-    # In a process with relay threads (a worker), the rows are born claimed by it and handed to its
+    # In a process with relay threads (a worker, a web process), the rows are born claimed by it and handed to its
     # relay on commit, which publishes them without a claim transaction of its own: on SQLite that
     # claim waited for the write lock, 17 ms at the median and 170 ms at p99 of a relay pass under
     # `make bench`, three times on an order's way. A process that dies first leaves claims that any
@@ -159,8 +158,9 @@ def rows_written_together(*, using: str = DEFAULT_DB_ALIAS) -> Iterator[None]:
 # --- waking the relay ---------------------------------------------------------------------------
 # Two ways to wake it, registered from outside so that this module imports no task module: a worker
 # registers its own relay thread (an in-process signal), and eventbus.tasks registers the Celery task
-# that the web process and beat use. A broker message per commit from a worker would put as many
-# extra SQS round trips on the bus as the events themselves.
+# that beat and every process without sweeping relay threads use. A broker message per commit would put
+# as many extra SQS round trips on the bus as the events themselves, so a commit in a process with relay
+# threads (a worker, a web process) hands its rows to them instead (`_insert_and_wake`).
 
 Waker = Callable[[], None]
 # The relay threads' registrations name the process that made them: a process forked from a worker
@@ -213,9 +213,10 @@ def wake_relay() -> None:
 
 
 def relay_when_kicked() -> None:
-    """What a relay kick (the web server's after a commit, beat's periodic one) does where it lands: in
-    a worker, which runs relay threads, it wakes one, rather than run a pass of its own that races
-    theirs for the same rows and pays its own claim and lookups; elsewhere it relays here."""
+    """What a relay kick (beat's periodic one, or a commit's in a process without relay threads) does
+    where it lands: in a worker, which runs sweeping relay threads, it wakes one, rather than run a pass
+    of its own that races theirs for the same rows and pays its own claim and lookups; elsewhere it
+    relays here."""
     waker = _this_process_waker()
     if waker is not None:
         waker()
@@ -604,7 +605,7 @@ class RelayWakeups:
 
 class RelayThread(threading.Thread):
     """Publishes the rows a handler in this process commits as soon as it commits them. A sweeping
-    thread (a worker's) also publishes the others when woken (a kick from the web server or beat), and
+    thread (a worker's) also publishes the others when woken (a kick from beat or another process), and
     makes a pass over every due row at least every OUTBOX_RELAY_INTERVAL_SECONDS, however busy. Stop
     it by setting `stop` and closing its wake-ups: rows handed to it and not published are given back,
     at once, to every relay."""
@@ -684,16 +685,3 @@ class RelayThreads:
         deadline = time.monotonic() + timeout
         for thread in self.threads:
             thread.join(max(0.0, deadline - time.monotonic()))
-
-
-def relay_own_commits() -> RelayThreads:
-    """Start, in a web process, relay threads that publish the rows its requests commit, born claimed
-    as a worker's are, instead of kicking a worker's relay through the broker: a placement's Order
-    Placed then reaches the bus one PutEvents after its commit, not after a Celery task's trip through
-    SQS and a worker's claim transaction (docs/performance.md). They stop, giving back what they were
-    handed and did not publish, when the process exits (gunicorn's workers exit through sys.exit)."""
-    aws.client("events")  # made now, so that the process freezes it with the rest of its start-up heap
-    relays = RelayThreads(sweeps=False)
-    relays.start()
-    atexit.register(relays.stop, timeout=5)
-    return relays

@@ -1,8 +1,6 @@
 from __future__ import annotations
 
-import atexit
 import contextlib
-import functools
 import os
 import threading
 import time
@@ -454,19 +452,6 @@ def test_a_web_process_leaves_every_other_row_to_the_workers_and_idles_between_c
     assert placed_row(order).status == OutboxEvent.Status.PENDING
     assert kicks == [1, 1]  # the placement's and the wake-up, both through the broker to a worker
     assert len(waits) <= 2 * 5  # each thread waits out the interval, however long it has idled
-
-
-def test_a_web_process_stops_its_relay_threads_when_it_exits(provisioned, catalogue, monkeypatch):
-    at_exit = []
-    monkeypatch.setattr(atexit, "register", lambda stop, **kwargs: at_exit.append(functools.partial(stop, **kwargs)))
-    relays = outbox.relay_own_commits()
-    wait_for(lambda: outbox._this_process_relay() is not None, timeout=5, what="the relay threads")
-
-    for stop in at_exit:
-        stop()
-
-    assert not any(thread.is_alive() for thread in relays.threads)
-    assert outbox._this_process_relay() is None
 
 
 def test_a_row_born_claimed_is_left_to_its_owner_until_its_lease_runs_out(

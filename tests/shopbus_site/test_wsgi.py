@@ -28,7 +28,12 @@ def test_the_web_application_runs_relay_threads_of_its_own_unless_told_not_to(se
         environment["OUTBOX_RELAY_IN_WEB"] = setting
 
     loaded = subprocess.run(
-        [sys.executable, "-c", PROBE], cwd=settings.BASE_DIR, env=environment, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", PROBE],
+        cwd=settings.BASE_DIR,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
     assert (loaded.returncode, loaded.stdout.strip()) == (0, relays), loaded.stderr
