@@ -2,10 +2,10 @@
 
 Recording is a dictionary update under a lock, made after the handler's transaction has committed,
 so it never adds a statement or a network call to a delivery. A background flusher (one per worker
-process) writes the minute's aggregates to the database, where the event-flow dashboard reads them,
-and, where enabled, to CloudWatch with PutMetricData (values and counts, many datums per call). A
-metrics outage loses metrics, never events, and is logged once until it recovers
-(docs/observability.md explains each metric).
+process, and one per web process for what its relay threads publish) writes the minute's aggregates
+to the database, where the event-flow dashboard reads them, and, where enabled, to CloudWatch with
+PutMetricData (values and counts, many datums per call). A metrics outage loses metrics, never
+events, and is logged once until it recovers (docs/observability.md explains each metric).
 """
 
 from __future__ import annotations
@@ -232,8 +232,9 @@ _cloudwatch_outage = _OutageLog("CloudWatch")
 _last_heartbeat_log: dict[str, float] = {}
 
 
-def flush() -> int:
-    """Write everything recorded since the last flush. Returns the number of series written."""
+def flush(*, gauges: bool = True) -> int:
+    """Write everything recorded since the last flush, and with `gauges` sample the outbox's backlog
+    for CloudWatch. Returns the number of series written."""
     series, heartbeats = recorder.drain()
     _log_heartbeats(heartbeats)
     if series or heartbeats:
@@ -245,7 +246,7 @@ def flush() -> int:
     if settings.METRICS_CLOUDWATCH:
         datums = _datums(series)
         try:
-            datums += _backlog_datums()
+            datums += _backlog_datums() if gauges else []
         except DatabaseError as exc:
             # The delivery metrics still go out: CloudWatch is most needed while the database is down.
             _database_outage.failed(exc, 0)
@@ -406,11 +407,14 @@ def _put_metric_data(datums: list[dict[str, Any]]) -> None:
 
 
 class MetricsFlusher(threading.Thread):
-    """Flushes this process's metrics every METRICS_FLUSH_SECONDS, and once more when stopped."""
+    """Flushes this process's metrics every METRICS_FLUSH_SECONDS, and once more when stopped. A web
+    process's flusher leaves the backlog gauges to the workers' (`gauges=False`): otherwise every web
+    process would add a query over the outbox and a PutMetricData call to every interval, idle or not."""
 
-    def __init__(self, stop: threading.Event) -> None:
+    def __init__(self, stop: threading.Event, *, gauges: bool = True) -> None:
         super().__init__(name="metrics-flusher", daemon=True)
         self.stop_event = stop
+        self.gauges = gauges
 
     def run(self) -> None:
         while not self.stop_event.wait(settings.METRICS_FLUSH_SECONDS):
@@ -419,7 +423,7 @@ class MetricsFlusher(threading.Thread):
 
     def _flush_once(self) -> None:
         try:
-            flush()
+            flush(gauges=self.gauges)
         except Exception:
             # Metrics must never take a worker down; the next flush starts afresh.
             logger.exception("metrics flush failed")

@@ -298,6 +298,7 @@ def _dead_owners(*, now: datetime, me: claims.Owner) -> list[str]:
             status=OutboxEvent.Status.PENDING, claimed_until__gte=now, claimed_by__startswith=f"{me.host}/"
         )
         .exclude(claimed_by=str(me))
+        .order_by()  # the model's ordering would put created_at in the DISTINCT: an owner per row
         .values_list("claimed_by", flat=True)
         .distinct()
     )
@@ -681,7 +682,12 @@ class RelayThreads:
 
     def stop(self, timeout: float = 15) -> None:
         self.stop_event.set()
-        self.wakeups.close()
+        # Rows handed while every thread was busy, which no thread took: given back at once, and
+        # announced as a process without relay threads announces its commits.
+        queued = self.wakeups.close()
+        if queued:
+            _release(ids=[row_id for row_id, _ in queued], owner=claims.current())
+            wake_relay()
         deadline = time.monotonic() + timeout
         for thread in self.threads:
             thread.join(max(0.0, deadline - time.monotonic()))

@@ -36,7 +36,7 @@ def publish_own_commits() -> Publishing:
     aws.client("events")  # made now, so that the process freezes it with the rest of its start-up heap
     flusher_stop = threading.Event()
     publishing = Publishing(
-        relays=RelayThreads(sweeps=False), flusher=MetricsFlusher(flusher_stop), flusher_stop=flusher_stop
+        relays=RelayThreads(sweeps=False), flusher=MetricsFlusher(flusher_stop, gauges=False), flusher_stop=flusher_stop
     )
     publishing.relays.start()
     publishing.flusher.start()

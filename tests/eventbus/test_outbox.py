@@ -413,9 +413,10 @@ def test_rows_a_worker_writes_are_born_claimed_and_published_without_a_claim_pas
 
 
 def test_a_web_process_publishes_what_its_requests_commit_itself_without_a_kick_or_a_claim_pass(
-    provisioned, catalogue, service_queue, monkeypatch
+    provisioned, catalogue, service_queue, settings, monkeypatch
 ):
     outbox.relay_pending()  # the catalogue's own Stock Updated events
+    settings.OUTBOX_RELAY_INTERVAL_SECONDS = 1
     kicks, claim_passes = [], []
     monkeypatch.setattr(outbox, "_task_waker", lambda: kicks.append(1))
     claim_due_rows = outbox._claim_due_rows
@@ -423,6 +424,7 @@ def test_a_web_process_publishes_what_its_requests_commit_itself_without_a_kick_
     with relay_threads(sweeps=False):
         order = order_services.place_order(request=PlaceOrderRequestFactory())
         wait_for(lambda: placed_row(order).status == OutboxEvent.Status.PUBLISHED, timeout=10)
+        time.sleep(1.5)  # past the interval at which a worker's relay thread passes over every due row
 
     assert placed_row(order).claimed_by == str(claims.current())
     assert (kicks, claim_passes) == ([], [])
@@ -452,6 +454,50 @@ def test_a_web_process_leaves_every_other_row_to_the_workers_and_idles_between_c
     assert placed_row(order).status == OutboxEvent.Status.PENDING
     assert kicks == [1, 1]  # the placement's and the wake-up, both through the broker to a worker
     assert len(waits) <= 2 * 5  # each thread waits out the interval, however long it has idled
+
+
+def test_rows_queued_for_busy_relay_threads_are_given_back_and_announced_when_the_threads_stop(
+    provisioned, catalogue, monkeypatch
+):
+    outbox.relay_pending()
+    publishing, go_on = threading.Event(), threading.Event()
+    relay_handed = outbox.relay_handed
+
+    def slow_relay_handed(**kwargs):
+        publishing.set()
+        go_on.wait(10)  # PutEvents taking its time
+        return relay_handed(**kwargs)
+
+    monkeypatch.setattr(outbox, "relay_handed", slow_relay_handed)
+    relays = outbox.RelayThreads(sweeps=False, count=1)
+    relays.start()
+    wait_for(lambda: outbox._this_process_relay() is not None, timeout=5, what="the relay threads")
+    first = order_services.place_order(request=PlaceOrderRequestFactory())
+    assert publishing.wait(5)
+    second = order_services.place_order(request=PlaceOrderRequestFactory())  # handed; no thread is free
+
+    stopping = threading.Thread(target=relays.stop, kwargs={"timeout": 10})
+    stopping.start()
+    # The second row is published by the kick, here and now, while the only thread is still busy.
+    wait_for(lambda: placed_row(second).status == OutboxEvent.Status.PUBLISHED, timeout=10)
+    go_on.set()
+    stopping.join(15)
+
+    assert placed_row(first).status == OutboxEvent.Status.PUBLISHED
+    assert not stopping.is_alive()
+
+
+def test_a_dead_relay_is_named_once_however_many_rows_it_held(provisioned, catalogue, monkeypatch):
+    monkeypatch.setattr(outbox, "wake_relay", lambda: None)
+    me = claims.current()
+    dead = f"{me.host}/999999/12345"
+    for _ in range(3):
+        order_services.place_order(request=PlaceOrderRequestFactory())
+    OutboxEvent.objects.filter(detail_type="Order Placed").update(
+        claimed_by=dead, claimed_until=timezone.now() + timedelta(seconds=60)
+    )
+
+    assert outbox._dead_owners(now=timezone.now(), me=me) == [dead]
 
 
 def test_a_row_born_claimed_is_left_to_its_owner_until_its_lease_runs_out(
