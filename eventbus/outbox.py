@@ -97,11 +97,11 @@ def _insert_and_wake(rows: list[dict[str, Any]], *, using: str) -> None:
         insert_rows(OutboxEvent, rows, using=using)
         transaction.on_commit(wake_relay, using=using, robust=True)
         return
-    # In a process with relay threads (a worker, a web process), the rows are born claimed by it and handed to its
-    # relay on commit, which publishes them without a claim transaction of its own: on SQLite that
-    # claim waited for the write lock, 17 ms at the median and 170 ms at p99 of a relay pass under
-    # `make bench`, three times on an order's way. A process that dies first leaves claims that any
-    # relay takes over (`_dead_owners`) or that run out with the lease, as a dead relay's do.
+    # In a process with relay threads (a worker, a web process), the rows are born claimed by it and
+    # handed to its relay on commit, which publishes them without a claim transaction of its own: on
+    # SQLite that claim waited for the write lock, 17 ms at the median and 170 ms at p99 of a relay
+    # pass under `make bench`, on every hop of an order's way. A process that dies first leaves claims
+    # that any relay takes over (`_dead_owners`) or that run out with the lease, as a dead relay's do.
     claimed_until = timezone.now() + claim_lease()
     insert_rows(
         OutboxEvent,
@@ -664,9 +664,9 @@ class RelayThread(threading.Thread):
 
 
 class RelayThreads:
-    """A process's relay threads. A worker's sweep (RelayThread); a web process's publish only what
-    the process itself commits, and leave the rest, and every retry, to the workers' sweeps and beat's
-    kick: a web server that swept too would add a claim pass per process to every interval."""
+    """A process's relay threads. A worker's also sweep (RelayThread); a web process's publish only
+    what the process itself commits, and leave the rest, and every retry, to the workers' sweeps and
+    beat's kick: web processes that swept too would each add a claim pass to every interval."""
 
     def __init__(self, *, sweeps: bool, count: int = RELAY_THREADS) -> None:
         self.stop_event = threading.Event()

@@ -340,29 +340,21 @@ def test_a_commit_made_while_a_pass_waits_on_the_bus_is_published_by_the_other_r
         return put_events(**kwargs)
 
     monkeypatch.setattr(events_client, "put_events", slow_first_put)
-    stop, wakeups = threading.Event(), outbox.RelayWakeups()
-    relays = [outbox.RelayThread(stop, wakeups, name=f"relay-{n}") for n in range(2)]
-    for relay in relays:
-        relay.start()
-    wait_for(lambda: outbox._this_process_relay() is not None, timeout=5, what="the relay threads")
-    try:
-        first = order_services.place_order(request=PlaceOrderRequestFactory())
-        assert first_put_started.wait(10)
-        second = order_services.place_order(request=PlaceOrderRequestFactory())
+    with relay_threads():
+        try:
+            first = order_services.place_order(request=PlaceOrderRequestFactory())
+            assert first_put_started.wait(10)
+            second = order_services.place_order(request=PlaceOrderRequestFactory())
 
-        def status_of(order):
-            return OutboxEvent.objects.get(detail_type="Order Placed", correlation_id=str(order.id)).status
+            def status_of(order):
+                return OutboxEvent.objects.get(detail_type="Order Placed", correlation_id=str(order.id)).status
 
-        wait_for(lambda: status_of(second) == OutboxEvent.Status.PUBLISHED, timeout=10)
-        assert status_of(first) == OutboxEvent.Status.PENDING  # still in the first pass's PutEvents
-        release_first_put.set()
-        wait_for(lambda: status_of(first) == OutboxEvent.Status.PUBLISHED, timeout=10)
-    finally:
-        release_first_put.set()
-        stop.set()
-        wakeups.close()
-        for relay in relays:
-            relay.join(10)
+            wait_for(lambda: status_of(second) == OutboxEvent.Status.PUBLISHED, timeout=10)
+            assert status_of(first) == OutboxEvent.Status.PENDING  # still in the first pass's PutEvents
+            release_first_put.set()
+            wait_for(lambda: status_of(first) == OutboxEvent.Status.PUBLISHED, timeout=10)
+        finally:
+            release_first_put.set()
 
 
 @contextlib.contextmanager
@@ -589,19 +581,14 @@ def test_a_handed_row_whose_lease_ran_out_while_it_waited_is_published_once(
 
 def test_rows_committed_after_the_relay_threads_stopped_go_back_and_kick_the_relay(provisioned, catalogue):
     outbox.relay_pending()
-    stop, wakeups = threading.Event(), outbox.RelayWakeups()
-    relays = [outbox.RelayThread(stop, wakeups, name=f"relay-{n}") for n in range(2)]
-    for relay in relays:
-        relay.start()
+    relays = outbox.RelayThreads(sweeps=True)
+    relays.start()
     wait_for(lambda: outbox._this_process_relay() is not None, timeout=5, what="the relay threads")
     # A poller's receive is in its transaction when the threads stop; it commits after.
     with transaction.atomic():
         order = order_services.place_order(request=PlaceOrderRequestFactory())
-        stop.set()
-        wakeups.close()
-        for relay in relays:
-            relay.join(10)
-        assert not any(relay.is_alive() for relay in relays)
+        relays.stop(timeout=10)
+        assert not any(relay.is_alive() for relay in relays.threads)
 
     # Given back and kicked, as a process without relay threads does (the tests run the kick at once).
     assert placed_row(order).status == OutboxEvent.Status.PUBLISHED
