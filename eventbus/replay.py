@@ -20,7 +20,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -72,8 +72,9 @@ class Window:
             )
 
     def to_whole_hours(self) -> Window:
-        start = self.start.replace(minute=0, second=0, microsecond=0)
-        end = self.end.replace(minute=0, second=0, microsecond=0)
+        # In UTC, the hours analytics keeps: a time given at +05:30 rounds to a half hour in its own.
+        start = self.start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+        end = self.end.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
         if end < self.end:
             end += timedelta(hours=1)
         return Window(start, end)

@@ -193,6 +193,26 @@ def test_rebuilding_analytics_gives_the_same_aggregates(provisioned, local_endpo
     assert aggregates() == before
 
 
+def test_a_rebuild_over_times_given_at_a_half_hour_offset_clears_what_it_replays(
+    provisioned, local_endpoint, history, settings
+):
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    analytics = QueuePoller(topology.SERVICE_QUEUES["analytics"], threading.Event())
+    run_replay("--service", "analytics", "--from", "2026-11-26T08:00Z", "--to", "2026-11-26T10:00Z")
+    while analytics.poll_once():
+        pass
+    before = sorted(HourlyEventCount.objects.values_list("hour", "detail_type", "count"))
+
+    # 14:00 at +05:30 is 08:30 UTC, half way through one of analytics' hours.
+    run_replay(
+        "--service", "analytics", "--rebuild", "--from", "2026-11-26T14:00+05:30", "--to", "2026-11-26T15:30+05:30"
+    )
+    while analytics.poll_once():
+        pass
+
+    assert sorted(HourlyEventCount.objects.values_list("hour", "detail_type", "count")) == before
+
+
 @pytest.mark.parametrize("service", ["inventory", "payments", "notifications", "audit"])
 def test_services_with_side_effects_refuse_a_rebuild(provisioned, history, service):
     with pytest.raises(CommandError, match=f"{service} cannot be rebuilt"):
@@ -206,6 +226,7 @@ def test_services_with_side_effects_refuse_a_rebuild(provisioned, history, servi
         (("--service", "inventory", "--from", "2026-11-26T09:00Z", "--to", "2026-11-26T08:00Z"), "the window is empty"),
         (("--service", "shipping", "--from", "2026-11-26T08:00Z", "--to", "2026-11-26T09:00Z"), "unknown service"),
         (("--service", "inventory", "--from", "yesterday", "--to", "2026-11-26T09:00Z"), "not an ISO-8601 time"),
+        (("--service", "inventory", "--from", "2026-02-30T08:00Z", "--to", "2026-03-01T09:00Z"), "not an ISO-8601"),
     ],
 )
 def test_a_replay_asked_wrongly_is_refused_with_the_reason(provisioned, args, complaint):

@@ -16,7 +16,10 @@ FINAL_STATES = {"COMPLETED", "CANCELLED", "FAILED"}
 
 
 def _time(value: str, flag: str) -> datetime:
-    parsed = parse_datetime(value)
+    try:
+        parsed = parse_datetime(value)
+    except ValueError:  # well formed, but no such time (2026-02-30)
+        parsed = None
     if parsed is None:
         raise CommandError(f"{flag} {value!r} is not an ISO-8601 time, e.g. 2026-11-26T08:00:00Z")
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
