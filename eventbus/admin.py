@@ -152,16 +152,17 @@ class DeliveryFailureAdmin(ReadOnlyAdmin):
             return HttpResponseRedirect(reverse("admin:eventbus_deliveryfailure_changelist"))
         try:
             report = services.redrive_dead_letters(queue=queue, max_messages=form.cleaned_data["max_messages"])
-        except (BotoCoreError, ClientError) as exc:
+        except (BotoCoreError, ClientError) as exc:  # before anything moved: the queues' addresses
             self.message_user(request, f"Nothing moved: {aws.explain(exc)}", messages.ERROR)
             return HttpResponseRedirect(reverse("admin:eventbus_deliveryfailure_changelist"))
         for failure in DeliveryFailure.objects.filter(message_id__in=report.moved_message_ids):
             self.log_change(request, failure, f"Redriven from {queue.dlq_name} to {queue.name}.")
+        problems = report.problems(queue)
         self.message_user(
             request,
             f"Moved {report.moved} message(s) from {queue.dlq_name} back to {queue.name}"
-            + (f"; {report.failed} could not be moved (see the log)." if report.failed else "."),
-            messages.WARNING if report.failed else messages.SUCCESS,
+            + (f"; {'; '.join(problems)}." if problems else "."),
+            messages.WARNING if problems else messages.SUCCESS,
         )
         return HttpResponseRedirect(reverse("admin:eventbus_deliveryfailure_changelist"))
 

@@ -68,5 +68,5 @@ class Command(BaseCommand):
             raise CommandError("--max must be at least 1")
         report = services.redrive_dead_letters(queue=queue, max_messages=max_messages)
         self.stdout.write(f"Moved {report.moved} message(s) from {queue.dlq_name} to {queue.name}.")
-        if report.failed:
-            raise CommandError(f"{report.failed} message(s) could not be moved; they stay in {queue.dlq_name}.")
+        if problems := report.problems(queue):
+            raise CommandError("; ".join(problems) + ".")
