@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 from django.core.exceptions import RequestDataTooBig
@@ -193,15 +193,17 @@ def _cursor(position: selectors.OrderPosition) -> str:
 
 
 def _position(cursor: str) -> selectors.OrderPosition:
+    not_ours = ApiError(400, "The request is not valid.", fields={"cursor": ["Not a cursor this API gave."]})
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         moment, order_id = raw.split("|")
-        position = selectors.OrderPosition(created_at=datetime.fromisoformat(moment), order_id=uuid.UUID(order_id))
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise ApiError(400, "The request is not valid.", fields={"cursor": ["Not a cursor this API gave."]}) from None
-    if position.created_at.tzinfo is None:
-        raise ApiError(400, "The request is not valid.", fields={"cursor": ["Not a cursor this API gave."]})
-    return position
+        created_at = datetime.fromisoformat(moment)
+        if created_at.tzinfo is None:
+            raise not_ours
+        # In UTC, as the API writes them: a hand-made 0001-01-01T00:00+05:00 has no UTC time.
+        return selectors.OrderPosition(created_at=created_at.astimezone(UTC), order_id=uuid.UUID(order_id))
+    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError):
+        raise not_ours from None
 
 
 @api.get(

@@ -204,6 +204,14 @@ def test_the_list_filters_by_customer_status_and_time(shop):
         ("placedAfter=2026-11-26T12:00:00", "placedAfter"),  # no time zone
         ("placedBefore=9999-12-31T23:00:00-05:00", "placedBefore"),  # beyond the calendar in UTC
         ("cursor=bm90IGEgY3Vyc29y", "cursor"),
+        (
+            "cursor=MDAwMS0wMS0wMVQwMDowMDowMCswNTowMHwwMDAwMDAwMC0wMDAwLTAwMDAtMDAwMC0wMDAwMDAwMDAwMDE",
+            "cursor",
+        ),  # before the calendar in UTC
+        (
+            "cursor=OTk5OS0xMi0zMVQyMzowMDowMC0wNTowMHwwMDAwMDAwMC0wMDAwLTAwMDAtMDAwMC0wMDAwMDAwMDAwMDE",
+            "cursor",
+        ),  # beyond it
         ("placedBefore=0.5", "placedBefore"),  # seconds since 1970 is not the contract's date-time
         ("stauts=CANCELLED", "stauts"),  # a misspelt filter must not list everything
     ],
