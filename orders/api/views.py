@@ -151,7 +151,8 @@ def _visible_order(request: HttpRequest, raw_order_id: str) -> Order:
     summary="Place an order",
     description=(
         "Prices come from the catalogue. Send an `Idempotency-Key` to make retries safe: a retry with the "
-        "same key and request answers the first order, with `Idempotent-Replayed: true`."
+        "same key and request answers the first order as it stands now (it may have moved on since), with "
+        "`Idempotent-Replayed: true`, and places no other."
     ),
     operation_id="placeOrder",
     url_name="place-order",

@@ -123,6 +123,17 @@ def test_an_idempotency_key_makes_a_retry_return_the_same_order(client):
     assert OutboxEvent.objects.filter(detail_type="Order Placed").count() == 1
 
 
+def test_a_retry_answers_the_order_as_it_stands_now_and_places_no_other(client):
+    first = post(client, "/api/orders", order_body(), **{"Idempotency-Key": "checkout-42"})
+    post(client, f"/api/orders/{first.json()['orderId']}/cancel", {"reason": "Changed my mind"})
+
+    retry = post(client, "/api/orders", order_body(), **{"Idempotency-Key": "checkout-42"})
+
+    assert (retry.status_code, retry["Idempotent-Replayed"]) == (201, "true")
+    assert (retry.json()["orderId"], retry.json()["status"]) == (first.json()["orderId"], "CANCELLED")
+    assert Order.objects.count() == 1
+
+
 def test_an_idempotency_key_reused_for_a_different_order_is_refused(client):
     post(client, "/api/orders", order_body(), **{"Idempotency-Key": "checkout-42"})
     response = post(client, "/api/orders", order_body(customerId="someone-else"), **{"Idempotency-Key": "checkout-42"})
