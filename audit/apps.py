@@ -10,4 +10,4 @@ class AuditConfig(AppConfig):
         from . import selectors
 
         # The local replay path reads every envelope from here (docs/replay.md).
-        replay.set_envelope_source(selectors.envelopes_between)
+        replay.set_envelope_source(selectors.envelopes_between, fed_by="audit")

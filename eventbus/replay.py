@@ -27,7 +27,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from . import aws, registry, topology
+from . import aws, registry, selectors, topology
 from .models import OutboxEvent, ProcessedEvent
 from .patterns import compile_pattern, matches
 
@@ -40,16 +40,45 @@ EnvelopeSource = Callable[[datetime, datetime], Iterable[dict[str, Any]]]
 Rebuilder = Callable[[datetime, datetime], None]
 
 _envelope_source: EnvelopeSource | None = None
+_envelope_source_service: str | None = None  # whose queue fills the store
 _rebuilders: dict[str, Rebuilder] = {}
+
+# A rebuild clears and replays the events the envelope store holds, but a derived-state service can
+# handle an event before the store's own service has stored it (separate queues, each batching): the
+# events of the last minutes would lose their counts. So a rebuild's window must end this long ago.
+REBUILD_SETTLE = timedelta(minutes=10)
 
 
 class ReplayError(ValueError):
     """A replay that cannot be made as asked; the message says why."""
 
 
-def set_envelope_source(source: EnvelopeSource | None) -> None:
-    global _envelope_source
-    _envelope_source = source
+def set_envelope_source(source: EnvelopeSource | None, *, fed_by: str | None = None) -> None:
+    """`fed_by` is the service whose queue fills the store: a rebuild refuses while its DLQ holds
+    events the store lacks."""
+    global _envelope_source, _envelope_source_service
+    _envelope_source, _envelope_source_service = source, fed_by
+
+
+def check_rebuild_window(window: Window) -> None:
+    """Refuse a rebuild of a (whole-hour) window whose events the envelope store may not all hold yet:
+    one that ends within REBUILD_SETTLE of now, or any while the store's own service has dead letters."""
+    settled_by = timezone.now() - REBUILD_SETTLE
+    if window.end > settled_by:
+        last_hour = settled_by.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+        raise ReplayError(
+            f"a rebuild's window must end at least {REBUILD_SETTLE.seconds // 60} minutes ago: the store that "
+            f"says which events to clear and replay may not hold the last minutes' events yet, and their counts "
+            f"would be lost. End it at {last_hour:%Y-%m-%dT%H:%MZ} or earlier"
+        )
+    if _envelope_source_service is not None:
+        dead_letters = topology.SERVICE_QUEUES[_envelope_source_service].dlq_name
+        visible, in_flight = selectors.message_counts(dead_letters)
+        if visible + in_flight:
+            raise ReplayError(
+                f"{dead_letters} holds {visible + in_flight} message(s): the store lacks those events, and a "
+                f"rebuild would lose their counts. Redrive them first (dlq redrive {_envelope_source_service})"
+            )
 
 
 def register_rebuilder(service: str, rebuilder: Rebuilder) -> None:

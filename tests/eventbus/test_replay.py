@@ -213,6 +213,26 @@ def test_a_rebuild_over_times_given_at_a_half_hour_offset_clears_what_it_replays
     assert sorted(HourlyEventCount.objects.values_list("hour", "detail_type", "count")) == before
 
 
+def test_a_rebuild_ending_in_the_last_minutes_is_refused_and_clears_nothing(provisioned, local_endpoint, history):
+    # Analytics has counted an event the audit store does not hold yet; a rebuild would drop its count.
+    HourlyEventCount.objects.create(hour=T0, detail_type="Order Placed", count=7)
+    now = datetime.now(UTC).isoformat()
+
+    with pytest.raises(CommandError, match="must end at least 10 minutes ago"):
+        run_replay("--service", "analytics", "--rebuild", "--from", "2026-11-26T08:00Z", "--to", now)
+
+    assert HourlyEventCount.objects.get(hour=T0, detail_type="Order Placed").count == 7
+
+
+def test_a_rebuild_is_refused_while_audit_has_dead_letters(provisioned, local_endpoint, history):
+    sqs = aws.client("sqs")
+    audit_dlq = topology.SERVICE_QUEUES["audit"].dlq_name
+    sqs.send_message(QueueUrl=sqs.get_queue_url(QueueName=audit_dlq)["QueueUrl"], MessageBody="an event audit lacks")
+
+    with pytest.raises(CommandError, match=f"{audit_dlq} holds 1 message.*dlq redrive audit"):
+        run_replay("--service", "analytics", "--rebuild", "--from", "2026-11-26T08:00Z", "--to", "2026-11-26T09:00Z")
+
+
 @pytest.mark.parametrize("service", ["inventory", "payments", "notifications", "audit"])
 def test_services_with_side_effects_refuse_a_rebuild(provisioned, history, service):
     with pytest.raises(CommandError, match=f"{service} cannot be rebuilt"):

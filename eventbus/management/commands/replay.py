@@ -77,6 +77,7 @@ class Command(BaseCommand):
             if services[0] not in replay.rebuildable_services():
                 replay.clear_for_rebuild(service=services[0], window=window)  # raises with the reason
             window = window.to_whole_hours()
+            replay.check_rebuild_window(window)
         path = "archive" if replay.uses_archive_replay() else "audit store"
         name = replay_name or replay.default_name(services)
         self.stdout.write(
