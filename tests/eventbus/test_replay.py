@@ -8,6 +8,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from botocore.exceptions import ClientError
 from botocore.stub import ANY, Stubber
 from django.core.management import call_command
 from django.core.management.base import CommandError
@@ -230,6 +231,18 @@ def test_a_rebuild_is_refused_while_audit_has_dead_letters(provisioned, local_en
     sqs.send_message(QueueUrl=sqs.get_queue_url(QueueName=audit_dlq)["QueueUrl"], MessageBody="an event audit lacks")
 
     with pytest.raises(CommandError, match=f"{audit_dlq} holds 1 message.*dlq redrive audit"):
+        run_replay("--service", "analytics", "--rebuild", "--from", "2026-11-26T08:00Z", "--to", "2026-11-26T09:00Z")
+
+
+def test_a_rebuild_whose_replay_cannot_be_sent_says_the_state_was_cleared(
+    provisioned, local_endpoint, history, monkeypatch
+):
+    def refused(**kwargs):
+        raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "SendMessageBatch")
+
+    monkeypatch.setattr(aws.client("sqs"), "send_message_batch", refused)
+
+    with pytest.raises(CommandError, match="analytics's state for the window was cleared and not refilled"):
         run_replay("--service", "analytics", "--rebuild", "--from", "2026-11-26T08:00Z", "--to", "2026-11-26T09:00Z")
 
 

@@ -93,16 +93,29 @@ class Command(BaseCommand):
         if rebuild:
             forgotten = replay.clear_for_rebuild(service=services[0], window=window)
             self.stdout.write(f"Cleared {services[0]}'s state for the window and {forgotten} dedupe record(s).")
+        try:
+            self.send(services=services, window=window, name=name)
+        except (BotoCoreError, ClientError, replay.ReplayError) as exc:
+            if not rebuild:
+                raise
+            reason = aws.explain(exc) if isinstance(exc, BotoCoreError | ClientError) else str(exc)
+            raise CommandError(
+                f"{reason}. {services[0]}'s state for the window was cleared and not refilled: run the same replay "
+                f"again (on AWS under another --replay-name)"
+            ) from None
+        if wait:
+            if replay.uses_archive_replay():
+                self.follow(name, window)
+            else:
+                self.drain(services)
+
+    def send(self, *, services: list[str], window: replay.Window, name: str) -> None:
         if replay.uses_archive_replay():
             response = replay.start_aws_replay(services=services, window=window, name=name)
             self.stdout.write(f"Started {response['ReplayArn']} ({response['State']}).")
-            if wait:
-                self.follow(name, window)
         else:
             sent = replay.replay_locally(services=services, window=window, name=name)
             self.stdout.write(f"Sent {sum(sent.values())} event(s) from the audit store to the services' queues.")
-            if wait:
-                self.drain(services)
 
     def print_counts(self, counts: Counter) -> None:
         if not counts:
