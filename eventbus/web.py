@@ -17,12 +17,11 @@ from .outbox import RelayThreads
 class Publishing:
     relays: RelayThreads
     flusher: MetricsFlusher
-    flusher_stop: threading.Event
 
     def stop(self, *, timeout: float = 5) -> None:
         # The relays first, so that the flusher's last flush holds what they published last.
         self.relays.stop(timeout=timeout)
-        self.flusher_stop.set()
+        self.flusher.stop_event.set()
         self.flusher.join(timeout)
 
 
@@ -34,10 +33,7 @@ def publish_own_commits() -> Publishing:
     Everything stops, giving back what the relays were handed and did not publish and flushing the
     metrics, when the process exits: gunicorn's workers exit through sys.exit."""
     aws.client("events")  # made now, so that the process freezes it with the rest of its start-up heap
-    flusher_stop = threading.Event()
-    publishing = Publishing(
-        relays=RelayThreads(sweeps=False), flusher=MetricsFlusher(flusher_stop, gauges=False), flusher_stop=flusher_stop
-    )
+    publishing = Publishing(relays=RelayThreads(sweeps=False), flusher=MetricsFlusher(threading.Event(), gauges=False))
     publishing.relays.start()
     publishing.flusher.start()
     atexit.register(publishing.stop)

@@ -25,6 +25,10 @@ def _time(value: str, flag: str) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+def _refusal(exc: BotoCoreError | ClientError | replay.ReplayError) -> str:
+    return aws.explain(exc) if isinstance(exc, BotoCoreError | ClientError) else str(exc)
+
+
 class Command(BaseCommand):
     help = (
         "replay --service S [--service S2 …] | --all --from T1 --to T2 [--dry-run] [--wait] [--rebuild]: replay "
@@ -57,10 +61,8 @@ class Command(BaseCommand):
                     self.cancel(name)
             else:
                 self.replay(**options)
-        except (BotoCoreError, ClientError) as exc:
-            raise CommandError(aws.explain(exc)) from None
-        except replay.ReplayError as exc:
-            raise CommandError(str(exc)) from None
+        except (BotoCoreError, ClientError, replay.ReplayError) as exc:
+            raise CommandError(_refusal(exc)) from None
 
     # --- replaying ---------------------------------------------------------------------------------
 
@@ -98,10 +100,9 @@ class Command(BaseCommand):
         except (BotoCoreError, ClientError, replay.ReplayError) as exc:
             if not rebuild:
                 raise
-            reason = aws.explain(exc) if isinstance(exc, BotoCoreError | ClientError) else str(exc)
             raise CommandError(
-                f"{reason}. {services[0]}'s state for the window was cleared and not refilled: run the same replay "
-                f"again (on AWS under another --replay-name)"
+                f"{_refusal(exc)}. {services[0]}'s state for the window was cleared and not refilled: run the same "
+                f"replay again (on AWS under another --replay-name)"
             ) from None
         if wait:
             if replay.uses_archive_replay():
