@@ -10,7 +10,7 @@ from django.http import HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from shopbus_site.admin import IdentifierSearch, ReadOnlyAdmin, known_values_filter
+from shopbus_site.admin import IdentifierSearch, PermissionGuardedActions, ReadOnlyAdmin, known_values_filter
 
 from . import aws, event_types, outbox, registry, selectors, services, topology
 from .models import DeliveryFailure, OutboxEvent, ProcessedEvent, SweepFailure
@@ -28,7 +28,7 @@ HANDLED_TYPE_FILTER = known_values_filter(
 
 
 @admin.register(OutboxEvent)
-class OutboxEventAdmin(IdentifierSearch, ReadOnlyAdmin):
+class OutboxEventAdmin(PermissionGuardedActions, IdentifierSearch, ReadOnlyAdmin):
     list_display = ("created_at", "detail_type", "correlation_id", "status", "attempts", "short_error", "published_at")
     list_filter = (
         "status",
@@ -64,10 +64,16 @@ class OutboxEventAdmin(IdentifierSearch, ReadOnlyAdmin):
     def pretty_detail(self, event: OutboxEvent) -> str:
         return format_html("<pre>{}</pre>", json.dumps(event.detail, indent=2))
 
-    @admin.action(description="Send failed events again")
+    def has_redrive_permission(self, request) -> bool:
+        # Publishing an event again is an operator's move, as a DLQ redrive is; view-only staff may not.
+        return request.user.has_perm("eventbus.redrive_dead_letters")
+
+    @admin.action(description="Send failed events again", permissions=["redrive"])
     def requeue(self, request, queryset):
-        count = outbox.requeue_failed_events(event_ids=[str(pk) for pk in queryset.values_list("pk", flat=True)])
-        self.message_user(request, f"{count} failed event(s) queued for publishing again.")
+        requeued = outbox.requeue_failed_events(event_ids=[str(pk) for pk in queryset.values_list("pk", flat=True)])
+        for event in requeued:
+            self.log_change(request, event, f"Sent again after: {event.last_error}")
+        self.message_user(request, f"{len(requeued)} failed event(s) queued for publishing again.")
 
 
 @admin.register(ProcessedEvent)

@@ -538,8 +538,9 @@ def _backoff(attempts: int) -> timedelta:
     return timedelta(seconds=random.uniform(ceiling / 2, ceiling))  # jitter spreads a thundering herd
 
 
-def requeue_failed_events(*, event_ids: list[str]) -> int:
-    """Send FAILED rows round again (after whatever made EventBridge reject them is fixed)."""
+def requeue_failed_events(*, event_ids: list[str]) -> list[OutboxEvent]:
+    """Send FAILED rows round again (after whatever made EventBridge reject them is fixed); returns
+    those that were FAILED."""
     with transaction.atomic():
         rows = list(OutboxEvent.objects.select_for_update().filter(pk__in=event_ids, status=OutboxEvent.Status.FAILED))
         for row in rows:
@@ -548,7 +549,7 @@ def requeue_failed_events(*, event_ids: list[str]) -> int:
         OutboxEvent.objects.bulk_update(rows, ["status", "next_attempt_at"])
     if rows:
         transaction.on_commit(wake_relay, robust=True)
-    return len(rows)
+    return rows
 
 
 # Two: one pass can claim and publish what was committed while the other waits on PutEvents. More

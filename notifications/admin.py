@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.utils.html import format_html
+from django.utils.html import escape, format_html
 
 from shopbus_site.admin import ReadOnlyAdmin
 
@@ -38,4 +38,7 @@ class NotificationAdmin(ReadOnlyAdmin):
 
     @admin.display(description="Body")
     def body(self, notification: Notification) -> str:
-        return format_html('<pre style="white-space: pre-wrap">{}</pre>', services.render(notification)[1])
+        # The text part is plain text, rendered without autoescaping (render_to_string marks it safe
+        # all the same): escaped here, so an event's content cannot become markup on this page.
+        text = services.render(notification)[1]
+        return format_html('<pre style="white-space: pre-wrap">{}</pre>', escape(text))

@@ -31,6 +31,12 @@ class Notification(models.Model):
     class Meta:
         ordering = ["-created_at"]
         constraints = [models.UniqueConstraint(fields=["event_id", "kind"], name="one_notification_per_event_and_kind")]
+        # The stuck-send sweep's scan (services.requeue_stuck_notifications): pending rows are few.
+        indexes = [
+            models.Index(
+                fields=["created_at"], condition=models.Q(status="PENDING"), name="notification_pending_by_age"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} to {self.recipient}"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
-from functools import partial
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -73,8 +73,42 @@ def queue_notification(
     if not written:
         return None
     (notification_id,) = written
-    transaction.on_commit(partial(_send_later, notification_id), robust=True)
+    # A closure, not functools.partial: a robust hook that raises (the broker down) is logged by its
+    # __qualname__, which a partial lacks, and that AttributeError would drop every later hook of the
+    # transaction, the other notifications' sends among them.
+    transaction.on_commit(lambda: _send_later(notification_id), robust=True)
     return notification_id
+
+
+def retry_countdown(*, retries: int) -> int:
+    """Seconds before the next try of a send that failed `retries` times already."""
+    return min(600, 5 * 2**retries)
+
+
+def stuck_after() -> timedelta:
+    """How long a PENDING notification can wait while a send of it may still be on its way: every retry's
+    countdown, a dead worker's task seen again after the broker's visibility timeout, and a margin."""
+    retries = sum(retry_countdown(retries=number) for number in range(settings.NOTIFICATION_MAX_RETRIES))
+    visibility = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout", 3600)
+    return timedelta(seconds=retries + visibility + 300)
+
+
+def requeue_stuck_notifications(*, limit: int = 1000) -> int:
+    """Queue again the send of each notification still PENDING after `stuck_after()`: its task was never
+    queued (the broker refused it at the commit, or refused a retry), and nothing else would send it.
+    A send queued twice sends once (deliver_notification's row lock and status check)."""
+    if _send_later is None:
+        raise ImproperlyConfigured("no notification sender is registered (notifications.tasks sets one)")
+    stuck = list(
+        Notification.objects.filter(status=Notification.Status.PENDING, created_at__lt=timezone.now() - stuck_after())
+        .order_by("created_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    for notification_id in stuck:
+        _send_later(notification_id)
+    if stuck:
+        logger.warning("queued the send of %d notification(s) left pending", len(stuck))
+    return len(stuck)
 
 
 def subject(notification: Notification) -> str:

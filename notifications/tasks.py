@@ -15,4 +15,10 @@ def send_notification(self, notification_id: int) -> None:
             notification_id=notification_id, error=f"{type(exc).__name__}: {exc}", final=final
         )
         if worth_retrying:
-            raise self.retry(exc=exc, countdown=min(600, 5 * 2**self.request.retries)) from exc
+            raise self.retry(exc=exc, countdown=services.retry_countdown(retries=self.request.retries)) from exc
+
+
+@shared_task(ignore_result=True)
+def send_stuck_notifications() -> int:
+    """Beat: sends that were committed but never queued (services.requeue_stuck_notifications)."""
+    return services.requeue_stuck_notifications()

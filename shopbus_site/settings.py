@@ -314,6 +314,7 @@ CELERY_BEAT_SCHEDULE = {
     "cancel-stuck-orders": {"task": "orders.tasks.cancel_stuck_orders", "schedule": 60},
     "prune-metrics": {"task": "eventbus.tasks.prune_metrics", "schedule": 3600},
     "send-saga-replies": {"task": "sagas.tasks.send_saga_replies", "schedule": 15},
+    "send-stuck-notifications": {"task": "notifications.tasks.send_stuck_notifications", "schedule": 300},
 }
 
 # --- Logging ------------------------------------------------------------------------------------

@@ -162,7 +162,7 @@ def test_an_entry_rejected_for_good_is_marked_failed_and_can_be_requeued(provisi
     assert row.status == OutboxEvent.Status.FAILED
     assert row.last_error == "MalformedDetail: Detail is malformed."
 
-    assert outbox.requeue_failed_events(event_ids=[str(row.pk)]) == 1
+    assert outbox.requeue_failed_events(event_ids=[str(row.pk)]) == [row]
     assert outbox.relay_pending().published == 1
 
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
+from eventbus import event_types
+from eventbus.consuming import handle_message
 from notifications.models import Notification
 from orders import services
+from tests.events import envelope
 from tests.factories import OrderItemFactory, PlaceOrderRequestFactory
 from tests.flow import run_until_quiet
 
@@ -29,3 +34,21 @@ def test_admin_times_show_seconds_and_the_time_zone(admin_client, catalogue):
     content = admin_client.get("/admin/notifications/notification/").content.decode()
     created_at = Notification.objects.get().created_at
     assert created_at.strftime("%Y-%m-%d %H:%M:%S UTC") in content
+
+
+def test_the_body_shown_is_escaped_though_the_text_email_is_not(admin_client, django_capture_on_commit_callbacks):
+    note = "<script>alert(1)</script> & co"
+    data = {"orderId": str(uuid.uuid4()), "customerId": "c-1", "email": "c@example.com"}
+    with django_capture_on_commit_callbacks(execute=True):
+        handle_message(
+            service="notifications",
+            body=envelope(
+                event_types.ORDER_CANCELLED, {**data, "reasonCode": "STAFF", "reason": note, "previousStatus": "PLACED"}
+            ),
+        )
+    notification = Notification.objects.get()
+
+    content = admin_client.get(f"/admin/notifications/notification/{notification.pk}/change/").content.decode()
+
+    assert "<script>alert(1)</script>" not in content
+    assert "Our note: &lt;script&gt;alert(1)&lt;/script&gt; &amp; co" in content

@@ -2,15 +2,21 @@ from __future__ import annotations
 
 import logging
 import uuid
+from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 from django.core import mail
+from django.utils import timezone
+from kombu.exceptions import OperationalError
 
 from eventbus import event_types
-from eventbus.consuming import handle_message
+from eventbus.consuming import handle_batch, handle_message
 from eventbus.event_types import EventType
 from eventbus.models import SweepFailure
+from notifications import services
 from notifications.models import Notification
+from notifications.tasks import send_stuck_notifications
 from tests.events import envelope
 from tests.helpers import poison, skipped_items
 
@@ -196,3 +202,87 @@ def test_a_notification_that_cannot_be_read_is_recorded_once_and_the_others_are_
     assert len([r for r in caplog.records if str(poisoned.pk) in r.getMessage()]) == 1
     assert SweepFailure.objects.get(sweep="send-notifications").item == str(poisoned.pk)
     assert skipped_items("send-notifications") == 1
+
+
+def test_the_plain_text_email_is_not_html_escaped_and_the_html_one_is(django_capture_on_commit_callbacks):
+    note = "We're sorry: the \"Deluxe\" kit & its case can't ship <today>."
+    with django_capture_on_commit_callbacks(execute=True):
+        deliver(event_types.ORDER_CANCELLED, cancelled("STAFF", reason=note))
+
+    [email] = mail.outbox
+    assert f"Our note: {note}" in email.body
+    [(html, _)] = email.alternatives
+    assert "&lt;today&gt;" in html and "<today>" not in html
+
+
+def confirmed(order_id: str = ORDER_ID, email: str = "c@example.com") -> dict:
+    return {"orderId": order_id, "customerId": "c-1", "email": email, "totalAmount": "1.00", "currency": "USD"}
+
+
+@pytest.fixture
+def broker_refusing_sends():
+    """The send task cannot be queued (the broker is down) until the fixture's `restore()`; the ids it
+    was asked to queue are in `refused`."""
+    real = services._send_later
+    refused: list[int] = []
+
+    def refuse(notification_id: int) -> None:
+        refused.append(notification_id)
+        raise OperationalError("[Errno 111] Connection refused")
+
+    services.set_sender(refuse)
+    yield SimpleNamespace(refused=refused, restore=lambda: services.set_sender(real))
+    services.set_sender(real)
+
+
+def test_a_notification_whose_send_could_not_be_queued_is_sent_by_the_sweep(
+    django_capture_on_commit_callbacks, broker_refusing_sends
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        deliver(event_types.ORDER_CONFIRMED, confirmed())
+    assert Notification.objects.get().status == "PENDING" and broker_refusing_sends.refused
+    broker_refusing_sends.restore()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert send_stuck_notifications() == 0  # a send of it may still be on its way
+    Notification.objects.update(created_at=timezone.now() - services.stuck_after() - timedelta(seconds=1))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert send_stuck_notifications() == 1
+
+    assert [email.to for email in mail.outbox] == [["c@example.com"]]
+    assert Notification.objects.get().status == "SENT"
+    with django_capture_on_commit_callbacks(execute=True):
+        assert send_stuck_notifications() == 0
+
+
+def test_the_sweep_waits_out_every_retry_of_a_send(settings):
+    settings.NOTIFICATION_MAX_RETRIES = 5
+    visibility = settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]
+    assert services.stuck_after() > timedelta(seconds=5 + 10 + 20 + 40 + 80 + visibility)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_send_that_cannot_be_queued_does_not_lose_the_others_of_its_batch():
+    """Real commit hooks: the first send's task cannot be queued. The robust hook logs that and the
+    next hooks of the batch's transaction still run."""
+    queued: list[int] = []
+
+    def first_refused(notification_id: int) -> None:
+        if not hasattr(first_refused, "refused"):
+            first_refused.refused = notification_id
+            raise OperationalError("[Errno 111] Connection refused")
+        queued.append(notification_id)
+
+    real = services._send_later
+    services.set_sender(first_refused)
+    try:
+        bodies = [
+            envelope(event_types.ORDER_CONFIRMED, confirmed(str(uuid.uuid4()), f"c{n}@example.com")) for n in range(3)
+        ]
+        outcomes = handle_batch(service="notifications", bodies=bodies)
+    finally:
+        services.set_sender(real)
+
+    assert all(outcome.acknowledged for outcome in outcomes)
+    assert Notification.objects.count() == 3
+    assert sorted(queued + [first_refused.refused]) == sorted(Notification.objects.values_list("pk", flat=True))
