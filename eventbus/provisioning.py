@@ -282,8 +282,9 @@ class Provisioner:
         stale = [t["Id"] for t in current if t["Id"] != TARGET_ID]
         if stale and self.change(Action.DELETE, "target", f"{queue.rule_name}/{','.join(stale)}"):
             self.events.remove_targets(Rule=queue.rule_name, EventBusName=self.names.bus, Ids=stale)
-        comparable = {key: ours.get(key) for key in desired} if ours else None
-        if comparable is not None and _canonical(comparable) == _canonical(desired):
+        # The whole target: anything else on it (Input, InputPath, InputTransformer) would rewrite the
+        # envelope every consumer parses, and put_targets replaces a target whole.
+        if ours is not None and _canonical(ours) == _canonical(desired):
             return
         if self.change(Action.CREATE if ours is None else "update", "target", f"{queue.rule_name}/{TARGET_ID}"):
             self.events.put_targets(Rule=queue.rule_name, EventBusName=self.names.bus, Targets=[desired])
@@ -443,16 +444,29 @@ class Provisioner:
     def ensure_dashboard(self, queues: list[topology.ServiceQueue]) -> None:
         name = topology.dashboard_name()
         desired = self.dashboard_body(queues)
+        current = self._dashboard(name)
+        if current != desired and self.change(Action.CREATE if current is None else "update", "dashboard", name):
+            self.cloudwatch.put_dashboard(DashboardName=name, DashboardBody=json.dumps(desired))
+        self._remove_legacy_dashboard()
+
+    def _dashboard(self, name: str) -> dict[str, Any] | None:
         try:
-            current = json.loads(self.cloudwatch.get_dashboard(DashboardName=name)["DashboardBody"])
+            return json.loads(self.cloudwatch.get_dashboard(DashboardName=name)["DashboardBody"])
         except ClientError as exc:
             if _error_code(exc) not in {"ResourceNotFound", "ResourceNotFoundException"}:
                 raise
-            current = None
-        if current == desired:
+            return None
+
+    def _remove_legacy_dashboard(self) -> None:
+        """The dashboard named before names held the region, if every widget of it shows this region:
+        then it is this region's, superseded. Another region's is left to that region's provisioning."""
+        name = topology.legacy_dashboard_name()
+        legacy = self._dashboard(name)
+        if legacy is None:
             return
-        if self.change(Action.CREATE if current is None else "update", "dashboard", name):
-            self.cloudwatch.put_dashboard(DashboardName=name, DashboardBody=json.dumps(desired))
+        regions = {widget.get("properties", {}).get("region") for widget in legacy.get("widgets", [])}
+        if regions == {self.names.region} and self.change(Action.DELETE, "dashboard", name, "superseded"):
+            self.cloudwatch.delete_dashboards(DashboardNames=[name])
 
     # --- teardown -----------------------------------------------------------------------------
 
@@ -461,13 +475,9 @@ class Provisioner:
         for extension in reversed(_extensions):
             extension.teardown(self)
         name = topology.dashboard_name()
-        try:
-            self.cloudwatch.get_dashboard(DashboardName=name)
-            if self.change(Action.DELETE, "dashboard", name):
-                self.cloudwatch.delete_dashboards(DashboardNames=[name])
-        except ClientError as exc:
-            if _error_code(exc) not in {"ResourceNotFound", "ResourceNotFoundException"}:
-                raise
+        if self._dashboard(name) is not None and self.change(Action.DELETE, "dashboard", name):
+            self.cloudwatch.delete_dashboards(DashboardNames=[name])
+        self._remove_legacy_dashboard()
         archive = topology.archive_name()
         try:
             self.events.describe_archive(ArchiveName=archive)

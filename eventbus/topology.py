@@ -121,6 +121,12 @@ def queue_for(name_or_service: str) -> ServiceQueue | TaskQueue:
 
 
 def dashboard_name() -> str:
+    # CloudWatch dashboards are global to the account: the region keeps two regions' apart.
+    return f"{legacy_dashboard_name()}-{settings.AWS_REGION}"
+
+
+def legacy_dashboard_name() -> str:
+    """The dashboard's name before it named its region."""
     return prefixed("shopbus-events")
 
 

@@ -16,7 +16,13 @@ TRUST_POLICY = {
     "Version": "2012-10-17",
     "Statement": [{"Effect": "Allow", "Principal": {"Service": "states.amazonaws.com"}, "Action": "sts:AssumeRole"}],
 }
-POLICY_NAME = "put-saga-commands"
+# IAM is global and the role is shared by every region provisioned with the same prefix: each region
+# keeps its own grant on it (`policy_name`) and removes only its own. The grant's name before that.
+LEGACY_POLICY_NAME = "put-saga-commands"
+
+
+def policy_name(region: str) -> str:
+    return f"{LEGACY_POLICY_NAME}-{region}"
 
 
 def _error_code(exc: ClientError) -> str:
@@ -57,18 +63,17 @@ class StateMachineProvisioning:
         if current_role is None and provisioner.change(Action.CREATE, "IAM role", role):
             iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(TRUST_POLICY), Tags=tags)
         policy = role_policy(provisioner.names.bus_arn)
-        try:
-            current_policy = iam.get_role_policy(RoleName=role, PolicyName=POLICY_NAME)["PolicyDocument"]
-            if isinstance(current_policy, str):
-                current_policy = json.loads(current_policy)
-        except ClientError as exc:
-            if _error_code(exc) != "NoSuchEntity":
-                raise
-            current_policy = None
+        ours = policy_name(provisioner.names.region)
+        current_policy = _role_policy(iam, role, ours)
         if current_policy != policy:
             action = Action.CREATE if current_policy is None else Action.UPDATE
-            if provisioner.change(action, "IAM role policy", f"{role}/{POLICY_NAME}"):
-                iam.put_role_policy(RoleName=role, PolicyName=POLICY_NAME, PolicyDocument=json.dumps(policy))
+            if provisioner.change(action, "IAM role policy", f"{role}/{ours}"):
+                iam.put_role_policy(RoleName=role, PolicyName=ours, PolicyDocument=json.dumps(policy))
+        # Only once this region's own grant is in place, so its running executions never lack one.
+        if _role_policy(iam, role, LEGACY_POLICY_NAME) == policy and provisioner.change(
+            Action.DELETE, "IAM role policy", f"{role}/{LEGACY_POLICY_NAME}", "superseded by this region's own"
+        ):
+            iam.delete_role_policy(RoleName=role, PolicyName=LEGACY_POLICY_NAME)
 
         name, arn = topology.state_machine_name(), self._machine_arn(provisioner)
         desired = definition()
@@ -115,10 +120,30 @@ class StateMachineProvisioning:
             if _error_code(exc) != "NoSuchEntity":
                 raise
             return
-        if provisioner.change(Action.DELETE, "IAM role", role):
-            try:
-                iam.delete_role_policy(RoleName=role, PolicyName=POLICY_NAME)
-            except ClientError as exc:
-                if _error_code(exc) != "NoSuchEntity":
-                    raise
+        policy = role_policy(provisioner.names.bus_arn)
+        mine = [
+            name
+            for name in iam.list_role_policies(RoleName=role)["PolicyNames"]
+            if name == policy_name(provisioner.names.region)
+            or (name == LEGACY_POLICY_NAME and _role_policy(iam, role, name) == policy)
+        ]
+        for name in mine:
+            if provisioner.change(Action.DELETE, "IAM role policy", f"{role}/{name}"):
+                iam.delete_role_policy(RoleName=role, PolicyName=name)
+        others = set(iam.list_role_policies(RoleName=role)["PolicyNames"]) - set(mine)
+        if others:
+            provisioner.change(Action.SKIP, "IAM role", role, f"other regions' grants remain: {', '.join(sorted(others))}")
+        elif provisioner.change(Action.DELETE, "IAM role", role):
             iam.delete_role(RoleName=role)
+
+
+def _role_policy(iam, role: str, name: str) -> dict[str, Any] | None:
+    """The role's inline policy `name`, or None if it has none of that name."""
+    try:
+        document = iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
+    except ClientError as exc:
+        if _error_code(exc) != "NoSuchEntity":
+            raise
+        return None
+    # boto3 decodes the URL-encoded JSON document; moto's may come back as a string.
+    return json.loads(document) if isinstance(document, str) else document

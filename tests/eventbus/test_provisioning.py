@@ -104,8 +104,39 @@ def test_bus_archive_and_dashboard(provisioned):
     archive = events.describe_archive(ArchiveName="ecommerce-events-archive")
     assert archive["EventSourceArn"] == bus_arn
     assert json.loads(archive["EventPattern"]) == {"source": [{"prefix": "ecommerce."}]}
-    dashboard = json.loads(aws.client("cloudwatch").get_dashboard(DashboardName="shopbus-events")["DashboardBody"])
+    dashboard = json.loads(
+        aws.client("cloudwatch").get_dashboard(DashboardName=f"shopbus-events-{REGION}")["DashboardBody"]
+    )
     assert any("Dead-letter" in widget["properties"]["title"] for widget in dashboard["widgets"])
+
+
+def test_each_region_has_its_own_dashboard_since_dashboards_are_global(provisioned, settings):
+    cloudwatch = aws.client("cloudwatch")
+    legacy_body = cloudwatch.get_dashboard(DashboardName=f"shopbus-events-{REGION}")["DashboardBody"]
+    cloudwatch.put_dashboard(DashboardName="shopbus-events", DashboardBody=legacy_body)
+
+    assert [str(change) for change in Provisioner().apply()] == ["delete dashboard shopbus-events (superseded)"]
+
+    settings.AWS_REGION = "eu-west-1"
+    cloudwatch = aws.client("cloudwatch")
+    cloudwatch.put_dashboard(DashboardName="shopbus-events", DashboardBody=legacy_body)  # us-east-1's, by its widgets
+    Provisioner().apply()
+    Provisioner().teardown()
+    names = {entry["DashboardName"] for entry in cloudwatch.list_dashboards()["DashboardEntries"]}
+    assert "shopbus-events-eu-west-1" not in names
+    assert "shopbus-events" in names
+
+
+def test_a_target_that_rewrites_the_event_is_drift(provisioned):
+    events = aws.client("events")
+    [target] = events.list_targets_by_rule(Rule="inventory-subscriptions", EventBusName="ecommerce-events")["Targets"]
+    events.put_targets(
+        Rule="inventory-subscriptions", EventBusName="ecommerce-events", Targets=[{**target, "InputPath": "$.detail"}]
+    )
+
+    assert [str(change) for change in Provisioner().apply()] == ["update target inventory-subscriptions/service-queue"]
+    [target] = events.list_targets_by_rule(Rule="inventory-subscriptions", EventBusName="ecommerce-events")["Targets"]
+    assert "InputPath" not in target
 
 
 def test_a_second_run_changes_nothing(provisioned):

@@ -84,7 +84,7 @@ def test_provisioning_creates_the_state_machine_and_its_role_idempotently(provis
     assert described["type"] == "STANDARD"
     assert json.loads(described["definition"]) == definition()
     assert described["roleArn"].endswith(":role/order-saga-role")
-    policy = iam.get_role_policy(RoleName="order-saga-role", PolicyName="put-saga-commands")["PolicyDocument"]
+    policy = iam.get_role_policy(RoleName="order-saga-role", PolicyName="put-saga-commands-us-east-1")["PolicyDocument"]
     assert policy["Statement"][0]["Action"] == "events:PutEvents"
     assert Provisioner().apply() == []
 
@@ -108,3 +108,55 @@ def test_the_saga_queue_and_rule_exist_only_under_stepfunctions(settings, provis
     assert ("create", "queue", "order-saga-queue") in changes
     assert ("create", "rule", "sagas-subscriptions") in changes
     assert ("update", "rule", "inventory-subscriptions") in changes  # commands instead of Order Placed
+
+
+def granted_buses(role: str = "order-saga-role") -> set[str]:
+    iam = aws.client("iam")
+    return {
+        statement["Resource"]
+        for name in iam.list_role_policies(RoleName=role)["PolicyNames"]
+        for statement in iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]["Statement"]
+    }
+
+
+EAST_BUS = "arn:aws:events:us-east-1:123456789012:event-bus/ecommerce-events"
+WEST_BUS = "arn:aws:events:eu-west-1:123456789012:event-bus/ecommerce-events"
+
+
+def test_two_regions_share_the_global_role_each_with_its_own_grant(provisioned, settings):
+    settings.AWS_REGION = "eu-west-1"
+    Provisioner().apply()
+    assert granted_buses() == {EAST_BUS, WEST_BUS}
+    settings.AWS_REGION = "us-east-1"
+    assert Provisioner().apply() == []
+
+    settings.AWS_REGION = "eu-west-1"
+    changes = [str(change) for change in Provisioner().teardown()]
+
+    assert "delete IAM role policy order-saga-role/put-saga-commands-eu-west-1" in changes
+    assert "skip IAM role order-saga-role (other regions' grants remain: put-saga-commands-us-east-1)" in changes
+    assert granted_buses() == {EAST_BUS}
+    settings.AWS_REGION = "us-east-1"
+    Provisioner().teardown()
+    assert aws.client("iam").list_roles()["Roles"] == []
+
+
+def test_the_grant_from_before_grants_were_per_region_is_replaced_and_torn_down(provisioned):
+    iam = aws.client("iam")
+    document = iam.get_role_policy(RoleName="order-saga-role", PolicyName="put-saga-commands-us-east-1")
+    iam.delete_role_policy(RoleName="order-saga-role", PolicyName="put-saga-commands-us-east-1")
+    iam.put_role_policy(
+        RoleName="order-saga-role", PolicyName="put-saga-commands", PolicyDocument=json.dumps(document["PolicyDocument"])
+    )
+
+    changes = [str(change) for change in Provisioner().apply()]
+
+    assert changes == [
+        "create IAM role policy order-saga-role/put-saga-commands-us-east-1",
+        "delete IAM role policy order-saga-role/put-saga-commands (superseded by this region's own)",
+    ]
+    iam.put_role_policy(
+        RoleName="order-saga-role", PolicyName="put-saga-commands", PolicyDocument=json.dumps(document["PolicyDocument"])
+    )
+    Provisioner().teardown()
+    assert iam.list_roles()["Roles"] == []
