@@ -132,7 +132,8 @@ class StateMachineProvisioning:
                 iam.delete_role_policy(RoleName=role, PolicyName=name)
         others = set(iam.list_role_policies(RoleName=role)["PolicyNames"]) - set(mine)
         if others:
-            provisioner.change(Action.SKIP, "IAM role", role, f"other regions' grants remain: {', '.join(sorted(others))}")
+            remaining = ", ".join(sorted(others))
+            provisioner.change(Action.SKIP, "IAM role", role, f"other regions' grants remain: {remaining}")
         elif provisioner.change(Action.DELETE, "IAM role", role):
             iam.delete_role(RoleName=role)
 

@@ -145,9 +145,8 @@ def test_the_grant_from_before_grants_were_per_region_is_replaced_and_torn_down(
     iam = aws.client("iam")
     document = iam.get_role_policy(RoleName="order-saga-role", PolicyName="put-saga-commands-us-east-1")
     iam.delete_role_policy(RoleName="order-saga-role", PolicyName="put-saga-commands-us-east-1")
-    iam.put_role_policy(
-        RoleName="order-saga-role", PolicyName="put-saga-commands", PolicyDocument=json.dumps(document["PolicyDocument"])
-    )
+    legacy_grant = json.dumps(document["PolicyDocument"])
+    iam.put_role_policy(RoleName="order-saga-role", PolicyName="put-saga-commands", PolicyDocument=legacy_grant)
 
     changes = [str(change) for change in Provisioner().apply()]
 
@@ -155,8 +154,6 @@ def test_the_grant_from_before_grants_were_per_region_is_replaced_and_torn_down(
         "create IAM role policy order-saga-role/put-saga-commands-us-east-1",
         "delete IAM role policy order-saga-role/put-saga-commands (superseded by this region's own)",
     ]
-    iam.put_role_policy(
-        RoleName="order-saga-role", PolicyName="put-saga-commands", PolicyDocument=json.dumps(document["PolicyDocument"])
-    )
+    iam.put_role_policy(RoleName="order-saga-role", PolicyName="put-saga-commands", PolicyDocument=legacy_grant)
     Provisioner().teardown()
     assert iam.list_roles()["Roles"] == []
