@@ -25,6 +25,7 @@ from eventbus import event_types
 from eventbus.state_machine import IllegalTransition
 from eventbus.sweeps import Sweep, delete_in_batches
 from inventory.selectors import catalogue_entries
+from sagas.selectors import execution_running
 
 from .models import ApiClient, ApiKey, IdempotencyKey, Order, OrderLine
 
@@ -411,10 +412,11 @@ def cancel_stuck_orders(*, older_than: timedelta | None = None) -> list[uuid.UUI
     transaction: an order that moves on meanwhile is left alone, and one that cannot be cancelled (or
     even read) is recorded and skipped (eventbus.sweeps), never stopping the rest.
 
-    With ORDER_SAGA=stepfunctions each step of the state machine times out and compensates instead,
-    so this sweep stands down rather than race the execution."""
-    if settings.ORDER_SAGA == "stepfunctions":
-        return []
+    With ORDER_SAGA=stepfunctions each step of an order's execution times out and compensates, so an
+    order whose execution is running is left to it. The others are cancelled here: an execution that
+    never started (its Order Placed is in a DLQ), was stopped, or ended without finishing the order has
+    no step left to time out. AWS that cannot be asked stops the sweep until its next run."""
+    orchestrated = settings.ORDER_SAGA == "stepfunctions"
     if older_than is None:
         older_than = timedelta(minutes=settings.ORDER_TIMEOUT_MINUTES)
     cutoff = timezone.now() - older_than
@@ -427,6 +429,9 @@ def cancel_stuck_orders(*, older_than: timedelta | None = None) -> list[uuid.UUI
     sweep = Sweep("cancel-stuck-orders")
     cancelled = []
     for order_id in stuck:
+        # Asked before the row is locked: no lock is held across a call to AWS.
+        if orchestrated and execution_running(order_id=order_id):
+            continue
         with sweep.item(order_id), transaction.atomic():
             order = _lock(order_id)
             if order.status not in (Order.Status.PLACED, Order.Status.RESERVED) or order.status_changed_at >= cutoff:

@@ -48,6 +48,18 @@ def _last_state(history: list[dict[str, Any]]) -> str:
     return ""
 
 
+def execution_running(*, order_id: uuid.UUID | str) -> bool:
+    """Whether the order's execution is running: False if it ended or never started. Raises what AWS
+    raises otherwise, so that a caller never takes "could not ask" for "not running"."""
+    try:
+        described = aws.client("stepfunctions").describe_execution(executionArn=services.execution_arn(order_id))
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ExecutionDoesNotExist":
+            return False
+        raise
+    return described["status"] == "RUNNING"
+
+
 def execution_summary(*, order_id: uuid.UUID | str) -> ExecutionSummary | None:
     """The order's execution, or None when there is none to show (the choreography runs the saga)."""
     if settings.ORDER_SAGA != "stepfunctions":
