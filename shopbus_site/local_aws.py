@@ -26,14 +26,6 @@ lists the methods of its service's response class with `inspect.getmembers`, and
 name into a Python name with the same loop; both are memoised. A receipt handle's 185 random letters
 are drawn in one call rather than 185 (from the same generator: moto's handles are opaque anyway).
 
-EventBridge's routing, by the same profile, a third of what was left: for every event and every rule
-of the bus, PutEvents deep-copies a base message and reads the clock twice as above; each rule then
-serialises and parses the event again before matching its pattern, and each target it matches builds
-the event from a text template, eight JSONPath lookups and a parse. The base message's copy is a
-plain copy (its only containers are replaced at once), the clock is `time.time()`, a pattern
-matches the event as given (it is already plain JSON: parsed from the request), and the default
-template's event is built directly, the same keys and values.
-
 It also answers GET /shopbus/launch-token with the token `devstack` gave it in SHOPBUS_LAUNCH_TOKEN,
 so that the stack can tell the server it launched from any other moto answering on the same port, and
 a POST to /shopbus/freeze-heap, which `devstack` sends once it has provisioned.
@@ -42,7 +34,6 @@ a POST to /shopbus/freeze-heap, which `devstack` sends once it has provisioned.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
 import string
@@ -61,7 +52,6 @@ def speed_up_moto() -> None:
     from moto import backends
     from moto.core import responses as core_responses
     from moto.core.base_backend import BackendDict
-    from moto.events import models as events_models
     from moto.sqs import models as sqs_models
     from moto.sqs.models import SQSBackend
 
@@ -76,13 +66,6 @@ def speed_up_moto() -> None:
         core_responses.camelcase_to_underscores = functools.cache(core_responses.camelcase_to_underscores)
         core_responses.method_names_from_class = _method_names_once(core_responses.method_names_from_class)
         sqs_models.generate_receipt_handle = _receipt_handle
-    if not hasattr(events_models.EventTemplateParser.parse, "__wrapped__"):
-        events_models.unix_time = _clock_reading(events_models.unix_time)
-        events_models._BASE_EVENT_MESSAGE = _PlainCopied(events_models._BASE_EVENT_MESSAGE)
-        events_models.EventPattern.matches_event = _matching_plain_json(events_models.EventPattern.matches_event)
-        events_models.EventTemplateParser.parse = staticmethod(
-            _default_template_built_directly(events_models.EventTemplateParser.parse)
-        )
     if not hasattr(backends.list_of_moto_modules, "cache_info"):
         # A tuple, not moto's generator, so that it can be iterated again.
         modules = tuple(backends.list_of_moto_modules())
@@ -101,47 +84,6 @@ def _clock_reading(unix_time, *, per_second: float = 1.0):
         return time.time() * per_second if dt is None else unix_time(dt)
 
     return now_or_then
-
-
-class _PlainCopied(dict):
-    """PutEvents' base message: deep-copied for every rule of the bus, then its only containers
-    ("resources", "detail") are replaced by the event's own. A plain copy gives the same message."""
-
-    def __deepcopy__(self, memo) -> dict:
-        return {**self, "resources": [], "detail": {}}
-
-
-def _matching_plain_json(matches_event):
-    @functools.wraps(matches_event)
-    def matches(self, event) -> bool:
-        # moto first round-trips the event through JSON; every event it matches is already plain JSON
-        # (parsed from a request, or built from one), so that gives back an equal event.
-        if not self._pattern:
-            return True
-        return self._does_event_match(self._flatten_dict(event), self._pattern)
-
-    return matches
-
-
-def _default_template_built_directly(parse):
-    @functools.wraps(parse)
-    def parse_or_build(input_template, input_paths_map, event):
-        if input_template or input_paths_map:
-            return parse(input_template=input_template, input_paths_map=input_paths_map, event=event)
-        # What moto's default template and paths produce for an event that has every field.
-        return {
-            "id": event["id"],
-            "time": event["time"],
-            "version": "0",
-            "detail-type": event["detail-type"],
-            "source": event["source"],
-            "region": event["region"],
-            # Copies, as moto's text round trip makes.
-            "resources": json.loads(json.dumps(event["resources"])),
-            "detail": json.loads(json.dumps(event["detail"])),
-        }
-
-    return parse_or_build
 
 
 def _existing_backends_first(getitem):
