@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -11,6 +14,13 @@ from eventbus import topology
 from eventbus.provisioning import Action, Provisioner
 
 from .definition import definition
+
+logger = logging.getLogger(__name__)
+
+# IAM is eventually consistent: Step Functions may refuse a role created seconds ago ("not authorized
+# to assume the provided role") for up to about ten seconds, or longer now and then.
+NEW_ROLE_PROPAGATION_SECONDS = 60
+NEW_ROLE_RETRY_SECONDS = 5
 
 TRUST_POLICY = {
     "Version": "2012-10-17",
@@ -85,13 +95,20 @@ class StateMachineProvisioning:
             current = None
         if current is None:
             if provisioner.change(Action.CREATE, "state machine", name, "Standard"):
-                sfn.create_state_machine(
-                    name=name,
-                    definition=json.dumps(desired),
-                    roleArn=self._role_arn(provisioner),
-                    type="STANDARD",
-                    tags=[{"key": tag["Key"], "value": tag["Value"]} for tag in tags],
-                )
+
+                def create() -> None:
+                    sfn.create_state_machine(
+                        name=name,
+                        definition=json.dumps(desired),
+                        roleArn=self._role_arn(provisioner),
+                        type="STANDARD",
+                        tags=[{"key": tag["Key"], "value": tag["Value"]} for tag in tags],
+                    )
+
+                if current_role is None:
+                    _while_the_new_role_propagates(create)
+                else:
+                    create()
             return
         drift = []
         if json.loads(current["definition"]) != desired:
@@ -136,6 +153,22 @@ class StateMachineProvisioning:
             provisioner.change(Action.SKIP, "IAM role", role, f"other regions' grants remain: {remaining}")
         elif provisioner.change(Action.DELETE, "IAM role", role):
             iam.delete_role(RoleName=role)
+
+
+def _while_the_new_role_propagates(call: Callable[[], None], *, sleep: Callable[[float], None] = time.sleep) -> None:
+    """`call`, again while Step Functions says it cannot assume the role just created, for at most
+    NEW_ROLE_PROPAGATION_SECONDS. Any other refusal, or one that lasts, is raised."""
+    deadline = time.monotonic() + NEW_ROLE_PROPAGATION_SECONDS
+    while True:
+        try:
+            call()
+            return
+        except ClientError as exc:
+            message = exc.response.get("Error", {}).get("Message", "")
+            if _error_code(exc) != "AccessDeniedException" or "assume" not in message or time.monotonic() > deadline:
+                raise
+            logger.info("the new role cannot be assumed yet (IAM propagates); trying again: %s", message)
+            sleep(NEW_ROLE_RETRY_SECONDS)
 
 
 def _role_policy(iam, role: str, name: str) -> dict[str, Any] | None:

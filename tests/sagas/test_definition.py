@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
+from botocore.exceptions import ClientError
 
 from eventbus import aws, topology
 from eventbus.provisioning import Provisioner
+from sagas import provisioning as saga_provisioning
 from sagas.definition import COMPENSATION_STEPS, FORWARD_STEPS, PUT_EVENTS_AND_WAIT, definition
+from sagas.provisioning import TRUST_POLICY
 
 pytestmark = pytest.mark.django_db
 
@@ -157,3 +160,49 @@ def test_the_grant_from_before_grants_were_per_region_is_replaced_and_torn_down(
     iam.put_role_policy(RoleName="order-saga-role", PolicyName="put-saga-commands", PolicyDocument=legacy_grant)
     Provisioner().teardown()
     assert iam.list_roles()["Roles"] == []
+
+
+NOT_ASSUMABLE_YET = ClientError(
+    {
+        "Error": {
+            "Code": "AccessDeniedException",
+            "Message": "Neither the global service principal states.amazonaws.com, nor the regional one is "
+            "authorized to assume the provided role.",
+        }
+    },
+    "CreateStateMachine",
+)
+
+
+def refused_at_first(monkeypatch, times: int) -> list[int]:
+    """Step Functions refuses the new role `times` times, as IAM's eventual consistency makes it."""
+    sfn = aws.client("stepfunctions")
+    create, calls = sfn.create_state_machine, []
+
+    def create_once_the_role_propagated(**kwargs):
+        calls.append(1)
+        if len(calls) <= times:
+            raise NOT_ASSUMABLE_YET
+        return create(**kwargs)
+
+    monkeypatch.setattr(sfn, "create_state_machine", create_once_the_role_propagated)
+    monkeypatch.setattr(saga_provisioning, "NEW_ROLE_RETRY_SECONDS", 0)
+    return calls
+
+
+def test_a_first_provisioning_waits_for_its_new_role_to_propagate(monkeypatch):
+    calls = refused_at_first(monkeypatch, times=2)
+
+    Provisioner().apply()
+
+    assert len(calls) == 3
+    assert [m["name"] for m in aws.client("stepfunctions").list_state_machines()["stateMachines"]] == ["order-saga"]
+
+
+def test_a_role_that_already_existed_is_not_waited_for(monkeypatch):
+    aws.client("iam").create_role(RoleName="order-saga-role", AssumeRolePolicyDocument=json.dumps(TRUST_POLICY))
+    calls = refused_at_first(monkeypatch, times=1)
+
+    with pytest.raises(ClientError, match="assume the provided role"):
+        Provisioner().apply()
+    assert len(calls) == 1
