@@ -155,7 +155,7 @@ class StateMachineProvisioning:
             iam.delete_role(RoleName=role)
 
 
-def _while_the_new_role_propagates(call: Callable[[], None], *, sleep: Callable[[float], None] = time.sleep) -> None:
+def _while_the_new_role_propagates(call: Callable[[], None]) -> None:
     """`call`, again while Step Functions says it cannot assume the role just created, for at most
     NEW_ROLE_PROPAGATION_SECONDS. Any other refusal, or one that lasts, is raised."""
     deadline = time.monotonic() + NEW_ROLE_PROPAGATION_SECONDS
@@ -168,7 +168,7 @@ def _while_the_new_role_propagates(call: Callable[[], None], *, sleep: Callable[
             if _error_code(exc) != "AccessDeniedException" or "assume" not in message or time.monotonic() > deadline:
                 raise
             logger.info("the new role cannot be assumed yet (IAM propagates); trying again: %s", message)
-            sleep(NEW_ROLE_RETRY_SECONDS)
+            time.sleep(NEW_ROLE_RETRY_SECONDS)
 
 
 def _role_policy(iam, role: str, name: str) -> dict[str, Any] | None:
