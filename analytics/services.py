@@ -102,7 +102,17 @@ def _add_to_timeline(timelines: dict[UUID, dict[str, Any]], event: CountedEvent,
 
 def clear_window(start: datetime, end: datetime) -> None:
     """Forget the aggregates a replay of [start, end) rebuilds: the hours of the window (whole hours:
-    call with an hour-aligned window) and the timelines of orders placed in it. Aggregates only, no
-    evented model, so QuerySet.delete is the right tool."""
+    call with an hour-aligned window) and, in each timeline, what the window's events set (a stage
+    that happened in it, the placed order's amount, the cancellation's reason). What events outside
+    the window set stays: the replay does not bring those events back, so deleting the timelines of
+    orders placed in the window lost the stages that came after it. Aggregates only, no evented
+    model, so QuerySet.update and delete are the right tools."""
     HourlyEventCount.objects.filter(hour__gte=start, hour__lt=end).delete()
-    OrderTimeline.objects.filter(placed_at__gte=start, placed_at__lt=end).delete()
+    timelines = OrderTimeline.objects
+    timelines.filter(placed_at__gte=start, placed_at__lt=end).update(total_amount=None, currency="")
+    timelines.filter(cancelled_at__gte=start, cancelled_at__lt=end).update(cancellation_reason_code="")
+    for column in sorted(_STAGE_COLUMNS):
+        timelines.filter(**{f"{column}__gte": start, f"{column}__lt": end}).update(**{column: None})
+    timelines.filter(
+        **{f"{column}__isnull": True for column in _STAGE_COLUMNS}, total_amount__isnull=True, refunded_amount__isnull=True
+    ).delete()

@@ -191,9 +191,13 @@ def _check_anything_but(value: Any, where: str) -> None:
             raise InvalidEventPattern("anything-but takes one of prefix, suffix, wildcard, equals-ignore-case", where)
         [(operator, operand)] = value.items()
         if operator in ("prefix", "suffix"):
-            _check_string(operand, f"anything-but {operator}", where)
-            if operand == "":
-                raise InvalidEventPattern(f"Null {operator} not allowed", where)
+            operands = operand if isinstance(operand, list) else [operand]
+            if not operands:
+                raise InvalidEventPattern(f"Empty arrays are not allowed in anything-but {operator}", where)
+            for item in operands:
+                _check_string(item, f"anything-but {operator}", where)
+                if item == "":
+                    raise InvalidEventPattern(f"Null {operator} not allowed", where)
         elif operator in ("wildcard", "equals-ignore-case"):
             operands = operand if isinstance(operand, list) else [operand]
             if not operands:
@@ -292,7 +296,8 @@ def _match_leaf(matchers: list[Any], value: Any) -> bool:
                     return True
                 continue
             if operator == "anything-but":
-                if all(_anything_but(operand, candidate) for candidate in candidates):
+                # Each element of an event array is a value of its own: any one not excluded matches.
+                if any(_anything_but(operand, candidate) for candidate in candidates):
                     return True
                 continue
             if any(_operator_matches(operator, operand, candidate) for candidate in candidates):
@@ -370,11 +375,11 @@ def _anything_but(operand: Any, value: Any) -> bool:
         [(operator, inner)] = operand.items()
         if not isinstance(value, str):
             return True  # string operators exclude strings only
-        if operator == "prefix":
-            return not value.startswith(inner)
-        if operator == "suffix":
-            return not value.endswith(inner)
         items = inner if isinstance(inner, list) else [inner]
+        if operator == "prefix":
+            return not value.startswith(tuple(items))
+        if operator == "suffix":
+            return not value.endswith(tuple(items))
         if operator == "wildcard":
             return not any(_wildcard(item).fullmatch(value) for item in items)
         return not any(value.casefold() == item.casefold() for item in items)

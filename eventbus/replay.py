@@ -194,7 +194,11 @@ def replay_locally(*, services: list[str], window: Window, name: str) -> Counter
 def retention_window() -> Window:
     """What the archive would keep, up to now: the span reconciliation looks at."""
     now = timezone.now()
-    return Window(now - timedelta(days=settings.EVENT_ARCHIVE_RETENTION_DAYS), now)
+    days = settings.EVENT_ARCHIVE_RETENTION_DAYS
+    if days < 0:
+        raise ReplayError(f"EVENT_ARCHIVE_RETENTION_DAYS must be 0 (keep for ever) or more, not {days}")
+    # 0 is EventBridge's "retain indefinitely" (provision_aws passes it to the archive as is).
+    return Window(datetime(1970, 1, 1, tzinfo=UTC) if days == 0 else now - timedelta(days=days), now)
 
 
 def published_envelopes(window: Window) -> list[dict[str, Any]]:

@@ -90,6 +90,13 @@ TEMPLATES = [
 
 # --- Database -----------------------------------------------------------------------------------
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{LOCAL_DIR / 'db.sqlite3'}")}
+if not DATABASES["default"].get("ENGINE"):
+    # Set but empty (an .env line left blank, a secret that did not resolve): never the local SQLite
+    # file instead.
+    raise environ.ImproperlyConfigured(
+        "DATABASE_URL is set but is not a database URL: unset it for the local SQLite database, or give one "
+        "such as postgres://user:password@host:5432/shopbus"
+    )
 # Kept open between requests and between a worker's receives, on SQLite too: opening one runs the
 # PRAGMAs below and registers Django's SQL functions, a fifth of the web server's CPU under `make bench`
 # when every request and every receive opened its own.

@@ -637,3 +637,38 @@ def test_rejection_reason_says_what_is_wrong(pattern, keywords):
     reason = str(raised.value)
     assert reason.strip(), "the reason is empty"
     assert any(keyword in reason.lower() for keyword in keywords), f"{reason!r} mentions none of {keywords}"
+
+
+SOME_EVENT = {
+    "version": "0",
+    "id": "1",
+    "source": "test-source",
+    "detail-type": "test-detail-type",
+    "account": "123456789012",
+    "region": "us-east-2",
+    "time": "2022-07-13T13:48:01Z",
+    "resources": [],
+}
+
+
+@pytest.mark.parametrize(
+    "operator, excluded, allowed",
+    [("prefix", ["init-1", "test-1"], "post-init"), ("suffix", ["a.png", "a.jpg"], "a.txt")],
+)
+def test_anything_but_takes_a_list_of_prefixes_or_suffixes(operator, excluded, allowed):
+    # As AWS accepts (LocalStack's AWS-validated templates content_anything_prefix_list / _suffix_list).
+    lists = {"prefix": ["init", "test"], "suffix": [".png", ".jpg"]}
+    pattern = {"detail": {"value": [{"anything-but": {operator: lists[operator]}}]}}
+    validate_pattern(pattern)
+    assert matches(pattern, {**SOME_EVENT, "detail": {"value": allowed}})
+    for value in excluded:
+        assert not matches(pattern, {**SOME_EVENT, "detail": {"value": value}})
+    with pytest.raises(InvalidEventPattern):
+        validate_pattern({"detail": {"value": [{"anything-but": {operator: []}}]}})
+
+
+def test_anything_but_against_an_event_array_matches_when_any_element_is_not_excluded():
+    # Each element of an event array is a value of its own, and a field matches when any value does.
+    pattern = {"detail": {"tags": [{"anything-but": "vip"}]}}
+    assert matches(pattern, {**SOME_EVENT, "detail": {"tags": ["vip", "new"]}})
+    assert not matches(pattern, {**SOME_EVENT, "detail": {"tags": ["vip"]}})

@@ -11,6 +11,7 @@ from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.utils import timezone
 
 from eventbus import outbox, registry, replay, topology
@@ -134,3 +135,17 @@ def test_a_reconciled_event_the_service_already_handled_meanwhile_is_a_duplicate
     assert handle_message(service="inventory", body=original).result == "processed"
     assert handle_message(service="inventory", body=json.dumps(copy)).result == "duplicate"
     assert uuid.UUID(copy["detail"]["metadata"]["eventId"]) == order_rows()[0].id
+
+
+def test_reconcile_with_the_archive_kept_for_ever_looks_at_every_event(settings):
+    settings.EVENT_ARCHIVE_RETENTION_DAYS = 0  # EventBridge's "retain indefinitely"
+    out = io.StringIO()
+    call_command("reconcile", "--dry-run", stdout=out)
+    assert "would deliver 0 unprocessed event(s)" in out.getvalue()
+    assert replay.retention_window().start.year == 1970
+
+
+def test_reconcile_with_a_negative_retention_is_refused_with_a_message(settings):
+    settings.EVENT_ARCHIVE_RETENTION_DAYS = -1
+    with pytest.raises(CommandError, match="EVENT_ARCHIVE_RETENTION_DAYS"):
+        call_command("reconcile", "--dry-run", stdout=io.StringIO())

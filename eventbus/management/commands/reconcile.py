@@ -18,8 +18,8 @@ class Command(BaseCommand):
         parser.add_argument("--dry-run", action="store_true", help="Print what would be delivered; send nothing.")
 
     def handle(self, *args, dry_run: bool = False, **options):
-        window = replay.retention_window()
         try:
+            window = replay.retention_window()
             counts = replay.plan_reconciliation(window) if dry_run else replay.reconcile(window=window)
         except (BotoCoreError, ClientError) as exc:
             raise CommandError(aws.explain(exc)) from None
