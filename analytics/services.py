@@ -113,6 +113,5 @@ def clear_window(start: datetime, end: datetime) -> None:
     timelines.filter(cancelled_at__gte=start, cancelled_at__lt=end).update(cancellation_reason_code="")
     for column in sorted(_STAGE_COLUMNS):
         timelines.filter(**{f"{column}__gte": start, f"{column}__lt": end}).update(**{column: None})
-    timelines.filter(
-        **{f"{column}__isnull": True for column in _STAGE_COLUMNS}, total_amount__isnull=True, refunded_amount__isnull=True
-    ).delete()
+    emptied = {f"{column}__isnull": True for column in (*sorted(_STAGE_COLUMNS), "total_amount", "refunded_amount")}
+    timelines.filter(**emptied).delete()
