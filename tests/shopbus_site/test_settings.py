@@ -27,4 +27,3 @@ def test_a_database_url_set_but_empty_is_refused_not_replaced_by_the_local_datab
     assert result.returncode != 0
     last_line = result.stderr.strip().splitlines()[-1]
     assert "ImproperlyConfigured" in last_line and "DATABASE_URL is set but is not a database URL" in last_line
-
