@@ -261,3 +261,13 @@ def test_a_solo_pool_s_flusher_stops_with_the_worker():
     worker_shutdown.send(sender=None)
 
     assert not flusher.is_alive()
+
+
+def test_a_flusher_makes_its_cloudwatch_client_at_start_up_not_at_its_first_flush():
+    aws.client.cache_clear()
+
+    metrics.MetricsFlusher(threading.Event())
+
+    assert aws.client.cache_info().currsize == 1
+    assert aws.client("cloudwatch").meta.service_model.service_name == "cloudwatch"
+    assert aws.client.cache_info().hits == 1
