@@ -13,6 +13,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
+from django.db.models import Q
 from django.template.loader import render_to_string
 from django.utils import timezone
 
@@ -94,18 +95,25 @@ def stuck_after() -> timedelta:
 
 
 def requeue_stuck_notifications(*, limit: int = 1000) -> int:
-    """Queue again the send of each notification still PENDING after `stuck_after()`: its task was never
-    queued (the broker refused it at the commit, or refused a retry), and nothing else would send it.
-    A send queued twice sends once (deliver_notification's row lock and status check)."""
+    """Queue again the send of each notification still PENDING `stuck_after()` after it was made, or last
+    queued here: its task was never queued (the broker refused it at the commit, or refused a retry),
+    and nothing else would send it. A send queued twice sends once (deliver_notification's row lock
+    and status check)."""
     if _send_later is None:
         raise ImproperlyConfigured("no notification sender is registered (notifications.tasks sets one)")
+    now = timezone.now()
+    cutoff = now - stuck_after()
     stuck = list(
-        Notification.objects.filter(status=Notification.Status.PENDING, created_at__lt=timezone.now() - stuck_after())
+        Notification.objects.filter(status=Notification.Status.PENDING, created_at__lt=cutoff)
+        .filter(Q(requeued_at__isnull=True) | Q(requeued_at__lt=cutoff))
         .order_by("created_at")
         .values_list("pk", flat=True)[:limit]
     )
     for notification_id in stuck:
         _send_later(notification_id)
+        # Not queued again by the next runs while this send may still be on its way (Notification is
+        # not evented: a plain UPDATE).
+        Notification.objects.filter(pk=notification_id).update(requeued_at=now)
     if stuck:
         logger.warning("queued the send of %d notification(s) left pending", len(stuck))
     return len(stuck)
@@ -136,7 +144,7 @@ def deliver_notification(*, notification_id: int) -> Notification:
     notification.attempts += 1
     notification.sent_at = timezone.now()
     notification.last_error = ""
-    notification.save()
+    notification.save(update_fields=["status", "attempts", "sent_at", "last_error"])
     return notification
 
 

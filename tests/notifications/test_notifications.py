@@ -286,3 +286,22 @@ def test_a_send_that_cannot_be_queued_does_not_lose_the_others_of_its_batch():
     assert all(outcome.acknowledged for outcome in outcomes)
     assert Notification.objects.count() == 3
     assert sorted(queued + [first_refused.refused]) == sorted(Notification.objects.values_list("pk", flat=True))
+
+
+def test_a_send_the_sweep_queued_is_not_queued_again_while_it_may_still_be_on_its_way():
+    queued: list[int] = []
+    real = services._send_later
+    services.set_sender(queued.append)
+    try:
+        deliver(event_types.ORDER_CONFIRMED, confirmed())
+        queued.clear()  # the commit's send was refused, say
+        Notification.objects.update(created_at=timezone.now() - services.stuck_after() - timedelta(seconds=1))
+
+        assert services.requeue_stuck_notifications() == 1
+        assert services.requeue_stuck_notifications() == 0  # the next run: that send has its retries ahead
+
+        Notification.objects.update(requeued_at=timezone.now() - services.stuck_after() - timedelta(seconds=1))
+        assert services.requeue_stuck_notifications() == 1
+    finally:
+        services.set_sender(real)
+    assert len(queued) == 2
