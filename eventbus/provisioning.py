@@ -105,6 +105,10 @@ def register_extension(extension: ProvisioningExtension) -> None:
         _extensions.append(extension)
 
 
+# A target with any of these delivers something other than the event's envelope.
+EVENT_REWRITING_TARGET_FIELDS = ("Input", "InputPath", "InputTransformer")
+
+
 class Provisioner:
     def __init__(self, *, dry_run: bool = False) -> None:
         self.dry_run = dry_run
@@ -282,9 +286,12 @@ class Provisioner:
         stale = [t["Id"] for t in current if t["Id"] != TARGET_ID]
         if stale and self.change(Action.DELETE, "target", f"{queue.rule_name}/{','.join(stale)}"):
             self.events.remove_targets(Rule=queue.rule_name, EventBusName=self.names.bus, Ids=stale)
-        # The whole target: anything else on it (Input, InputPath, InputTransformer) would rewrite the
-        # envelope every consumer parses, and put_targets replaces a target whole.
-        if ours is not None and _canonical(ours) == _canonical(desired):
+        # What we set, and what would rewrite the envelope every consumer parses (put_targets replaces a
+        # target whole, so those go with the repair); any other field AWS reports is left out of it.
+        compared = (*desired, *EVENT_REWRITING_TARGET_FIELDS)
+        if ours is not None and _canonical({key: ours.get(key) for key in compared}) == _canonical(
+            {key: desired.get(key) for key in compared}
+        ):
             return
         if self.change(Action.CREATE if ours is None else "update", "target", f"{queue.rule_name}/{TARGET_ID}"):
             self.events.put_targets(Rule=queue.rule_name, EventBusName=self.names.bus, Targets=[desired])
