@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from functools import cache
 
 import boto3
@@ -11,23 +10,9 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 
 # The pool is large enough for the concurrent reads of every queue at once (selectors.message_counts_of).
-_RETRIES = 3  # botocore's max_attempts: retries after the first attempt
-_CONNECT_TIMEOUT, _READ_TIMEOUT = 5, 40
 _CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": _RETRIES},
-    connect_timeout=_CONNECT_TIMEOUT,
-    read_timeout=_READ_TIMEOUT,
-    max_pool_connections=20,
+    retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=40, max_pool_connections=20
 )
-
-
-def longest_call() -> timedelta:
-    """The longest one call through `client` can take before it gives up: every attempt waiting out its
-    connect and read timeouts (standard retries' back-offs between them add a few seconds at most,
-    within the margin callers leave)."""
-    return timedelta(seconds=(_RETRIES + 1) * (_CONNECT_TIMEOUT + _READ_TIMEOUT))
-
-
 # For probes that must answer within a load balancer's timeout: one attempt, short waits.
 _FAST_CONFIG = Config(retries={"mode": "standard", "max_attempts": 1}, connect_timeout=2, read_timeout=3)
 

@@ -33,10 +33,7 @@ logger = logging.getLogger(__name__)
 
 # Answers the state machine will never take again: the task is over.
 FINAL_REPLY_ERRORS = {"TaskTimedOut", "InvalidToken", "TaskDoesNotExist"}
-# A claim covers a run of sends made one after another. None is started once the claim could run out
-# during it (aws.longest_call): another run could then claim the reply and send it a second time, and
-# Step Functions' refusal of the second would be recorded over the first's success.
-CLAIM_LEASE = timedelta(minutes=10)
+CLAIM_LEASE = timedelta(seconds=30)
 
 
 @cache
@@ -119,8 +116,8 @@ def answer(
 
 def send_pending_replies(*, limit: int = 200) -> int:
     """Send due PENDING replies (the sweep for anything a crash left behind). Returns how many went.
-    A reply that cannot be read is recorded and skipped (eventbus.sweeps), and the claim's lease paces
-    its retries; one that cannot be sent is retried with backoff."""
+    A reply that cannot be read or sent is recorded and skipped (eventbus.sweeps); the claim's lease
+    paces its retries."""
     now = timezone.now()
     return _claim_and_send(
         SagaReply.objects.filter(status=SagaReply.Status.PENDING, next_attempt_at__lte=now).order_by(
@@ -137,20 +134,11 @@ def _claim_and_send(due: QuerySet[SagaReply]) -> int:
     # Only ids are read under the lock, so a row the model cannot load fails alone, below.
     with transaction.atomic():
         ids = list(due.select_for_update(skip_locked=True).values_list("pk", flat=True))
-        claimed_until = timezone.now() + CLAIM_LEASE
         # SagaReply is not evented: a plain UPDATE is the claim.
-        SagaReply.objects.filter(pk__in=ids).update(next_attempt_at=claimed_until)
+        SagaReply.objects.filter(pk__in=ids).update(next_attempt_at=timezone.now() + CLAIM_LEASE)
     sweep = Sweep("send-saga-replies")
     sent = 0
-    unsent = set(ids)
     for reply in sweep.load(SagaReply.objects.all(), ids):
-        if timezone.now() + aws.longest_call() > claimed_until:
-            # Given back to the next run rather than sent under a claim that may run out meanwhile.
-            SagaReply.objects.filter(pk__in=unsent, status=SagaReply.Status.PENDING).update(
-                next_attempt_at=timezone.now()
-            )
-            break
-        unsent.discard(reply.pk)
         with sweep.item(reply.pk):
             sent += _send(reply)
     return sent
