@@ -22,6 +22,7 @@ class NotificationAdmin(ReadOnlyAdmin):
         "attempts",
         "last_error",
         "created_at",
+        "requeued_at",
         "sent_at",
         "event_id",
         "correlation_id",
