@@ -11,7 +11,20 @@ import environ
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-env = environ.Env()
+
+class _Env(environ.Env):
+    """django-environ's, refusing a value it cannot read by its variable's name. The value itself is not
+    repeated: a variable may hold a secret."""
+
+    def get_value(self, var, cast=None, default=environ.Env.NOTSET, parse_default=False):
+        try:
+            return super().get_value(var, cast=cast, default=default, parse_default=parse_default)
+        except ValueError:
+            kind = {int: "a whole number", float: "a number"}.get(cast, f"a {getattr(cast, '__name__', cast)}")
+            raise environ.ImproperlyConfigured(f"{var} must be {kind}.") from None
+
+
+env = _Env()
 # The local stack's state: its SQLite database, its API key, what `make run` announced, logs. Test and
 # benchmark stacks get their own, so they never replace the key a developer's `make run` keeps.
 LOCAL_DIR = Path(env("LOCAL_DIR", default=str(BASE_DIR / ".local")))
