@@ -25,7 +25,6 @@ import time
 import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -198,7 +197,17 @@ def main() -> None:
         inventory_services.restock(
             product_ids=list(Product.objects.values_list("pk", flat=True)), quantity=args.orders * 10
         )
-        time.sleep(2)  # let the restock events drain before the clock starts
+        # Let the restock events drain before the clock starts (deliveries inside the window are counted
+        # as the orders'): nothing left to publish, and no delivery for two seconds, longer than the
+        # window in which analytics and audit let events gather (EVENT_BATCHING_WINDOW_MS).
+        deadline = time.monotonic() + 60
+        counts: list[int] = []
+        while time.monotonic() < deadline:
+            counts = [*counts[-2:], ProcessedEvent.objects.count()]
+            quiet = len(counts) == 3 and len(set(counts)) == 1
+            if quiet and not OutboxEvent.objects.filter(status=OutboxEvent.Status.PENDING).exists():
+                break
+            time.sleep(1)
         skus = list(Product.objects.values_list("sku", flat=True))
         address = {"street": "1 Bench St", "city": "Seattle", "state": "WA", "zipCode": "98101", "country": "US"}
 
@@ -237,9 +246,14 @@ def main() -> None:
         confirmed = [
             (o.status_changed_at - o.created_at).total_seconds() * 1000 for o in orders if o.status == "CONFIRMED"
         ]
+        # The clients' first orders go into a cold stack together; p99 of 200 is the 3rd slowest.
+        warm = sorted(orders, key=lambda o: o.created_at)[args.clients :]
+        confirmed_warm = [
+            (o.status_changed_at - o.created_at).total_seconds() * 1000 for o in warm if o.status == "CONFIRMED"
+        ]
         published = OutboxEvent.objects.filter(published_at__gte=first_placed, published_at__lte=last_final).count()
         delivered = ProcessedEvent.objects.filter(processed_at__gte=first_placed, processed_at__lte=last_final).count()
-        all_delivered = ProcessedEvent.objects.filter(processed_at__gte=first_placed - timedelta(seconds=0)).count()
+        all_delivered = ProcessedEvent.objects.filter(processed_at__gte=first_placed).count()
         delivery_rate = delivered / window
     finally:
         stack.stop()
@@ -247,6 +261,7 @@ def main() -> None:
     ratio = delivery_rate / raw["events_per_second"]
     confirmed_count = sum(o.status == "CONFIRMED" for o in orders)
     p50, p95, p99 = (percentile(confirmed, q) for q in (0.5, 0.95, 0.99))
+    w50, w95, w99 = (percentile(confirmed_warm, q) for q in (0.5, 0.95, 0.99))
     raw_figures = (
         f"{raw['events_per_second']:.1f} events/s, median {raw['median_ms']:.0f} ms, p99 {raw['p99_ms']:.0f} ms"
     )
@@ -258,6 +273,7 @@ def main() -> None:
 | client throughput (placed, and final if closed loop) | {args.orders / placing_seconds:.1f} orders/s |
 | orders reaching a final state | {len(orders) / window:.1f} orders/s ({confirmed_count} confirmed) |
 | placement → CONFIRMED p50 / p95 / p99 | {p50:.0f} / {p95:.0f} / {p99:.0f} ms |
+| the same without the clients' first {args.clients} orders | {w50:.0f} / {w95:.0f} / {w99:.0f} ms |
 | events published | {published / window:.1f} events/s ({published} in {window:.1f} s) |
 | queue deliveries handled | {delivery_rate:.1f} deliveries/s ({delivered} in the window, {all_delivered} in all) |
 | raw bus: put_events (batches of 10) → receive + delete_message_batch | {raw_figures} |
