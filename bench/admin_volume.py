@@ -42,6 +42,7 @@ django.setup()
 
 from django.conf import settings  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
+from django.core.management import call_command  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
 from django.test import Client  # noqa: E402
 from django.utils import timezone  # noqa: E402
@@ -228,6 +229,9 @@ def main() -> None:
 
     from eventbus.provisioning import Provisioner
 
+    # With DEBUG off the admin's pages name their static files through collectstatic's manifest, as
+    # production serves them (make run gathers them too).
+    call_command("collectstatic", interactive=False, verbosity=0)
     if connection.vendor == "sqlite":
         settings.DATABASES["default"]["TEST"]["NAME"] = str(Path(tempfile.mkdtemp()) / "admin-volume.sqlite3")
     test_name = connection.creation.create_test_db(verbosity=0, autoclobber=True)
