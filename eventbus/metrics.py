@@ -415,10 +415,11 @@ class MetricsFlusher(threading.Thread):
         super().__init__(name="metrics-flusher", daemon=True)
         self.stop_event = stop
         self.gauges = gauges
-        # Made with the flusher, during the process's start-up, rather than at the first flush under
-        # load: loading CloudWatch's service model takes tens of milliseconds of CPU, and the process
-        # then freezes the client with the rest of its start-up heap (shopbus_site.heap).
-        aws.client("cloudwatch")
+        if settings.METRICS_CLOUDWATCH:
+            # Made with the flusher, during the process's start-up, rather than at the first flush under
+            # load: loading CloudWatch's service model takes tens of milliseconds of CPU, and the
+            # process then freezes the client with the rest of its start-up heap (shopbus_site.heap).
+            aws.client("cloudwatch")
 
     def run(self) -> None:
         while not self.stop_event.wait(settings.METRICS_FLUSH_SECONDS):

@@ -138,16 +138,17 @@ class StateMachineProvisioning:
                 raise
             return
         policy = role_policy(provisioner.names.bus_arn)
+        grants = iam.list_role_policies(RoleName=role)["PolicyNames"]
         mine = [
             name
-            for name in iam.list_role_policies(RoleName=role)["PolicyNames"]
+            for name in grants
             if name == policy_name(provisioner.names.region)
             or (name == LEGACY_POLICY_NAME and _role_policy(iam, role, name) == policy)
         ]
         for name in mine:
             if provisioner.change(Action.DELETE, "IAM role policy", f"{role}/{name}"):
                 iam.delete_role_policy(RoleName=role, PolicyName=name)
-        others = set(iam.list_role_policies(RoleName=role)["PolicyNames"]) - set(mine)
+        others = set(grants) - set(mine)
         if others:
             remaining = ", ".join(sorted(others))
             provisioner.change(Action.SKIP, "IAM role", role, f"other regions' grants remain: {remaining}")

@@ -263,7 +263,8 @@ def test_a_solo_pool_s_flusher_stops_with_the_worker():
     assert not flusher.is_alive()
 
 
-def test_a_flusher_makes_its_cloudwatch_client_at_start_up_not_at_its_first_flush():
+def test_a_flusher_makes_its_cloudwatch_client_at_start_up_not_at_its_first_flush(settings):
+    settings.METRICS_CLOUDWATCH = True
     aws.client.cache_clear()
 
     metrics.MetricsFlusher(threading.Event())
