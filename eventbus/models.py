@@ -48,16 +48,16 @@ class EventedModel(models.Model):
         without the query compiler"). Each value goes through its field's `get_db_prep_save`, as in
         Django's UPDATE, and the post-save hook that writes the outbox runs as before: only the SQL
         text is reused. Values only Django's compiler can render (an expression such as F(), a model
-        instance, a field with its own placeholder), `select_on_save` and a filtering base manager
-        take Django's own path."""
+        instance, a field with its own placeholder), a key no row can have, a composite key,
+        `select_on_save` and a filtering base manager take Django's own path."""
         model = base_qs.model  # the table being saved: a parent's, under multi-table inheritance
         connection = connections[using]
         params = None
-        if values and not model._meta.select_on_save and not base_qs.query.where:
-            params = _plain_parameters(values, connection)
+        # select_on_save is the saved class's, as in Django; a composite key's WHERE is Django's to build.
+        if values and not self._meta.select_on_save and not model._meta.is_composite_pk and not base_qs.query.where:
+            params = _plain_parameters(values, model._meta.pk, pk_val, connection)
         if params is None:
             return super()._do_update(base_qs, using, pk_val, values, update_fields, forced_update)
-        params.append(model._meta.pk.get_db_prep_value(pk_val, connection))
         with connection.cursor() as cursor:
             cursor.execute(_update_by_pk(model, using, tuple(field for field, _, _ in values)), params)
             return cursor.rowcount > 0
@@ -71,20 +71,28 @@ class EventedModel(models.Model):
         return self.__dict__.pop("_recorded_events", [])
 
 
-def _plain_parameters(values: list[tuple[models.Field, Any, Any]], connection) -> list[Any] | None:
-    """The UPDATE's parameters, as Django's compiler would send them, or None if a value needs the
-    compiler to render it."""
-    params = []
+def _plain_parameters(
+    values: list[tuple[models.Field, Any, Any]], pk: models.Field, pk_val: Any, connection
+) -> list[Any] | None:
+    """The UPDATE's parameters, the key's last, as Django's compiler would send them; or None, before
+    any value is prepared, if one needs the compiler to render it or the key cannot match a row."""
     for field, _, value in values:
         if field.generated or hasattr(field, "get_placeholder"):
             return None
         if hasattr(value, "resolve_expression") or hasattr(value, "prepare_database_save"):
             return None
-        prepared = field.get_db_prep_save(value, connection)
-        if hasattr(prepared, "as_sql"):
-            return None
-        params.append(prepared)
-    return params
+    key = pk.get_db_prep_value(pk_val, connection)
+    if isinstance(pk, models.IntegerField) and not _in_integer_range(key, pk, connection):
+        return None  # Django's lookup matches nothing without asking the database, which would refuse it
+    params = [field.get_db_prep_save(value, connection) for field, _, value in values]
+    if any(hasattr(param, "as_sql") for param in params):
+        return None
+    return [*params, key]
+
+
+def _in_integer_range(value: Any, field: models.IntegerField, connection) -> bool:
+    low, high = connection.ops.integer_field_range(field.get_internal_type())
+    return (low is None or value >= low) and (high is None or value <= high)
 
 
 @lru_cache(maxsize=256)

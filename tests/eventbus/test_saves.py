@@ -36,6 +36,9 @@ def stored_row(model: type[models.Model], pk) -> dict:
         return dict(zip(names, cursor.fetchone(), strict=True))
 
 
+CHARGED_AT = datetime(2026, 11, 27, 18, 30, 15, 123456, tzinfo=UTC)
+
+
 def charged(payment: Payment) -> None:
     payment.status = Payment.Status.CHARGED
     payment.amount = Decimal("1234.50")
@@ -44,14 +47,22 @@ def charged(payment: Payment) -> None:
     payment.stock_reserved = True
     payment.gateway_reference = "ch_123"
     payment.failure_reason = ""
-    payment.charged_at = datetime(2026, 11, 27, 18, 30, 15, 123456, tzinfo=UTC)
+    payment.charged_at = CHARGED_AT
     payment.charge_attempts = 2
 
 
-def test_a_save_stores_each_column_as_djangos_own_update_does(on_each_database):
+def emptied(payment: Payment) -> None:
+    payment.amount = None
+    payment.charged_at = None
+
+
+@pytest.mark.parametrize("change", [charged, emptied])
+def test_a_save_stores_each_column_as_djangos_own_update_does(on_each_database, change):
     ours, djangos = Payment.objects.create(order_id=uuid.uuid4()), Payment.objects.create(order_id=uuid.uuid4())
-    charged(ours)
-    charged(djangos)
+    for payment in (ours, djangos):
+        charged(payment)
+        payment.save()
+        change(payment)
     djangos.created_at = ours.created_at
 
     ours.save()
@@ -67,9 +78,7 @@ def test_a_save_stores_each_column_as_djangos_own_update_does(on_each_database):
     assert ours_stored == djangos_stored
     ours.refresh_from_db()
     assert (ours.amount, ours.charged_at, ours.status) == (
-        Decimal("1234.50"),
-        datetime(2026, 11, 27, 18, 30, 15, 123456, tzinfo=UTC),
-        Payment.Status.CHARGED,
+        (Decimal("1234.50"), CHARGED_AT, Payment.Status.CHARGED) if change is charged else (None, None, "CHARGED")
     )
 
 
@@ -110,6 +119,30 @@ def test_an_expression_takes_djangos_own_path(on_each_database):
     assert stock.reserved == 3
 
 
+def test_a_model_instance_given_for_a_foreign_key_is_saved_as_its_key():
+    stock, other = StockItemFactory(), StockItemFactory()
+    stock.product_id = other.product  # Django's compiler stores the instance's key
+    other.delete()
+
+    stock.save(update_fields=["product"])
+
+    stock.refresh_from_db()
+    assert stock.product_id == other.product.pk
+
+
+def test_select_on_save_asks_whether_the_row_exists_first_as_django_does(monkeypatch):
+    stock = StockItemFactory()
+    monkeypatch.setattr(StockItem._meta, "select_on_save", True)
+    stock.reserved = 4
+
+    with CaptureQueriesContext(connection) as queries:
+        stock.save()  # not forced: update_fields would skip the SELECT in Django too
+
+    assert [query["sql"].split()[0] for query in queries.captured_queries] == ["SELECT", "UPDATE"]
+    stock.refresh_from_db()
+    assert stock.reserved == 4
+
+
 def test_a_save_of_a_row_gone_from_the_database_says_so_as_django_does():
     stock = StockItemFactory()
     StockItem.objects.filter(pk=stock.pk).delete()
@@ -117,6 +150,14 @@ def test_a_save_of_a_row_gone_from_the_database_says_so_as_django_does():
     with pytest.raises(DatabaseError, match="did not affect any rows"), transaction.atomic():
         stock.save(update_fields=["reserved"])
     with pytest.raises(DatabaseError, match="did not affect any rows"), transaction.atomic():
+        stock.save(force_update=True)
+
+
+def test_a_key_no_row_can_have_matches_nothing_as_django_does(on_each_database):
+    stock = StockItemFactory()
+    stock.pk = 2**63  # past a bigint: Django's lookup matches nothing rather than ask the database
+
+    with pytest.raises(DatabaseError, match="Forced update did not affect any rows"), transaction.atomic():
         stock.save(force_update=True)
 
 
