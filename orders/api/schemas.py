@@ -5,6 +5,7 @@ Requests are strict (a quantity of "2" or true is not a number) and closed (an u
 error, so a client learns of its typo). The constraints here are the ones a client can check before
 sending; the services still validate everything, since the admin places orders too."""
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
@@ -29,9 +30,15 @@ Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
 OrderStatus = Literal[tuple(Order.Status.values)]
 
 
+# ISO 8601's extended calendar form, as RFC 3339 writes it (a space for the T allowed, seconds
+# optional): Python's fromisoformat also takes the basic form (20261126T120000Z), week dates
+# (2026-W48-4) and an hour alone, which the contract's date-time does not.
+EXTENDED_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?")
+
+
 def _iso_8601(value: object) -> datetime:
     # pydantic would also take a number as seconds since 1970; the contract says date-time.
-    if not isinstance(value, str):
+    if not isinstance(value, str) or not EXTENDED_DATE_TIME.fullmatch(value):
         raise ValueError("Must be a date-time, e.g. 2026-11-26T12:00:00Z.")
     try:
         return datetime.fromisoformat(value)

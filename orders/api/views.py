@@ -145,6 +145,21 @@ def _visible_order(request: HttpRequest, raw_order_id: str) -> Order:
     return order
 
 
+def _refuse_unknown_parameters(request: HttpRequest, *, known: frozenset[str] = frozenset()) -> None:
+    """Requests are closed (README, "JSON API"): a misspelt filter must not silently list everything,
+    and a parameter an operation does not take is refused before it changes anything."""
+    unknown = sorted(set(request.GET) - known)
+    if unknown:
+        raise ApiError(
+            400,
+            "The request is not valid.",
+            fields={
+                (field_path([name]) if name else "(unnamed)"): ["Unknown parameter: this operation does not take it."]
+                for name in unknown
+            },
+        )
+
+
 @api.post(
     "/orders",
     response={201: OrderOut, 422: ErrorOut, **CLIENT_ERRORS, **BODY_ERRORS},
@@ -165,6 +180,7 @@ def place_order(
         str | None, Header(alias="Idempotency-Key", max_length=255, pattern=r"^[\x20-\x7e]*$")
     ] = None,
 ):
+    _refuse_unknown_parameters(request)
     place_request = services.PlaceOrderRequest(
         customer_id=payload.customerId,
         email=payload.email,
@@ -216,17 +232,7 @@ def _position(cursor: str) -> selectors.OrderPosition:
     url_name="list-orders",
 )
 def list_orders(request: HttpRequest, filters: Query[OrderListQuery]):
-    unknown = sorted(set(request.GET) - set(OrderListQuery.model_fields))
-    if unknown:
-        # A misspelt filter must not silently list everything.
-        raise ApiError(
-            400,
-            "The request is not valid.",
-            fields={
-                (field_path([name]) if name else "(unnamed)"): ["Unknown parameter: this list does not take it."]
-                for name in unknown
-            },
-        )
+    _refuse_unknown_parameters(request, known=frozenset(OrderListQuery.model_fields))
     page = selectors.order_page(
         client=request.auth.client,
         limit=filters.limit,
@@ -252,6 +258,7 @@ def list_orders(request: HttpRequest, filters: Query[OrderListQuery]):
     url_name="order",
 )
 def get_order(request: HttpRequest, order_id: str):
+    _refuse_unknown_parameters(request)
     return Status(200, order_json(_visible_order(request, order_id)))
 
 
@@ -264,6 +271,7 @@ def get_order(request: HttpRequest, order_id: str):
     url_name="cancel-order",
 )
 def cancel_order(request: HttpRequest, order_id: str, payload: CancelOrderIn):
+    _refuse_unknown_parameters(request)
     order = _visible_order(request, order_id)
     reason = payload.reason.strip()
     if not reason:
@@ -284,6 +292,7 @@ def cancel_order(request: HttpRequest, order_id: str, payload: CancelOrderIn):
     url_name="order-events",
 )
 def order_events(request: HttpRequest, order_id: str):
+    _refuse_unknown_parameters(request)
     order = _visible_order(request, order_id)
     return Status(200, {"orderId": str(order.id), "events": timeline_json(order_timeline(order_id=str(order.id)))})
 
@@ -296,6 +305,7 @@ def order_events(request: HttpRequest, order_id: str):
     url_name="products",
 )
 def product_list(request: HttpRequest):
+    _refuse_unknown_parameters(request)
     return Status(200, {"products": [catalogue_entry_json(entry) for entry in catalogue_entries().values()]})
 
 

@@ -213,6 +213,10 @@ def test_the_list_filters_by_customer_status_and_time(shop):
             "cursor",
         ),  # beyond it
         ("placedBefore=0.5", "placedBefore"),  # seconds since 1970 is not the contract's date-time
+        # Forms Python's fromisoformat takes and the contract's date-time does not:
+        ("placedAfter=20261126T120000Z", "placedAfter"),  # ISO 8601's basic form
+        ("placedAfter=2026-W48-4T12:00Z", "placedAfter"),  # a week date
+        ("placedAfter=2026-11-26T12Z", "placedAfter"),  # an hour alone
         ("stauts=CANCELLED", "stauts"),  # a misspelt filter must not list everything
     ],
 )
@@ -220,6 +224,56 @@ def test_bad_list_parameters_are_field_errors(shop, query, field):
     response = api(shop[1]).get(f"/api/orders?{query}")
     assert response.status_code == 400
     assert field in response.json()["fields"]
+
+
+@pytest.mark.parametrize("moment", ["2026-11-26T12:00:00Z", "2026-11-26 12:00:00.5+01:00", "2026-11-26T12:00+05:30"])
+def test_the_list_takes_the_contracts_date_times(shop, moment):
+    response = api(shop[1]).get("/api/orders", {"placedAfter": moment})
+
+    assert response.status_code == 200, response.content
+
+
+def test_every_operation_refuses_a_query_parameter_it_does_not_take_before_changing_anything(shop):
+    shop_client, shop_key = shop
+    order = place(shop_client)
+    client = api(shop_key)
+    orders_before = Order.objects.count()
+    body = {
+        "customerId": "c-1",
+        "email": "c-1@example.com",
+        "items": [{"productId": "prod-1", "quantity": 1}],
+        "shippingAddress": {
+            "street": "1 Main St",
+            "city": "Seattle",
+            "state": "WA",
+            "zipCode": "98101",
+            "country": "US",
+        },
+    }
+
+    answers = [
+        client.post("/api/orders?dryRun=true", data=json.dumps(body), content_type="application/json"),
+        client.get(f"/api/orders/{order.pk}?fields=status"),
+        client.get(f"/api/orders/{order.pk}/events?since=1"),
+        client.post(
+            f"/api/orders/{order.pk}/cancel?force=true",
+            data=json.dumps({"reason": "changed my mind"}),
+            content_type="application/json",
+        ),
+        client.get("/api/products?sku=prod-1"),
+    ]
+
+    assert [answer.status_code for answer in answers] == [400] * 5
+    assert [list(answer.json()["fields"]) for answer in answers] == [
+        ["dryRun"],
+        ["fields"],
+        ["since"],
+        ["force"],
+        ["sku"],
+    ]
+    assert Order.objects.count() == orders_before
+    order.refresh_from_db()
+    assert order.status == Order.Status.PLACED
 
 
 def test_a_page_costs_the_same_queries_whatever_its_size(shop):
