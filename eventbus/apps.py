@@ -8,10 +8,10 @@ class EventbusConfig(AppConfig):
     verbose_name = "Event bus"
 
     def ready(self) -> None:
-        from . import checks, outbox, postgresql, registry, rows, signals, tasks  # noqa: F401 - checks registers a system check
+        from . import checks, outbox, postgresql, registry, signals, tasks  # noqa: F401 - checks registers a system check
         from .models import EventedModel
 
-        rows.let_psycopg_cache_set_statements()
+        postgresql.let_psycopg_cache_set_statements()
         postgresql.refuse_integers_out_of_range()
         # Subscriptions are declared in each app's handlers.py; importing them fills the registry.
         autodiscover_modules("handlers")

@@ -15,25 +15,6 @@ from django.db import DEFAULT_DB_ALIAS, models, transaction
 
 from .models import EventedModel
 
-# The most parameters of a statement whose conversion psycopg keeps (its own limit is 50): a receive's
-# set of rows, twenty outbox rows of fourteen columns, fits; a metrics flush of hundreds of rows,
-# whose texts differ with every row count, still goes uncached.
-CACHED_STATEMENT_PARAMETERS = 400
-
-
-def let_psycopg_cache_set_statements() -> None:
-    """psycopg turns each statement's %s placeholders into PostgreSQL's $n in Python, and memoises the
-    result only for statements of at most 50 parameters. A receive's dedupe INSERT of ten rows has
-    70, its outbox and audit INSERTs more, so each was converted afresh on every receive: about 5% of
-    a worker's time per delivery on PostgreSQL (docs/performance.md, item 27). psycopg's own memo (128
-    statements, least recently used first) then holds these too: the same few texts every receive."""
-    try:
-        from psycopg import _queries
-    except ImportError:  # not installed: SQLite only
-        return
-    if isinstance(getattr(_queries, "MAX_CACHED_STATEMENT_PARAMS", None), int):
-        _queries.MAX_CACHED_STATEMENT_PARAMS = max(_queries.MAX_CACHED_STATEMENT_PARAMS, CACHED_STATEMENT_PARAMETERS)
-
 
 def insert_rows(
     model: type[models.Model],

@@ -37,6 +37,20 @@ class OrderItemFactory(factory.Factory):
     quantity = 1
 
 
+ADDRESS = {"street": "123 Main St", "city": "Seattle", "state": "WA", "zipCode": "98101", "country": "US"}
+
+
+def order_body(**overrides) -> dict:
+    """A POST /api/orders body, as a client sends it."""
+    return {
+        "customerId": "customer-123",
+        "email": "customer@example.com",
+        "items": [{"productId": "prod-1", "quantity": 1}],
+        "shippingAddress": ADDRESS,
+        **overrides,
+    }
+
+
 class PlaceOrderRequestFactory(factory.Factory):
     class Meta:
         model = PlaceOrderRequest
@@ -44,7 +58,5 @@ class PlaceOrderRequestFactory(factory.Factory):
     customer_id = factory.Sequence(lambda n: f"customer-{n}")
     email = factory.LazyAttribute(lambda o: f"{o.customer_id}@example.com")
     items = factory.LazyFunction(lambda: [OrderItemFactory()])
-    shipping_address = factory.LazyFunction(
-        lambda: {"street": "123 Main St", "city": "Seattle", "state": "WA", "zipCode": "98101", "country": "US"}
-    )
+    shipping_address = factory.LazyFunction(lambda: dict(ADDRESS))
     payment_token = "tok_visa"

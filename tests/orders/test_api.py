@@ -9,21 +9,17 @@ from django.test import Client
 from eventbus.models import OutboxEvent
 from orders import services
 from orders.models import IdempotencyKey, Order
+from tests.factories import ADDRESS
+from tests.factories import order_body as api_order_body
 
 pytestmark = pytest.mark.django_db
 
 
-ADDRESS = {"street": "123 Main St", "city": "Seattle", "state": "WA", "zipCode": "98101", "country": "US"}
+TWO_LINES = [{"productId": "prod-1", "quantity": 1}, {"productId": "prod-2", "quantity": 2}]
 
 
 def order_body(**overrides) -> dict:
-    return {
-        "customerId": "customer-123",
-        "email": "customer@example.com",
-        "items": [{"productId": "prod-1", "quantity": 1}, {"productId": "prod-2", "quantity": 2}],
-        "shippingAddress": ADDRESS,
-        **overrides,
-    }
+    return api_order_body(**{"items": TWO_LINES, **overrides})
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from orders import services
 from orders.models import ApiClient, Order
-from tests.factories import OrderItemFactory, PlaceOrderRequestFactory
+from tests.factories import OrderItemFactory, PlaceOrderRequestFactory, order_body
 
 pytestmark = pytest.mark.django_db
 
@@ -238,18 +238,7 @@ def test_every_operation_refuses_a_query_parameter_it_does_not_take_before_chang
     order = place(shop_client)
     client = api(shop_key)
     orders_before = Order.objects.count()
-    body = {
-        "customerId": "c-1",
-        "email": "c-1@example.com",
-        "items": [{"productId": "prod-1", "quantity": 1}],
-        "shippingAddress": {
-            "street": "1 Main St",
-            "city": "Seattle",
-            "state": "WA",
-            "zipCode": "98101",
-            "country": "US",
-        },
-    }
+    body = order_body()
 
     answers = [
         client.post("/api/orders?dryRun=true", data=json.dumps(body), content_type="application/json"),

@@ -16,22 +16,10 @@ from hypothesis import strategies as st
 from eventbus.models import OutboxEvent
 from orders import services
 from orders.models import IdempotencyKey, Order, OrderLine
-from tests.factories import ProductFactory
+from tests.factories import ADDRESS, ProductFactory, order_body
 from tests.helpers import on_both_databases
 
 pytestmark = pytest.mark.django_db
-
-ADDRESS = {"street": "123 Main St", "city": "Seattle", "state": "WA", "zipCode": "98101", "country": "US"}
-
-
-def order_body(**overrides) -> dict:
-    return {
-        "customerId": "customer-123",
-        "email": "customer@example.com",
-        "items": [{"productId": "prod-1", "quantity": 1}],
-        "shippingAddress": ADDRESS,
-        **overrides,
-    }
 
 
 @pytest.fixture
