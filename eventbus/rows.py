@@ -9,9 +9,10 @@ EventedModel.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, models, transaction
+from django.db import DEFAULT_DB_ALIAS, connections, models, transaction
 
 from .models import EventedModel
 
@@ -71,8 +72,7 @@ def _batches(
     """`rows` in as few INSERTs as the database's limit on a statement's parameters allows, by Django's
     own measure of it (as bulk_create batches): a receive's rows fit in one, a metrics flush's in one or
     a few. Inside a transaction the statements commit together; outside one, each commits alone."""
-    meta = model._meta
-    fields = [field for field in meta.concrete_fields if field is not meta.auto_field]
+    fields = _written_fields(model)
     size = max(1, connection.ops.bulk_batch_size(fields, rows))
     return [(fields, rows[start : start + size]) for start in range(0, len(rows), size)]
 
@@ -88,16 +88,42 @@ def _insert(
 ) -> tuple[str, list[Any]]:
     if issubclass(model, EventedModel):
         raise TypeError(f"{model.__name__} records events on save; insert_rows() would silently drop them")
-    quote = connection.ops.quote_name
-    meta = model._meta
     unknown = {name for row in rows for name in row} - {field.name for field in fields}
     if unknown:
         raise ValueError(f"{model.__name__} has no field {', '.join(sorted(unknown))}")
+    sql = _insert_sql(
+        model,
+        connection.alias,
+        len(rows),
+        tuple(conflict) if conflict else None,
+        tuple(update.items()) if conflict and update else None,
+    )
+    params = [
+        field.get_db_prep_save(row[field.name] if field.name in row else field.get_default(), connection)
+        for row in rows
+        for field in fields
+    ]
+    return sql, params
+
+
+@lru_cache(maxsize=256)
+def _insert_sql(
+    model: type[models.Model],
+    using: str,
+    row_count: int,
+    conflict: tuple[str, ...] | None,
+    update: tuple[tuple[str, str], ...] | None,
+) -> str:
+    """The INSERT's text, kept per shape: a receive's sets repeat the same few, and building one quoted
+    a name per column on every call."""
+    quote = connections[using].ops.quote_name
+    meta = model._meta
     table = quote(meta.db_table)
+    fields = _written_fields(model)
     placeholders = "(" + ", ".join(["%s"] * len(fields)) + ")"
     sql = (
         f"INSERT INTO {table} ({', '.join(quote(field.column) for field in fields)}) "
-        f"VALUES {', '.join([placeholders] * len(rows))}"
+        f"VALUES {', '.join([placeholders] * row_count)}"
     )
     if conflict:
         sql += f" ON CONFLICT ({', '.join(quote(meta.get_field(name).column) for name in conflict)})"
@@ -105,14 +131,15 @@ def _insert(
             assignments = (
                 f"{quote(meta.get_field(name).column)} = "
                 + expression.format(table=table, column=quote(meta.get_field(name).column))
-                for name, expression in update.items()
+                for name, expression in update
             )
             sql += " DO UPDATE SET " + ", ".join(assignments)
         else:
             sql += " DO NOTHING"
-    params = [
-        field.get_db_prep_save(row[field.name] if field.name in row else field.get_default(), connection)
-        for row in rows
-        for field in fields
-    ]
-    return sql, params
+    return sql
+
+
+def _written_fields(model: type[models.Model]) -> list[models.Field]:
+    """Every column an INSERT writes: all but the auto-increment id, which is the database's."""
+    meta = model._meta
+    return [field for field in meta.concrete_fields if field is not meta.auto_field]

@@ -115,6 +115,8 @@ if not DATABASES["default"].get("ENGINE"):
 # when every request and every receive opened its own.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Django's backend with its per-statement conversions memoised (eventbus/sqlite_backend).
+    DATABASES["default"]["ENGINE"] = "eventbus.sqlite_backend"
     # The local stack runs web, worker threads and beat against one file: WAL lets readers and the
     # single writer overlap, IMMEDIATE takes the write lock up front so no transaction dies upgrading
     # its read lock, and the timeout makes writers queue instead of failing.

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 
-from eventbus.models import OutboxEvent, ProcessedEvent
+from eventbus.models import MetricBucket, OutboxEvent, ProcessedEvent
 from eventbus.rows import db_value, insert_new_rows, insert_rows
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("on_each_database")]
@@ -60,3 +61,19 @@ def test_new_rows_are_told_from_those_already_there():
 
     assert written == {db_value(ProcessedEvent, "event_id", new)}
     assert ProcessedEvent.objects.count() == 2
+
+
+def test_statements_of_different_shapes_are_kept_apart():
+    # Each INSERT's text is kept per shape (row count, conflict, update): a kept text reused for another
+    # shape would bind the wrong number of rows or resolve a conflict the other way.
+    minute = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+    bucket = {"minute": minute, "metric": "handled", "service": "audit", "count": 2}
+    key = ["minute", "metric", "service", "bucket"]
+    add, replace = {"count": "{table}.{column} + excluded.{column}"}, {"count": "excluded.{column}"}
+
+    insert_rows(MetricBucket, [{**bucket, "bucket": 0}], conflict=key, update=add)
+    insert_rows(MetricBucket, [{**bucket, "bucket": 0}], conflict=key)  # skipped, not added
+    insert_rows(MetricBucket, [{**bucket, "bucket": 0}, {**bucket, "bucket": 1}], conflict=key, update=add)
+    insert_rows(MetricBucket, [{**bucket, "bucket": 1, "count": 5}], conflict=key, update=replace)
+
+    assert dict(MetricBucket.objects.values_list("bucket", "count")) == {0: 4, 1: 5}
