@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime
 from functools import lru_cache
 
+from django.conf import settings
 from django.db.backends.sqlite3 import base, operations
 from django.db.backends.sqlite3.base import FORMAT_QMARK_REGEX
 
@@ -35,7 +36,15 @@ class DatabaseOperations(operations.DatabaseOperations):
     def adapt_datetimefield_value(self, value):
         # astimezone() into the zone a datetime already has returns it unchanged (by identity of the
         # tzinfo), so Django's make_naive comes to dropping the tzinfo; anything else takes its path.
-        if type(value) is datetime.datetime and value.tzinfo is not None and value.tzinfo is self.connection.timezone:
+        # USE_TZ first, as Django reads it: a connection's zone is cached, and a change of the setting
+        # clears it only on the changing thread's connections, so it may be stale (or would be cached
+        # as None) while time zone support is off.
+        if (
+            type(value) is datetime.datetime
+            and value.tzinfo is not None
+            and settings.USE_TZ
+            and value.tzinfo is self.connection.timezone
+        ):
             return str(value.replace(tzinfo=None))
         return super().adapt_datetimefield_value(value)
 

@@ -4,12 +4,15 @@ hands SQLite must be exactly what Django's own backend hands it."""
 from __future__ import annotations
 
 import datetime as dt
+from concurrent.futures import ThreadPoolExecutor
 from zoneinfo import ZoneInfo
 
 import pytest
 from django.db import connection, connections
+from django.db.backends.sqlite3.base import DatabaseWrapper as DjangoWrapper
 from django.db.backends.sqlite3.base import SQLiteCursorWrapper as DjangoCursor
 from django.db.backends.sqlite3.operations import DatabaseOperations as DjangoOperations
+from django.test import override_settings
 from django.utils import timezone
 
 from eventbus.sqlite_backend.base import DatabaseWrapper
@@ -86,3 +89,66 @@ def test_statements_run_with_either_placeholder_style():
             assert cursor.fetchone() == ("100%", "a")
             cursor.execute("SELECT %(first)s, %(second)s", {"second": 2, "first": 1})
             assert cursor.fetchone() == (1, 2)
+
+
+# A change of USE_TZ or TIME_ZONE clears the cached zone only on the connections of the thread that
+# makes it (django.test.signals); another thread's connection, a worker's, keeps the zone it cached.
+AWARE_NOON_UTC = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)
+
+
+def _adapt(wrapper, value):
+    try:
+        return wrapper.ops.adapt_datetimefield_value(value)
+    except ValueError as exc:
+        return f"ValueError: {exc}"
+
+
+@pytest.fixture
+def other_thread():
+    """One long-lived thread, as a worker's: each submit runs in the same thread, with its own connections."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        yield lambda fn: pool.submit(fn).result(timeout=30)
+
+
+def _both(state):
+    """This thread's project connection and, for comparison, a stock Django SQLite wrapper on the same settings."""
+    ours = connections["default"]
+    state["ours"] = ours
+    state["stock"] = DjangoWrapper(ours.settings_dict, alias="default")
+
+
+def test_an_aware_datetime_is_refused_without_time_zone_support_on_another_threads_connection(other_thread):
+    state = {}
+
+    def before():
+        _both(state)
+        # Any earlier datetime write or read in this thread caches the connection's zone (UTC).
+        assert state["ours"].timezone is dt.UTC
+        assert state["stock"].timezone is dt.UTC
+
+    other_thread(before)
+
+    with override_settings(USE_TZ=False):
+        stock = other_thread(lambda: _adapt(state["stock"], AWARE_NOON_UTC))
+        ours = other_thread(lambda: _adapt(state["ours"], AWARE_NOON_UTC))
+
+    assert stock.startswith("ValueError: SQLite backend does not support timezone-aware datetimes")
+    assert ours == stock
+
+
+def test_a_write_refused_without_time_zone_support_leaves_the_connections_zone_as_it_was(other_thread):
+    state = {}
+    other_thread(lambda: _both(state))
+
+    with override_settings(TIME_ZONE="Europe/Paris"):
+        with override_settings(USE_TZ=False):
+            # Refused by both, and the zone they cache must not become None meanwhile.
+            assert other_thread(lambda: _adapt(state["stock"], AWARE_NOON_UTC)).startswith("ValueError")
+            assert other_thread(lambda: _adapt(state["ours"], AWARE_NOON_UTC)).startswith("ValueError")
+
+        # USE_TZ is back on. The database's zone is UTC (no DATABASES TIME_ZONE): Django stores 12:00.
+        stock = other_thread(lambda: _adapt(state["stock"], AWARE_NOON_UTC))
+        ours = other_thread(lambda: _adapt(state["ours"], AWARE_NOON_UTC))
+
+    assert stock == "2026-11-27 12:00:00"
+    assert ours == stock
