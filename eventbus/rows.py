@@ -37,8 +37,8 @@ def insert_rows(
     connection = transaction.get_connection(using)
     written = 0
     with connection.cursor() as cursor:
-        for fields, batch in _batches(model, rows, connection):
-            cursor.execute(*_insert(model, fields, batch, conflict=conflict, update=update, connection=connection))
+        for batch in _batches(model, rows, connection):
+            cursor.execute(*_insert(model, batch, conflict=conflict, update=update, connection=connection))
             written += cursor.rowcount
     return written
 
@@ -54,8 +54,8 @@ def insert_new_rows(
     column = connection.ops.quote_name(model._meta.get_field(returning).column)
     written: set[Any] = set()
     with connection.cursor() as cursor:
-        for fields, batch in _batches(model, rows, connection):
-            sql, params = _insert(model, fields, batch, conflict=conflict, update=None, connection=connection)
+        for batch in _batches(model, rows, connection):
+            sql, params = _insert(model, batch, conflict=conflict, update=None, connection=connection)
             cursor.execute(f"{sql} RETURNING {column}", params)
             written.update(row[0] for row in cursor.fetchall())
     return written
@@ -66,20 +66,16 @@ def db_value(model: type[models.Model], field_name: str, value: Any) -> Any:
     return model._meta.get_field(field_name).get_db_prep_save(value, transaction.get_connection())
 
 
-def _batches(
-    model: type[models.Model], rows: list[dict[str, Any]], connection
-) -> list[tuple[list[models.Field], list[dict[str, Any]]]]:
+def _batches(model: type[models.Model], rows: list[dict[str, Any]], connection) -> list[list[dict[str, Any]]]:
     """`rows` in as few INSERTs as the database's limit on a statement's parameters allows, by Django's
     own measure of it (as bulk_create batches): a receive's rows fit in one, a metrics flush's in one or
     a few. Inside a transaction the statements commit together; outside one, each commits alone."""
-    fields = _written_fields(model)
-    size = max(1, connection.ops.bulk_batch_size(fields, rows))
-    return [(fields, rows[start : start + size]) for start in range(0, len(rows), size)]
+    size = max(1, connection.ops.bulk_batch_size(_written_fields(model), rows))
+    return [rows[start : start + size] for start in range(0, len(rows), size)]
 
 
 def _insert(
     model: type[models.Model],
-    fields: list[models.Field],
     rows: list[dict[str, Any]],
     *,
     conflict: list[str] | None,
@@ -88,6 +84,7 @@ def _insert(
 ) -> tuple[str, list[Any]]:
     if issubclass(model, EventedModel):
         raise TypeError(f"{model.__name__} records events on save; insert_rows() would silently drop them")
+    fields = _written_fields(model)
     unknown = {name for row in rows for name in row} - {field.name for field in fields}
     if unknown:
         raise ValueError(f"{model.__name__} has no field {', '.join(sorted(unknown))}")
@@ -139,7 +136,8 @@ def _insert_sql(
     return sql
 
 
-def _written_fields(model: type[models.Model]) -> list[models.Field]:
+@lru_cache(maxsize=64)
+def _written_fields(model: type[models.Model]) -> tuple[models.Field, ...]:
     """Every column an INSERT writes: all but the auto-increment id, which is the database's."""
     meta = model._meta
-    return [field for field in meta.concrete_fields if field is not meta.auto_field]
+    return tuple(field for field in meta.concrete_fields if field is not meta.auto_field)
