@@ -43,6 +43,12 @@ def test_the_local_database_runs_on_this_backend():
     assert connection.vendor == "sqlite"
 
 
+def test_the_local_database_writes_ahead_and_keeps_its_temporary_files_in_memory():
+    with connection.cursor() as cursor:
+        pragmas = {name: cursor.execute(f"PRAGMA {name}").fetchone()[0] for name in ("journal_mode", "temp_store")}
+    assert pragmas == {"journal_mode": "wal", "temp_store": 2}  # 2 is MEMORY
+
+
 @pytest.mark.parametrize("database_time_zone", [None, "Europe/Paris"])
 @pytest.mark.parametrize("value", DATETIMES, ids=repr)
 def test_datetimes_are_stored_as_djangos_backend_stores_them(database_time_zone, value):
