@@ -185,6 +185,9 @@ def pages() -> dict[str, str]:
         "outbox search, by correlation id": f"/admin/eventbus/outboxevent/?q={newest}",
         "outbox search, not an id": "/admin/eventbus/outboxevent/?q=not-an-id",
         "processed events list": "/admin/eventbus/processedevent/",
+        "processed events, filtered by handler": "/admin/eventbus/processedevent/?handler=orders.payment_processed",
+        # No row matches: the whole table is read unless an index leads with the handler.
+        "processed events, a handler with none": "/admin/eventbus/processedevent/?handler=notifications.refund_issued",
         "event-flow dashboard (1 h)": "/admin/event-flow/?window=1h",
         "event-flow dashboard (24 h)": "/admin/event-flow/?window=24h",
     }
