@@ -121,8 +121,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # single writer overlap, IMMEDIATE takes the write lock up front so no transaction dies upgrading
     # its read lock, and the timeout makes writers queue instead of failing. temp_store=MEMORY keeps the
     # statement journal that a multi-row write inside a transaction opens in memory, not in a temporary
-    # file on disk created, written and unlinked for that one statement: a sixth of a worker thread's
-    # CPU per delivery (docs/performance.md, item 31).
+    # file on disk created, written and unlinked for that one statement (docs/performance.md, item 31).
     DATABASES["default"]["OPTIONS"] = {
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA temp_store=MEMORY;",
         "transaction_mode": "IMMEDIATE",
