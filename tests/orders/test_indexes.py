@@ -27,7 +27,7 @@ def test_neither_column_keeps_an_index_of_its_own():
     with connection.cursor() as cursor:
         indexed = {
             column
-            for name, facts in connection.introspection.get_constraints(cursor, Order._meta.db_table).items()
+            for facts in connection.introspection.get_constraints(cursor, Order._meta.db_table).values()
             if facts["index"] and len(facts["columns"]) == 1
             for column in facts["columns"]
         }
