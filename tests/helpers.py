@@ -115,6 +115,13 @@ def poison(model: type[Model], pk: object, **columns: object) -> None:
         assert cursor.rowcount == 1
 
 
+def single_column_indexes(model: type[Model]) -> set[str]:
+    """The columns of `model`'s table that have an index of their own, unique ones included."""
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(cursor, model._meta.db_table)
+    return {facts["columns"][0] for facts in constraints.values() if facts["index"] and len(facts["columns"]) == 1}
+
+
 def skipped_items(sweep: str) -> int:
     """How many items the sweep has skipped, as the SweepItemFailed metric counts them."""
     from eventbus import metrics
